@@ -1,0 +1,364 @@
+#include "backends/sqlite_connection.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstring>
+
+namespace tandem::backends {
+namespace {
+
+using protocol::errc;
+using protocol::error;
+
+// Skips whitespace, `--` and `/* */` comments and stray semicolons: what SQLite would treat as
+// "no statement".
+std::string_view skip_blank(std::string_view s) {
+  for (;;) {
+    while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.front())) || s.front() == ';'))
+      s.remove_prefix(1);
+    if (s.substr(0, 2) == "--") {
+      const auto nl = s.find('\n');
+      s = nl == std::string_view::npos ? std::string_view{} : s.substr(nl + 1);
+    } else if (s.substr(0, 2) == "/*") {
+      const auto end = s.find("*/", 2);
+      s = end == std::string_view::npos ? std::string_view{} : s.substr(end + 2);
+    } else {
+      return s;
+    }
+  }
+}
+
+bool starts_with_keyword(std::string_view s, std::string_view keyword) {
+  if (s.size() < keyword.size()) return false;
+  for (std::size_t i = 0; i < keyword.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(s[i])) != keyword[i]) return false;
+  }
+  return s.size() == keyword.size() || !(std::isalnum(static_cast<unsigned char>(s[keyword.size()])) ||
+                                         s[keyword.size()] == '_');
+}
+
+bool equals_nocase(const char* a, std::string_view b) {
+  return a != nullptr && std::strlen(a) == b.size() && sqlite3_strnicmp(a, b.data(), static_cast<int>(b.size())) == 0;
+}
+
+bool in_list(const char* name, std::initializer_list<std::string_view> list) {
+  return std::any_of(list.begin(), list.end(), [&](std::string_view n) { return equals_nocase(name, n); });
+}
+
+constexpr std::string_view k_use_batch =
+    "; each query commits on its own, and a batch runs several statements atomically";
+
+}  // namespace
+
+void sqlite_connection::db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void sqlite_connection::stmt_finalizer::operator()(sqlite3_stmt* st) const noexcept {
+  sqlite3_finalize(st);
+}
+
+sqlite_connection::sqlite_connection(const sqlite_options& options) : options_(options) {}
+
+sqlite_connection::~sqlite_connection() {
+  cache_.clear();  // statements are finalized before the connection closes
+}
+
+outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite_options& options) {
+  std::unique_ptr<sqlite_connection> c(new sqlite_connection(options));
+  const int flags = (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(options.path.c_str(), &raw, flags, nullptr);
+  c->db_.reset(raw);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return error{errc::unavailable, "cannot open SQLite database '" + options.path + "': " + msg, "sqlite", {}};
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_set_authorizer(raw, &sqlite_connection::authorize, c.get());
+  sqlite3_progress_handler(raw, 1000, &sqlite_connection::progress, c.get());
+
+  static constexpr std::array<std::string_view, 4> k_sync{"OFF", "NORMAL", "FULL", "EXTRA"};
+  std::string sync = options.synchronous;
+  std::transform(sync.begin(), sync.end(), sync.begin(), [](unsigned char ch) { return std::toupper(ch); });
+  if (std::find(k_sync.begin(), k_sync.end(), sync) == k_sync.end()) {
+    return error{errc::bad_request, "synchronous must be OFF, NORMAL, FULL or EXTRA, not '" + options.synchronous + "'", "sqlite", {}};
+  }
+  if (!options.read_only) {
+    if (auto r = c->exec_internal("PRAGMA journal_mode=WAL"); !r) return r.error();
+  }
+  const std::string pragmas = "PRAGMA synchronous=" + sync + "; PRAGMA foreign_keys=ON";
+  if (auto r = c->exec_internal(pragmas.c_str()); !r) return r.error();
+  return c;
+}
+
+outcome<void> sqlite_connection::exec_internal(const char* sql) {
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &msg);
+  if (rc != SQLITE_OK) {
+    auto e = error_from(rc, "");
+    if (msg) {
+      e.message = msg;
+      sqlite3_free(msg);
+    }
+    return e;
+  }
+  return {};
+}
+
+bool sqlite_connection::in_transaction() const noexcept { return sqlite3_get_autocommit(db_.get()) == 0; }
+
+int sqlite_connection::progress(void* self) {
+  auto* c = static_cast<sqlite_connection*>(self);
+  return clock::now() > c->deadline_ ? 1 : 0;
+}
+
+int sqlite_connection::authorize(void* self, int action, const char* a, const char* b, const char*, const char*) {
+  auto* c = static_cast<sqlite_connection*>(self);
+  if (!c->checking_user_sql_) return SQLITE_OK;
+  auto deny = [&](std::string why) {
+    if (c->denied_.empty()) c->denied_ = std::move(why);
+    return SQLITE_DENY;
+  };
+  switch (action) {
+    case SQLITE_TRANSACTION:
+      return deny("transaction control (BEGIN, COMMIT, ROLLBACK) is not supported" + std::string(k_use_batch));
+    case SQLITE_SAVEPOINT:
+      return deny("SAVEPOINT, RELEASE and ROLLBACK TO are not supported" + std::string(k_use_batch));
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return deny("ATTACH and DETACH are not supported: they change connection state, and D1 forbids them");
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_INDEX:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_VIEW:
+      return deny("TEMP objects are not supported: they live in one connection, and D1 forbids them");
+    case SQLITE_FUNCTION:
+      if (equals_nocase(b, "load_extension")) return deny("load_extension() is not supported");
+      return SQLITE_OK;
+    case SQLITE_PRAGMA: {
+      // Reading pragmas are fine; anything that sets connection or database state is not: it
+      // would leak into other clients' statements on a shared connection, and D1 refuses most.
+      if (b != nullptr) {
+        if (in_list(a, {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+                        "foreign_key_list", "foreign_key_check", "quick_check", "integrity_check",
+                        "table_list"}))
+          return SQLITE_OK;
+        return deny(std::string("PRAGMA ") + (a ? a : "") + " with a value is not supported: it changes state shared by all clients");
+      }
+      if (in_list(a, {"optimize", "incremental_vacuum", "wal_checkpoint", "shrink_memory"}))
+        return deny(std::string("PRAGMA ") + (a ? a : "") + " is not supported: it is maintenance the operator runs, not the application");
+      return SQLITE_OK;
+    }
+    default:
+      return SQLITE_OK;
+  }
+}
+
+error sqlite_connection::error_from(int rc, std::string_view context) const {
+  const int primary = rc & 0xFF;
+  std::string msg = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
+  if (!context.empty()) msg = std::string(context) + msg;
+  errc code = errc::sql_error;
+  switch (primary) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH: code = errc::constraint; break;
+    case SQLITE_INTERRUPT: code = errc::timeout; msg = "the statement ran past the query timeout and was interrupted"; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY: code = errc::unavailable; break;
+    case SQLITE_NOMEM:
+    case SQLITE_CORRUPT:
+    case SQLITE_INTERNAL:
+    case SQLITE_MISUSE: code = errc::internal; break;
+    case SQLITE_AUTH: code = errc::unsupported; break;
+    default: break;
+  }
+  return error{code, std::move(msg), "sqlite", {}};
+}
+
+outcome<sqlite3_stmt*> sqlite_connection::prepare(const std::string& sql) {
+  if (auto it = cache_.find(sql); it != cache_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return it->second.stmt.get();
+  }
+  const std::string_view body = skip_blank(sql);
+  if (body.empty()) return error{errc::bad_request, "empty SQL: no statement to run", "sqlite", {}};
+  if (starts_with_keyword(body, "VACUUM")) {
+    return error{errc::unsupported, "VACUUM is not supported: it is maintenance the operator runs, and D1 forbids it", "sqlite", {}};
+  }
+  sqlite3_stmt* raw = nullptr;
+  const char* tail = nullptr;
+  denied_.clear();
+  checking_user_sql_ = true;
+  const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                                    SQLITE_PREPARE_PERSISTENT, &raw, &tail);
+  checking_user_sql_ = false;
+  stmt_ptr stmt(raw);
+  if (rc != SQLITE_OK) {
+    if (!denied_.empty()) return error{errc::unsupported, denied_, "sqlite", {}};
+    return error_from(rc, "");
+  }
+  if (!stmt) return error{errc::bad_request, "empty SQL: no statement to run", "sqlite", {}};
+  const std::string_view rest(tail, sql.data() + sql.size() - tail);
+  if (!skip_blank(rest).empty()) {
+    return error{errc::bad_request,
+                 "only one statement per query; found more after '" + std::string(sql.data(), tail - sql.data()) +
+                     "' (send several statements as a batch)",
+                 "sqlite", {}};
+  }
+  if (cache_.size() >= std::max<std::size_t>(options_.statement_cache_size, 1)) {
+    cache_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(sql);
+  auto& entry = cache_[sql];
+  entry.stmt = std::move(stmt);
+  entry.lru = lru_.begin();
+  return entry.stmt.get();
+}
+
+outcome<statement_kind> sqlite_connection::classify(const std::string& sql) {
+  auto st = prepare(sql);
+  if (!st) return st.error();
+  return sqlite3_stmt_readonly(*st) ? statement_kind::read : statement_kind::write;
+}
+
+namespace {
+
+int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
+  switch (v.index()) {
+    case 0: return sqlite3_bind_null(st, i);
+    case 1: return sqlite3_bind_int64(st, i, std::get<std::int64_t>(v));
+    case 2: return sqlite3_bind_double(st, i, std::get<double>(v));
+    case 3: {
+      const auto& s = std::get<std::string>(v);
+      return sqlite3_bind_text64(st, i, s.data(), s.size(), SQLITE_STATIC, SQLITE_UTF8);
+    }
+    case 4: {
+      const auto& b = std::get<protocol::blob>(v).bytes;
+      if (b.empty()) return sqlite3_bind_zeroblob(st, i, 0);
+      return sqlite3_bind_blob64(st, i, b.data(), b.size(), SQLITE_STATIC);
+    }
+  }
+  return SQLITE_MISUSE;
+}
+
+// Binds the client's parameters; every statement parameter must get exactly one value and every
+// value must be used.
+outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
+  const int count = sqlite3_bind_parameter_count(st);
+  auto bad = [](std::string m) { return error{errc::bad_request, std::move(m), "sqlite", {}}; };
+  if (!p.is_named) {
+    if (static_cast<std::size_t>(count) != p.positional.size()) {
+      return bad("the statement has " + std::to_string(count) + " parameter(s) but " +
+                 std::to_string(p.positional.size()) + " value(s) were given");
+    }
+    for (int i = 1; i <= count; ++i) {
+      if (int rc = bind_value(st, i, p.positional[i - 1]); rc != SQLITE_OK)
+        return bad("cannot bind parameter " + std::to_string(i) + ": " + sqlite3_errstr(rc));
+    }
+    return {};
+  }
+  std::vector<bool> used(p.named.size(), false);
+  for (int i = 1; i <= count; ++i) {
+    const char* name = sqlite3_bind_parameter_name(st, i);
+    if (name == nullptr || name[0] == '?') {
+      return bad("parameter " + std::to_string(i) + " is positional; pass params as an array, or name it (:name)");
+    }
+    const std::string_view full(name);
+    std::size_t found = p.named.size();
+    for (std::size_t k = 0; k < p.named.size(); ++k) {
+      if (p.named[k].first == full || p.named[k].first == full.substr(1)) {
+        found = k;
+        break;
+      }
+    }
+    if (found == p.named.size()) return bad("no value given for parameter " + std::string(full));
+    used[found] = true;
+    if (int rc = bind_value(st, i, p.named[found].second); rc != SQLITE_OK)
+      return bad("cannot bind parameter " + std::string(full) + ": " + sqlite3_errstr(rc));
+  }
+  for (std::size_t k = 0; k < used.size(); ++k) {
+    if (!used[k]) return bad("the statement has no parameter named '" + p.named[k].first + "'");
+  }
+  return {};
+}
+
+protocol::value column_value(sqlite3_stmt* st, int i) {
+  switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: return sqlite3_column_int64(st, i);
+    case SQLITE_FLOAT: return sqlite3_column_double(st, i);
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+      return std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
+      const auto n = static_cast<std::size_t>(sqlite3_column_bytes(st, i));
+      return protocol::blob{p ? std::string(p, n) : std::string()};
+    }
+    default: return std::monostate{};
+  }
+}
+
+// Resets the statement and drops its bindings on every exit path (the bound buffers belong to
+// the caller).
+struct statement_reset {
+  sqlite3_stmt* st;
+  ~statement_reset() {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+};
+
+}  // namespace
+
+outcome<protocol::query_result> sqlite_connection::execute(const protocol::statement& statement,
+                                                           clock::time_point deadline) {
+  const auto start = clock::now();
+  if (start > deadline) return error{errc::timeout, "the query timeout passed before the statement could start", "sqlite", {}};
+  auto prepared = prepare(statement.sql);
+  if (!prepared) return prepared.error();
+  sqlite3_stmt* st = *prepared;
+  statement_reset reset{st};
+  if (auto b = bind_all(st, statement.params); !b) return b.error();
+
+  protocol::query_result result;
+  const int ncol = sqlite3_column_count(st);
+  result.columns.reserve(ncol);
+  for (int i = 0; i < ncol; ++i) result.columns.emplace_back(sqlite3_column_name(st, i));
+
+  const auto changes_before = sqlite3_total_changes64(db_.get());
+  deadline_ = deadline;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    auto& row = result.rows.emplace_back();
+    row.reserve(ncol);
+    for (int i = 0; i < ncol; ++i) row.push_back(column_value(st, i));
+  }
+  deadline_ = clock::time_point::max();
+  if (rc != SQLITE_DONE) return error_from(rc, "");
+
+  // Like D1: the total_changes() delta, so DDL reports 0 rather than an earlier statement's count.
+  result.meta.changes = sqlite3_total_changes64(db_.get()) - changes_before;
+  result.meta.last_row_id = sqlite3_last_insert_rowid(db_.get());
+  result.meta.rows_read = static_cast<std::int64_t>(result.rows.size());
+  result.meta.rows_written = result.meta.changes;
+  result.meta.duration_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+  result.meta.served_by = "sqlite";
+  return result;
+}
+
+}  // namespace tandem::backends

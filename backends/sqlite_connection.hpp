@@ -1,0 +1,85 @@
+// One SQLite connection with tandem's rules: a prepared-statement cache, the authorizer that
+// refuses what D1 refuses, one statement per call, parameter binding, and deadlines.
+// Not thread-safe: each connection belongs to one thread at a time.
+#pragma once
+
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "backends/store.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace tandem::backends {
+
+enum class statement_kind { read, write };
+
+struct sqlite_options {
+  std::string path;
+  std::string synchronous = "NORMAL";  // OFF, NORMAL, FULL or EXTRA
+  int busy_timeout_ms = 5000;
+  std::size_t statement_cache_size = 256;
+  bool read_only = false;
+};
+
+class sqlite_connection {
+ public:
+  // Opens (creating the file if needed, unless read_only) and configures the connection:
+  // WAL journal, synchronous, busy timeout, foreign keys on.
+  static outcome<std::unique_ptr<sqlite_connection>> open(const sqlite_options& options);
+  ~sqlite_connection();
+  sqlite_connection(const sqlite_connection&) = delete;
+  sqlite_connection& operator=(const sqlite_connection&) = delete;
+
+  // Prepares (or takes from the cache) the single statement in `sql` and reports whether it
+  // only reads, as SQLite decides it (sqlite3_stmt_readonly). Errors are those execute() would
+  // give for the same text: BAD_REQUEST (empty, two statements), UNSUPPORTED, SQL_ERROR.
+  outcome<statement_kind> classify(const std::string& sql);
+
+  // Runs one statement to completion. Must not be called while a result is pending elsewhere.
+  outcome<protocol::query_result> execute(const protocol::statement& st, clock::time_point deadline);
+
+  // Runs tandem's own control SQL (BEGIN, SAVEPOINT, ...), bypassing the authorizer. Returns the
+  // SQLite error message on failure.
+  outcome<void> exec_internal(const char* sql);
+
+  // True while an explicit transaction is open (false after SQLite rolled one back by itself).
+  bool in_transaction() const noexcept;
+
+  sqlite3* handle() const noexcept { return db_.get(); }
+
+ private:
+  struct db_closer {
+    void operator()(sqlite3* db) const noexcept;
+  };
+  struct stmt_finalizer {
+    void operator()(sqlite3_stmt* st) const noexcept;
+  };
+  using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+  struct cache_entry {
+    stmt_ptr stmt;
+    std::list<std::string>::iterator lru;
+  };
+
+  explicit sqlite_connection(const sqlite_options& options);
+  outcome<sqlite3_stmt*> prepare(const std::string& sql);
+  protocol::error error_from(int rc, std::string_view context) const;
+  static int authorize(void* self, int action, const char* a, const char* b, const char* c,
+                       const char* d);
+  static int progress(void* self);
+
+  sqlite_options options_;
+  std::unique_ptr<sqlite3, db_closer> db_;
+  std::unordered_map<std::string, cache_entry> cache_;
+  std::list<std::string> lru_;  // most recently used first
+  bool checking_user_sql_ = false;
+  std::string denied_;  // why the authorizer refused the statement being prepared
+  clock::time_point deadline_ = clock::time_point::max();
+};
+
+}  // namespace tandem::backends

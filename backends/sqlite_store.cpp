@@ -1,0 +1,275 @@
+#include "backends/sqlite_store.hpp"
+
+namespace tandem::backends {
+namespace {
+
+using protocol::errc;
+using protocol::error;
+
+error unavailable_error(std::string why) { return error{errc::unavailable, std::move(why), "sqlite", {}}; }
+
+constexpr std::size_t k_max_remembered_kinds = 65536;
+
+}  // namespace
+
+sqlite_store::sqlite_store(const sqlite_store_options& options) : options_(options) {}
+
+outcome<std::unique_ptr<sqlite_store>> sqlite_store::open(const sqlite_store_options& options) {
+  if (options.db.path.empty() || options.db.path == ":memory:" || options.db.path.rfind("file:", 0) == 0) {
+    return error{errc::bad_request, "the SQLite store needs a plain file path (readers share it with the writer)", "sqlite", {}};
+  }
+  std::unique_ptr<sqlite_store> s(new sqlite_store(options));
+  auto writer = sqlite_connection::open(options.db);
+  if (!writer) return writer.error();
+  s->writer_conn_ = std::move(*writer);
+  sqlite_options read_opts = options.db;
+  read_opts.read_only = true;
+  // One extra read-only connection serves classify() for the router.
+  const std::size_t readers = std::max<std::size_t>(options.readers, 1);
+  for (std::size_t i = 0; i < readers + 1; ++i) {
+    auto r = sqlite_connection::open(read_opts);
+    if (!r) return r.error();
+    s->reader_conns_.push_back(std::move(*r));
+  }
+  s->writer_ = std::thread([p = s.get()] { p->writer_loop(); });
+  for (std::size_t i = 0; i < readers; ++i) {
+    s->readers_.emplace_back([p = s.get(), c = s->reader_conns_[i].get()] { p->reader_loop(*c); });
+  }
+  return s;
+}
+
+sqlite_store::~sqlite_store() { shutdown(); }
+
+void sqlite_store::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  reader_cv_.notify_all();
+  for (auto& t : readers_) t.join();
+  // Readers may have forwarded writes while draining: the writer finishes those too.
+  {
+    std::lock_guard lock(mu_);
+    writer_stop_ = true;
+  }
+  writer_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void sqlite_store::execute(protocol::statement st, exec_options options, query_done done) {
+  job j;
+  j.statements.push_back(std::move(st));
+  j.options = options;
+  j.on_query = std::move(done);
+  submit(std::move(j));
+}
+
+void sqlite_store::execute_batch(std::vector<protocol::statement> statements, exec_options options,
+                                 batch_done done) {
+  job j;
+  j.statements = std::move(statements);
+  j.is_batch = true;
+  j.options = options;
+  j.on_batch = std::move(done);
+  submit(std::move(j));
+}
+
+void sqlite_store::submit(job j) {
+  std::optional<statement_kind> kind;
+  if (!j.is_batch) {
+    std::shared_lock lock(kinds_mu_);
+    if (auto it = kinds_.find(j.statements[0].sql); it != kinds_.end()) kind = it->second;
+  }
+  std::unique_lock lock(mu_);
+  if (stopping_) {
+    lock.unlock();
+    j.failure = unavailable_error("the SQLite store is shutting down");
+    complete(j);
+    return;
+  }
+  if (j.is_batch || kind == statement_kind::write) {
+    writes_.push_back(std::move(j));
+    lock.unlock();
+    writer_cv_.notify_one();
+  } else {
+    // Reads, and statements not classified yet: a reader prepares them and forwards writes.
+    reads_.push_back(std::move(j));
+    lock.unlock();
+    reader_cv_.notify_one();
+  }
+}
+
+void sqlite_store::enqueue_write(job j) {
+  {
+    std::lock_guard lock(mu_);
+    writes_.push_back(std::move(j));
+  }
+  writer_cv_.notify_one();
+}
+
+void sqlite_store::remember(const std::string& sql, statement_kind kind) {
+  std::unique_lock lock(kinds_mu_);
+  if (kinds_.size() >= k_max_remembered_kinds) kinds_.clear();
+  kinds_.emplace(sql, kind);
+}
+
+std::optional<statement_kind> sqlite_store::classify(const std::string& sql) {
+  {
+    std::shared_lock lock(kinds_mu_);
+    if (auto it = kinds_.find(sql); it != kinds_.end()) return it->second;
+  }
+  std::lock_guard lock(classify_mu_);
+  auto kind = reader_conns_.back()->classify(sql);
+  if (!kind) return std::nullopt;
+  remember(sql, *kind);
+  return *kind;
+}
+
+void sqlite_store::reader_loop(sqlite_connection& conn) {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock lock(mu_);
+      reader_cv_.wait(lock, [&] { return stopping_ || !reads_.empty(); });
+      if (reads_.empty()) return;  // stopping, and nothing left to drain
+      j = std::move(reads_.front());
+      reads_.pop_front();
+    }
+    const auto& st = j.statements[0];
+    auto kind = conn.classify(st.sql);
+    if (!kind) {
+      j.failure = kind.error();
+      complete(j);
+      continue;
+    }
+    remember(st.sql, *kind);
+    if (*kind == statement_kind::write) {
+      enqueue_write(std::move(j));
+      continue;
+    }
+    auto r = conn.execute(st, j.options.deadline);
+    if (r) j.results.push_back(std::move(*r));
+    else j.failure = r.error();
+    complete(j);
+  }
+}
+
+void sqlite_store::writer_loop() {
+  std::vector<job> group;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      writer_cv_.wait(lock, [&] { return writer_stop_ || !writes_.empty(); });
+      if (writes_.empty()) return;
+      const std::size_t n = std::min(writes_.size(), std::max<std::size_t>(options_.max_group_size, 1));
+      group.clear();
+      for (std::size_t i = 0; i < n; ++i) {
+        group.push_back(std::move(writes_.front()));
+        writes_.pop_front();
+      }
+    }
+    commit_group(group);
+    group.clear();  // release the completions (and what they hold) now, not at the next wake-up
+  }
+}
+
+// Commits the jobs of `group` in one transaction, in order. Each job runs inside its own
+// savepoint, so a failing job is undone alone and the others still commit. If SQLite rolls back
+// the whole transaction by itself (an interrupted write, I/O error, disk full), the failing job
+// gets its error and the others are run again in a fresh transaction: none of them was
+// acknowledged, so none is lost or applied twice.
+void sqlite_store::commit_group(std::vector<job>& group) {
+  sqlite_connection& conn = *writer_conn_;
+  while (!group.empty()) {
+    for (auto& j : group) {
+      j.results.clear();
+      j.failure.reset();
+    }
+    if (auto b = conn.exec_internal("BEGIN IMMEDIATE"); !b) {
+      for (auto& j : group) {
+        j.failure = b.error();
+        complete(j);
+      }
+      return;
+    }
+    const bool several = group.size() > 1;
+    std::optional<std::size_t> lost;
+    for (std::size_t i = 0; i < group.size() && !lost; ++i) {
+      job& j = group[i];
+      if (several) {
+        if (auto s = conn.exec_internal("SAVEPOINT tandem_job"); !s) {
+          j.failure = s.error();
+          lost = conn.in_transaction() ? std::nullopt : std::optional<std::size_t>(i);
+          continue;
+        }
+      }
+      for (std::size_t k = 0; k < j.statements.size(); ++k) {
+        auto r = conn.execute(j.statements[k], j.options.deadline);
+        if (!r) {
+          j.failure = r.error();
+          if (j.is_batch) {
+            j.failure->index = k;
+            j.failure->message = "statement " + std::to_string(k) + ": " + j.failure->message +
+                                 " (the batch was rolled back)";
+          }
+          break;
+        }
+        j.results.push_back(std::move(*r));
+      }
+      if (!conn.in_transaction()) {
+        lost = i;
+        break;
+      }
+      if (several) {
+        if (j.failure) conn.exec_internal("ROLLBACK TO tandem_job");
+        conn.exec_internal("RELEASE tandem_job");
+      }
+    }
+    if (lost) {
+      complete(group[*lost]);
+      group.erase(group.begin() + static_cast<std::ptrdiff_t>(*lost));
+      continue;
+    }
+    if (!several && group[0].failure) {
+      conn.exec_internal("ROLLBACK");
+      complete(group[0]);
+      return;
+    }
+    if (auto c = conn.exec_internal("COMMIT"); !c) {
+      if (conn.in_transaction()) conn.exec_internal("ROLLBACK");
+      for (auto& j : group) {
+        if (!j.failure) {
+          j.failure = c.error();
+          j.failure->message = "commit failed, nothing was written: " + j.failure->message;
+        }
+      }
+    } else {
+      std::lock_guard lock(mu_);
+      ++stats_.groups;
+      stats_.group_jobs += group.size();
+    }
+    for (auto& j : group) complete(j);
+    return;
+  }
+}
+
+void sqlite_store::complete(job& j) {
+  // Moved out first so the completion (and whatever it keeps alive) is gone once it returns.
+  if (j.is_batch) {
+    auto done = std::move(j.on_batch);
+    if (j.failure) done(std::move(*j.failure));
+    else done(std::move(j.results));
+  } else {
+    auto done = std::move(j.on_query);
+    if (j.failure) done(std::move(*j.failure));
+    else done(std::move(j.results.at(0)));
+  }
+}
+
+sqlite_store_stats sqlite_store::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace tandem::backends

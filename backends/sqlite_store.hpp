@@ -1,0 +1,92 @@
+// The SQLite store: a dedicated writer thread with group commit, and a small pool of readers.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/sqlite_connection.hpp"
+#include "backends/store.hpp"
+
+namespace tandem::backends {
+
+struct sqlite_store_options {
+  sqlite_options db;
+  std::size_t readers = 2;           // reader threads, each with its own connection
+  std::size_t max_group_size = 512;  // most jobs committed in one transaction
+};
+
+// How the writer has been doing; read by metrics.
+struct sqlite_store_stats {
+  std::uint64_t groups = 0;       // transactions committed by the writer
+  std::uint64_t group_jobs = 0;   // jobs inside those transactions
+};
+
+class sqlite_store final : public store {
+ public:
+  static outcome<std::unique_ptr<sqlite_store>> open(const sqlite_store_options& options);
+  ~sqlite_store() override;
+
+  // store
+  std::string_view name() const noexcept override { return "sqlite"; }
+  void execute(protocol::statement st, exec_options options, query_done done) override;
+  void execute_batch(std::vector<protocol::statement> statements, exec_options options,
+                     batch_done done) override;
+  void shutdown() override;
+
+  // Whether `sql` only reads, as SQLite decides it on a connection to this database; nullopt when
+  // it cannot be prepared (the error is then the statement's own, at execution). Cached; thread-safe.
+  std::optional<statement_kind> classify(const std::string& sql);
+
+  sqlite_store_stats stats() const;
+
+ private:
+  // A unit of work: one statement (query) or several (batch).
+  struct job {
+    std::vector<protocol::statement> statements;
+    bool is_batch = false;
+    exec_options options;
+    query_done on_query;
+    batch_done on_batch;
+    // Filled by the thread that runs it:
+    std::vector<protocol::query_result> results;
+    std::optional<protocol::error> failure;
+  };
+
+  explicit sqlite_store(const sqlite_store_options& options);
+  void submit(job j);
+  void enqueue_write(job j);
+  void reader_loop(sqlite_connection& conn);
+  void writer_loop();
+  void commit_group(std::vector<job>& group);
+  static void complete(job& j);
+  void remember(const std::string& sql, statement_kind kind);
+
+  sqlite_store_options options_;
+  std::unique_ptr<sqlite_connection> writer_conn_;
+  std::vector<std::unique_ptr<sqlite_connection>> reader_conns_;
+
+  mutable std::mutex mu_;
+  std::condition_variable writer_cv_;
+  std::condition_variable reader_cv_;
+  std::deque<job> writes_;
+  std::deque<job> reads_;
+  bool stopping_ = false;       // no new work is taken
+  bool writer_stop_ = false;    // the writer may exit once its queue is empty
+  sqlite_store_stats stats_;
+
+  std::mutex classify_mu_;  // guards the classify connection (the last reader connection)
+  std::shared_mutex kinds_mu_;
+  std::unordered_map<std::string, statement_kind> kinds_;
+
+  std::thread writer_;
+  std::vector<std::thread> readers_;
+};
+
+}  // namespace tandem::backends

@@ -1,0 +1,53 @@
+// The Store interface: what the router needs from a database, whichever it is.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include <boost/system/result.hpp>
+
+#include "protocol/messages.hpp"
+
+namespace tandem::backends {
+
+template <class T>
+using outcome = boost::system::result<T, protocol::error>;
+
+using clock = std::chrono::steady_clock;
+
+struct exec_options {
+  // The statement is interrupted (TIMEOUT) if it has not finished by then; work still queued at
+  // the deadline is not started at all.
+  clock::time_point deadline = clock::time_point::max();
+};
+
+// Completions are called exactly once, on a thread of the store's choosing: the caller must not
+// assume its own thread or strand, and must not block in them.
+using query_done = std::function<void(outcome<protocol::query_result>)>;
+using batch_done = std::function<void(outcome<std::vector<protocol::query_result>>)>;
+
+class store {
+ public:
+  virtual ~store() = default;
+
+  // "sqlite" or "d1": fills meta.served_by and error.store.
+  virtual std::string_view name() const noexcept = 0;
+
+  // Runs one statement. Writes are applied in the order execute()/execute_batch() were called;
+  // reads may run concurrently with each other and with writes, and see every write whose
+  // completion has been called. Thread-safe.
+  virtual void execute(protocol::statement st, exec_options options, query_done done) = 0;
+
+  // Runs the statements as one atomic unit: every one commits, or none does and the error names
+  // the failing statement's index. Thread-safe.
+  virtual void execute_batch(std::vector<protocol::statement> statements, exec_options options,
+                             batch_done done) = 0;
+
+  // Stops taking work, finishes what was accepted, and releases the store's threads. Work
+  // submitted afterwards completes at once with UNAVAILABLE. Idempotent.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace tandem::backends

@@ -1,0 +1,70 @@
+// Requests and responses of protocol v1 as plain structs. The codec turns them into bytes and back.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "protocol/error.hpp"
+#include "protocol/value.hpp"
+
+namespace tandem::protocol {
+
+inline constexpr int k_protocol_version = 1;
+
+enum class op { hello, query, batch, ping };
+
+struct hello_request {
+  std::string token;
+  std::string client;
+  std::string routing_key;
+};
+
+struct request {
+  // The client's id, kept as the exact JSON text it sent (an integer or a string) so that the
+  // response echoes it byte for byte. "null" when the request had no usable id.
+  std::string id_json = "null";
+  op kind = op::ping;
+  hello_request hello;
+  // One statement for `query`, one or more for `batch`.
+  std::vector<statement> statements;
+};
+
+struct result_meta {
+  std::int64_t changes = 0;
+  std::int64_t last_row_id = 0;
+  std::int64_t rows_read = 0;
+  std::int64_t rows_written = 0;
+  double duration_ms = 0;
+  std::string served_by;  // "sqlite" or "d1"
+};
+
+// The result of one statement.
+struct query_result {
+  std::vector<std::string> columns;
+  std::vector<std::vector<value>> rows;
+  result_meta meta;
+};
+
+struct hello_result {
+  std::string server = "tandem";
+  std::string version;
+  int protocol = k_protocol_version;
+};
+
+struct ping_result {};
+
+// What a successful request returns: one statement's result for `query`, one per statement for
+// `batch`.
+using success = std::variant<hello_result, ping_result, query_result, std::vector<query_result>>;
+
+struct response {
+  std::string id_json = "null";
+  std::variant<success, error> body;
+
+  bool ok() const noexcept { return body.index() == 0; }
+};
+
+}  // namespace tandem::protocol

@@ -1,0 +1,169 @@
+#include "proxy/config.hpp"
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "protocol/json_reader.hpp"
+
+namespace tandem::proxy {
+namespace {
+
+namespace json = boost::json;
+
+// Walks the parsed document and reports problems with their lines.
+class reader {
+ public:
+  reader(const protocol::json_document& doc, std::string source) : doc_(doc), source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    std::string where = source_;
+    if (auto it = doc_.key_lines.find(path); it != doc_.key_lines.end()) {
+      where += ":" + std::to_string(it->second);
+    }
+    throw config_error(where + ": '" + path + "' " + what);
+  }
+
+  // Calls the handler of each key of the object at `path`; a key with no handler is an error.
+  void object(const std::string& path, const json::value& v,
+              const std::map<std::string, std::function<void(const std::string&, const json::value&)>>& keys) const {
+    if (!v.is_object()) fail(path, "must be an object");
+    for (const auto& kv : v.get_object()) {
+      const std::string key(kv.key());
+      const std::string sub = path.empty() ? key : path + "." + key;
+      auto it = keys.find(key);
+      if (it == keys.end()) {
+        std::string known;
+        for (const auto& [k, _] : keys) known += (known.empty() ? "" : ", ") + k;
+        fail(sub, "is not a known key (known here: " + known + ")");
+      }
+      it->second(sub, kv.value());
+    }
+  }
+
+  std::string string(const std::string& path, const json::value& v) const {
+    if (!v.is_string()) fail(path, "must be a string");
+    return std::string(v.get_string());
+  }
+
+  bool boolean(const std::string& path, const json::value& v) const {
+    if (!v.is_bool()) fail(path, "must be true or false");
+    return v.get_bool();
+  }
+
+  std::int64_t integer(const std::string& path, const json::value& v, std::int64_t lo, std::int64_t hi) const {
+    std::int64_t n = 0;
+    if (v.is_int64()) n = v.get_int64();
+    else if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(hi)) n = static_cast<std::int64_t>(v.get_uint64());
+    else fail(path, "must be an integer");
+    if (n < lo || n > hi) fail(path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return n;
+  }
+
+  std::string one_of(const std::string& path, const json::value& v, std::initializer_list<const char*> allowed) const {
+    auto s = string(path, v);
+    std::string list;
+    for (const char* a : allowed) {
+      if (s == a) return s;
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    fail(path, "must be one of " + list + ", not '" + s + "'");
+  }
+
+ private:
+  const protocol::json_document& doc_;
+  std::string source_;
+};
+
+constexpr std::int64_t k_int_max = std::numeric_limits<int>::max();
+
+}  // namespace
+
+config parse_config(std::string_view text, const std::string& source) {
+  protocol::json_read_options opts;
+  opts.allow_comments = true;
+  opts.allow_trailing_commas = true;
+  opts.track_key_lines = true;
+  auto doc = protocol::read_json(text, opts);
+  if (!doc.ok()) {
+    throw config_error(source + ":" + std::to_string(doc.error_line) + ": invalid JSON: " + doc.error);
+  }
+  config c;
+  reader r(doc, source);
+  using value = json::value;
+  using path = std::string;
+  r.object("", doc.value, {
+    {"mode", [&](const path& p, const value& v) {
+       c.mode = r.one_of(p, v, {"sqlite-only"});
+     }},
+    {"io_threads", [&](const path& p, const value& v) { c.io_threads = static_cast<int>(r.integer(p, v, 1, 64)); }},
+    {"listen", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"host", [&](const path& q, const value& w) { c.listen.host = r.string(q, w); }},
+         {"port", [&](const path& q, const value& w) { c.listen.port = static_cast<std::uint16_t>(r.integer(q, w, 0, 65535)); }},
+       });
+     }},
+    {"sqlite", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"path", [&](const path& q, const value& w) { c.sqlite.path = r.string(q, w); }},
+         {"synchronous", [&](const path& q, const value& w) { c.sqlite.synchronous = r.one_of(q, w, {"OFF", "NORMAL", "FULL", "EXTRA"}); }},
+         {"busy_timeout_ms", [&](const path& q, const value& w) { c.sqlite.busy_timeout_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+         {"readers", [&](const path& q, const value& w) { c.sqlite.readers = static_cast<int>(r.integer(q, w, 1, 64)); }},
+         {"statement_cache_size", [&](const path& q, const value& w) { c.sqlite.statement_cache_size = static_cast<int>(r.integer(q, w, 1, 100000)); }},
+         {"max_group_size", [&](const path& q, const value& w) { c.sqlite.max_group_size = static_cast<int>(r.integer(q, w, 1, 100000)); }},
+       });
+     }},
+    {"auth", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"token_envs", [&](const path& q, const value& w) {
+            if (!w.is_array()) r.fail(q, "must be an array of environment variable names");
+            c.token_envs.clear();
+            for (std::size_t i = 0; i < w.get_array().size(); ++i)
+              c.token_envs.push_back(r.string(q + "[" + std::to_string(i) + "]", w.get_array()[i]));
+          }},
+       });
+     }},
+    {"tls", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"enabled", [&](const path& q, const value& w) { c.tls.enabled = r.boolean(q, w); }},
+         {"cert_file", [&](const path& q, const value& w) { c.tls.cert_file = r.string(q, w); }},
+         {"key_file", [&](const path& q, const value& w) { c.tls.key_file = r.string(q, w); }},
+       });
+     }},
+    {"limits", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"max_frame_bytes", [&](const path& q, const value& w) { c.limits.max_frame_bytes = static_cast<std::size_t>(r.integer(q, w, 1024, std::int64_t{1} << 31)); }},
+         {"max_connections", [&](const path& q, const value& w) { c.limits.max_connections = static_cast<int>(r.integer(q, w, 1, 1000000)); }},
+         {"idle_timeout_ms", [&](const path& q, const value& w) { c.limits.idle_timeout = std::chrono::milliseconds(r.integer(q, w, 1, k_int_max)); }},
+         {"query_timeout_ms", [&](const path& q, const value& w) { c.limits.query_timeout = std::chrono::milliseconds(r.integer(q, w, 1, k_int_max)); }},
+         {"max_batch_statements", [&](const path& q, const value& w) { c.limits.max_batch_statements = static_cast<std::size_t>(r.integer(q, w, 1, 1000000)); }},
+       });
+     }},
+    {"log", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"level", [&](const path& q, const value& w) { c.log.level = r.one_of(q, w, {"trace", "debug", "info", "warn", "error", "off"}); }},
+       });
+     }},
+  });
+  return c;
+}
+
+config load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw config_error(path + ": cannot open the configuration file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto c = parse_config(text.str(), path);
+  return c;
+}
+
+void validate(const config& c) {
+  if (c.tls.enabled && (c.tls.cert_file.empty() || c.tls.key_file.empty())) {
+    throw config_error("tls.enabled is true but tls.cert_file or tls.key_file is empty");
+  }
+  if (c.sqlite.path.empty()) throw config_error("sqlite.path is empty");
+}
+
+}  // namespace tandem::proxy

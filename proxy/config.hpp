@@ -1,0 +1,72 @@
+// tandem's configuration: conf/tandem.jsonc, then command-line flags on top.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tandem::proxy {
+
+struct listen_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6440;
+};
+
+struct sqlite_config {
+  std::string path = "var/tandem.db";
+  std::string synchronous = "NORMAL";
+  int busy_timeout_ms = 5000;
+  int readers = 2;
+  int statement_cache_size = 256;
+  int max_group_size = 512;
+};
+
+struct tls_config {
+  bool enabled = false;
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct limits_config {
+  std::size_t max_frame_bytes = 16 * 1024 * 1024;
+  int max_connections = 1024;
+  std::chrono::milliseconds idle_timeout{300000};
+  std::chrono::milliseconds query_timeout{30000};
+  std::size_t max_batch_statements = 10000;
+};
+
+struct log_config {
+  std::string level = "info";  // trace, debug, info, warn, error, off
+};
+
+struct config {
+  std::string mode = "sqlite-only";
+  listen_config listen;
+  sqlite_config sqlite;
+  // Names of environment variables that hold client tokens. Empty: no authentication.
+  std::vector<std::string> token_envs;
+  tls_config tls;
+  limits_config limits;
+  log_config log;
+  int io_threads = 2;
+};
+
+// A configuration problem, with the file and line when it came from a file. Start-up only.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses JSON-with-comments text. Unknown keys and wrong types throw config_error naming the key
+// and its line. `source` names the text in messages (usually the file path).
+config parse_config(std::string_view text, const std::string& source);
+
+// Reads and parses a file.
+config load_config(const std::string& path);
+
+// Checks cross-field rules (TLS files present when enabled, ...). Throws config_error.
+void validate(const config& c);
+
+}  // namespace tandem::proxy

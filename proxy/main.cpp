@@ -1,0 +1,91 @@
+// The tandem executable: one binary, one subcommand per job.
+#include <CLI/CLI.hpp>
+
+#include <charconv>
+#include <iostream>
+
+#include "proxy/config.hpp"
+#include "proxy/serve.hpp"
+#include "tools/bench.hpp"
+#include "tools/shell.hpp"
+
+namespace {
+
+// "host:port" or ":port" or "[v6]:port".
+void apply_listen(tandem::proxy::config& c, const std::string& hostport) {
+  const auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) throw tandem::proxy::config_error("--listen must be HOST:PORT, not '" + hostport + "'");
+  std::string host = hostport.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const auto p = hostport.substr(colon + 1);
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || end != p.data() + p.size() || port > 65535)
+    throw tandem::proxy::config_error("--listen has a bad port '" + p + "'");
+  if (!host.empty()) c.listen.host = host;
+  c.listen.port = static_cast<std::uint16_t>(port);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tandem: a SQL proxy that moves a live application from SQLite to Cloudflare D1"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", TANDEM_VERSION);
+
+  // serve
+  auto* serve = app.add_subcommand("serve", "run the proxy");
+  std::string config_path, listen, sqlite_path, log_level, synchronous;
+  serve->add_option("-c,--config", config_path, "configuration file (JSON with comments)")->check(CLI::ExistingFile);
+  serve->add_option("--listen", listen, "HOST:PORT to listen on (overrides listen.*)");
+  serve->add_option("--sqlite", sqlite_path, "SQLite database file (overrides sqlite.path)");
+  serve->add_option("--synchronous", synchronous, "SQLite synchronous (overrides sqlite.synchronous)")
+      ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}));
+  serve->add_option("--log-level", log_level, "trace, debug, info, warn, error or off (overrides log.level)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  // shell
+  auto* shell = app.add_subcommand("shell", "interactive SQL shell (reads a script from stdin when not a terminal)");
+  tandem::tools::shell_options so;
+  shell->add_option("--url", so.url, "tandem://host:port/?token=...&tls=1")->capture_default_str();
+  shell->add_option("--token-env", so.token_env, "environment variable holding the token");
+  shell->add_option("-c,--command", so.command, "run this SQL (or dot-command) and exit");
+  shell->add_option("--mode", so.mode, "output mode")->check(CLI::IsMember({"table", "json", "line", "list"}))->capture_default_str();
+  shell->add_flag("--bail", so.bail, "stop at the first error");
+
+  // bench
+  auto* bench = app.add_subcommand("bench", "measure tandem against in-process SQLite and a minimal TCP server");
+  tandem::tools::bench_options bo;
+  bench->add_option("--url", bo.url, "benchmark a running tandem instead of starting one");
+  bench->add_option("--token-env", bo.token_env, "environment variable holding the token (with --url)");
+  bench->add_option("--connections", bo.connections, "connection counts to measure")->delimiter(',')->capture_default_str();
+  bench->add_option("--rows", bo.rows, "rows in the point-select table")->capture_default_str();
+  bench->add_option("--seconds", bo.seconds, "duration of each measurement")->capture_default_str();
+  bench->add_option("--synchronous", bo.synchronous, "SQLite synchronous for both sides")
+      ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}))->capture_default_str();
+  bench->add_option("--dir", bo.dir, "directory for the database files (default: a temporary one)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (serve->parsed()) {
+      tandem::proxy::config c;
+      if (!config_path.empty()) c = tandem::proxy::load_config(config_path);
+      if (!listen.empty()) apply_listen(c, listen);
+      if (!sqlite_path.empty()) c.sqlite.path = sqlite_path;
+      if (!synchronous.empty()) c.sqlite.synchronous = synchronous;
+      if (!log_level.empty()) c.log.level = log_level;
+      tandem::proxy::setup_logging(c.log.level);
+      return tandem::proxy::serve(c);
+    }
+    if (shell->parsed()) return tandem::tools::run_shell(so);
+    if (bench->parsed()) return tandem::tools::run_bench(bo);
+  } catch (const tandem::proxy::config_error& e) {
+    std::cerr << "tandem: configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "tandem: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

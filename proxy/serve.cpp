@@ -1,0 +1,102 @@
+#include "proxy/serve.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <thread>
+
+#include "backends/sqlite_store.hpp"
+#include "proxy/router.hpp"
+#include "proxy/server.hpp"
+
+namespace tandem::proxy {
+namespace asio = boost::asio;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("tandem");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+}
+
+std::vector<std::string> resolve_tokens(const std::vector<std::string>& names) {
+  std::vector<std::string> tokens;
+  for (const auto& name : names) {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') {
+      throw config_error("auth.token_envs names " + name + ", but that environment variable is unset or empty");
+    }
+    tokens.emplace_back(v);
+  }
+  return tokens;
+}
+
+int serve(const config& c) {
+  validate(c);
+  auto tokens = resolve_tokens(c.token_envs);
+
+  backends::sqlite_store_options so;
+  so.db.path = c.sqlite.path;
+  so.db.synchronous = c.sqlite.synchronous;
+  so.db.busy_timeout_ms = c.sqlite.busy_timeout_ms;
+  so.db.statement_cache_size = static_cast<std::size_t>(c.sqlite.statement_cache_size);
+  so.readers = static_cast<std::size_t>(c.sqlite.readers);
+  so.max_group_size = static_cast<std::size_t>(c.sqlite.max_group_size);
+  if (auto parent = std::filesystem::path(c.sqlite.path).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+  }
+  auto store = backends::sqlite_store::open(so);
+  if (!store) {
+    spdlog::critical("{}", store.error().message);
+    return 1;
+  }
+  router route(std::move(*store));
+
+  asio::io_context ioc(c.io_threads);
+  server srv(ioc, server_options{c.listen, c.tls, c.limits, tokens}, route);
+  asio::ip::tcp::endpoint ep;
+  try {
+    ep = srv.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen on {}:{}: {}", c.listen.host, c.listen.port, e.what());
+    return 1;
+  }
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal;
+  bool stopping = false;
+  on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (stopping) {
+      // Nothing unacknowledged is lost: every acknowledged write is already committed.
+      spdlog::warn("signal {} again: exiting without waiting for in-flight requests", sig);
+      std::_Exit(1);
+    }
+    stopping = true;
+    spdlog::info("signal {}: stopping (finishing in-flight requests; send it again to exit at once)", sig);
+    srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION, c.sqlite.path, c.mode,
+               ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
+               tokens.empty() ? " without authentication" : "");
+  std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < c.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  route.shutdown();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace tandem::proxy

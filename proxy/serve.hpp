@@ -1,0 +1,21 @@
+// `tandem serve`: runs the proxy until SIGINT or SIGTERM.
+#pragma once
+
+#include "proxy/config.hpp"
+
+namespace tandem::proxy {
+
+// Opens the stores, listens, and serves until SIGINT/SIGTERM, then stops gracefully: no new
+// connections, in-flight requests answered, stores closed. Prints one line
+// "tandem listening on HOST:PORT" to stdout once ready (scripts and `tandem bench` wait for it).
+// Returns the process exit status. Throws config_error for configuration problems.
+int serve(const config& c);
+
+// Sets up spdlog (stderr) at the given level ("info", "debug", ...).
+void setup_logging(const std::string& level);
+
+// Reads the client tokens from the environment variables the config names. Throws config_error
+// when one is unset or empty (authentication must never be silently off).
+std::vector<std::string> resolve_tokens(const std::vector<std::string>& names);
+
+}  // namespace tandem::proxy

@@ -1,0 +1,48 @@
+// The SQL listener: accepts TCP (optionally TLS) connections and runs one session per connection.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "proxy/config.hpp"
+#include "proxy/router.hpp"
+
+namespace tandem::proxy {
+
+struct server_options {
+  listen_config listen;
+  tls_config tls;
+  limits_config limits;
+  std::vector<std::string> tokens;  // accepted client tokens (values, not names); empty: no auth
+};
+
+class server {
+ public:
+  server(boost::asio::io_context& ioc, server_options options, router& r);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds the listener and starts accepting. Throws std::exception when it cannot bind or load
+  // the TLS certificate (start-up errors). Returns the bound endpoint (port 0 picks a free one).
+  boost::asio::ip::tcp::endpoint start();
+
+  // Graceful stop: no new connections; each session finishes the requests it has already
+  // received, sends their responses, and closes. Thread-safe, returns at once. `on_stopped` is
+  // called (on some thread) once the last session has ended.
+  void stop(std::function<void()> on_stopped = {});
+
+  // Sessions currently open.
+  std::size_t connections() const;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;  // shared with the sessions, which may outlive a stop() call
+};
+
+}  // namespace tandem::proxy

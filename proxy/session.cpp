@@ -1,0 +1,280 @@
+#include "proxy/session.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace tandem::proxy {
+namespace asio = boost::asio;
+using protocol::errc;
+using protocol::make_error;
+
+namespace {
+
+constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t k_read_chunk = 64 * 1024;
+constexpr std::size_t k_flush_threshold = 256 * 1024;
+
+// Awaits a store call: `start(callback)` hands the callback to the store, which calls it on its
+// own thread; the result is posted back to this coroutine's strand.
+template <class T, class Start>
+asio::awaitable<backends::outcome<T>> await_store(Start start) {
+  auto ex = co_await asio::this_coro::executor;
+  // Named, not a temporary inside the co_await expression: GCC 12 destroys lambda temporaries
+  // with non-trivial captures twice there (GCC PR 101367).
+  auto initiation = [ex, start](auto handler) mutable {
+    auto h = std::make_shared<decltype(handler)>(std::move(handler));
+    start([ex, h](backends::outcome<T> r) mutable {
+      asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+    });
+  };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(backends::outcome<T>)>(
+      std::move(initiation), asio::use_awaitable);
+}
+
+using digest = std::array<unsigned char, 32>;
+
+digest sha256(std::string_view s) {
+  digest d{};
+  unsigned int len = 0;
+  EVP_Digest(s.data(), s.size(), d.data(), &len, EVP_sha256(), nullptr);
+  return d;
+}
+
+// Compares in time independent of where the strings differ (and of their lengths, by comparing
+// digests).
+bool token_matches(std::string_view given, const std::vector<std::string>& tokens) {
+  const digest g = sha256(given);
+  bool match = false;
+  for (const auto& t : tokens) {
+    const digest d = sha256(t);
+    match |= CRYPTO_memcmp(g.data(), d.data(), d.size()) == 0;
+  }
+  return match;
+}
+
+}  // namespace
+
+session_shared::session_shared(server_options o, router& r)
+    : options(std::move(o)), route(r), tls_context(asio::ssl::context::tls_server) {}
+
+void session_shared::maybe_stopped() {
+  if (stopping && sessions.empty() && on_stopped) {
+    auto f = std::move(on_stopped);
+    on_stopped = nullptr;
+    f();
+  }
+}
+
+session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit)
+    : stream_(std::move(socket), shared->tls_context),
+      shared_(std::move(shared)),
+      tls_(shared_->options.tls.enabled),
+      over_limit_(over_limit),
+      id_(shared_->next_session_id++),
+      idle_timer_(stream_.get_executor()),
+      reader_(shared_->options.limits.max_frame_bytes),
+      authenticated_(shared_->options.tokens.empty()),
+      last_activity_(std::chrono::steady_clock::now()) {
+  boost::system::error_code ec;
+  auto ep = stream_.next_layer().remote_endpoint(ec);
+  peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  stream_.next_layer().set_option(asio::ip::tcp::no_delay(true), ec);
+  ++shared_->active;
+}
+
+session::~session() {
+  --shared_->active;
+  std::lock_guard lock(shared_->mu);
+  shared_->sessions.erase(id_);
+  shared_->maybe_stopped();
+}
+
+void session::touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+void session::close_now() {
+  done_ = true;
+  boost::system::error_code ec;
+  stream_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.next_layer().close(ec);
+  idle_timer_.cancel();
+}
+
+void session::close_gracefully() {
+  closing_ = true;
+  if (reading_) {
+    boost::system::error_code ec;
+    stream_.next_layer().cancel(ec);
+  }
+}
+
+asio::awaitable<void> session::run() {
+  {
+    std::lock_guard lock(shared_->mu);
+    if (shared_->stopping) closing_ = true;
+    shared_->sessions.emplace(id_, weak_from_this());
+  }
+  spdlog::debug("session {} from {} opened", id_, peer_);
+  asio::co_spawn(executor(), [self = shared_from_this()] { return self->watchdog(); }, asio::detached);
+  try {
+    co_await serve();
+  } catch (const std::exception& e) {
+    // Only a bug lands here; it ends this session and no other.
+    spdlog::error("session {} from {} failed: {}", id_, peer_, e.what());
+  }
+  close_now();
+  spdlog::debug("session {} from {} closed", id_, peer_);
+}
+
+asio::awaitable<void> session::watchdog() {
+  const auto idle = shared_->options.limits.idle_timeout;
+  while (!done_) {
+    idle_timer_.expires_at(last_activity_ + idle);
+    co_await idle_timer_.async_wait(k_tuple);
+    if (done_) co_return;
+    if (!busy_ && std::chrono::steady_clock::now() >= last_activity_ + idle) {
+      spdlog::info("session {} from {} idle for {} ms, closing", id_, peer_, idle.count());
+      close_now();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<bool> session::flush() {
+  if (out_.empty()) co_return true;
+  boost::system::error_code ec;
+  if (tls_) std::tie(ec, std::ignore) = co_await asio::async_write(stream_, asio::buffer(out_), k_tuple);
+  else std::tie(ec, std::ignore) = co_await asio::async_write(stream_.next_layer(), asio::buffer(out_), k_tuple);
+  out_.clear();
+  if (out_.capacity() > 4 * k_flush_threshold) out_.shrink_to_fit();
+  touch();
+  co_return !ec;
+}
+
+asio::awaitable<void> session::serve() {
+  if (tls_) {
+    auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server, k_tuple);
+    if (ec) {
+      spdlog::info("session {} from {}: TLS handshake failed: {}", id_, peer_, ec.message());
+      co_return;
+    }
+    touch();
+  }
+  if (over_limit_) {
+    protocol::encode_response(make_error("null", errc::overloaded,
+                                         "too many connections (max_connections = " +
+                                             std::to_string(shared_->options.limits.max_connections) + "); try again later"),
+                              out_);
+    co_await flush();
+    co_return;
+  }
+  for (;;) {
+    for (bool more = true; more && !close_after_flush_;) {
+      auto next = reader_.next();
+      switch (next.st) {
+        case protocol::frame_reader::status::frame:
+          co_await handle(next.frame);
+          if (out_.size() >= k_flush_threshold && !co_await flush()) co_return;
+          break;
+        case protocol::frame_reader::status::too_large:
+          protocol::encode_response(
+              make_error("null", errc::frame_too_large,
+                         "a request line exceeded max_frame_bytes (" +
+                             std::to_string(shared_->options.limits.max_frame_bytes) + "); closing the connection"),
+              out_);
+          close_after_flush_ = true;
+          break;
+        case protocol::frame_reader::status::need_more:
+          more = false;
+          break;
+      }
+    }
+    if (!co_await flush()) co_return;
+    if (closing_ || close_after_flush_ || done_) co_return;
+
+    char* buf = reader_.prepare(k_read_chunk);
+    reading_ = true;
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    if (tls_) std::tie(ec, n) = co_await stream_.async_read_some(asio::buffer(buf, k_read_chunk), k_tuple);
+    else std::tie(ec, n) = co_await stream_.next_layer().async_read_some(asio::buffer(buf, k_read_chunk), k_tuple);
+    reading_ = false;
+    reader_.commit(n);
+    if (ec) {
+      // EOF, reset, cancellation by a graceful stop: all end the session. Bytes that arrived
+      // with the error were committed; a partial frame without its newline is dropped.
+      if (ec == asio::error::operation_aborted && closing_ && !done_) continue;
+      co_return;
+    }
+    touch();
+  }
+}
+
+asio::awaitable<void> session::handle(std::string_view frame) {
+  auto decoded = protocol::decode_request(frame, {shared_->options.limits.max_batch_statements});
+  if (auto* err = std::get_if<protocol::response>(&decoded)) {
+    protocol::encode_response(*err, out_);
+    co_return;
+  }
+  auto& req = std::get<protocol::request>(decoded);
+  busy_ = true;
+  auto resp = co_await execute(req);
+  busy_ = false;
+  touch();
+  protocol::encode_response(resp, out_);
+}
+
+protocol::response session::hello(const protocol::request& req) {
+  if (!shared_->options.tokens.empty() && !token_matches(req.hello.token, shared_->options.tokens)) {
+    spdlog::warn("session {} from {}: hello with a wrong or missing token; closing", id_, peer_);
+    close_after_flush_ = true;
+    return make_error(req.id_json, errc::unauthorized, "wrong or missing token");
+  }
+  authenticated_ = true;
+  client_.routing_key = req.hello.routing_key;
+  protocol::hello_result h;
+  h.version = TANDEM_VERSION;
+  return {req.id_json, protocol::success{h}};
+}
+
+asio::awaitable<protocol::response> session::execute(protocol::request& req) {
+  if (req.kind == protocol::op::hello) co_return hello(req);
+  if (!authenticated_) {
+    co_return make_error(req.id_json, errc::unauthorized, "authenticate first: send hello with a token");
+  }
+  backends::exec_options opts;
+  opts.deadline = backends::clock::now() + shared_->options.limits.query_timeout;
+  switch (req.kind) {
+    case protocol::op::ping:
+      co_return protocol::response{req.id_json, protocol::success{protocol::ping_result{}}};
+    case protocol::op::query: {
+      auto start = [&](backends::query_done done) {
+        shared_->route.execute(client_, std::move(req.statements[0]), opts, std::move(done));
+      };
+      auto r = co_await await_store<protocol::query_result>(start);
+      if (!r) co_return protocol::response{req.id_json, std::move(r.error())};
+      co_return protocol::response{req.id_json, protocol::success{std::move(*r)}};
+    }
+    case protocol::op::batch: {
+      auto start = [&](backends::batch_done done) {
+        shared_->route.execute_batch(client_, std::move(req.statements), opts, std::move(done));
+      };
+      auto r = co_await await_store<std::vector<protocol::query_result>>(start);
+      if (!r) co_return protocol::response{req.id_json, std::move(r.error())};
+      co_return protocol::response{req.id_json, protocol::success{std::move(*r)}};
+    }
+    case protocol::op::hello:
+      break;
+  }
+  co_return make_error(req.id_json, errc::internal, "unhandled op");
+}
+
+}  // namespace tandem::proxy

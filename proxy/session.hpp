@@ -1,0 +1,90 @@
+// One client connection: reads frames, runs requests in order, writes responses in order.
+// Internal to proxy/ (the server creates sessions).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "protocol/codec.hpp"
+#include "proxy/router.hpp"
+#include "proxy/server.hpp"
+
+namespace tandem::proxy {
+
+class session;
+
+// What the server shares with its sessions. Lives as long as the last of them.
+struct session_shared {
+  session_shared(server_options o, router& r);
+
+  server_options options;
+  router& route;
+  boost::asio::ssl::context tls_context;  // configured only when options.tls.enabled
+  std::atomic<std::size_t> active{0};
+  std::atomic<std::uint64_t> next_session_id{1};
+
+  std::mutex mu;
+  bool stopping = false;
+  std::unordered_map<std::uint64_t, std::weak_ptr<session>> sessions;
+  std::function<void()> on_stopped;  // called once, when stopping and the last session ended
+
+  // Calls on_stopped if stopping and no session remains. Requires `mu` held.
+  void maybe_stopped();
+};
+
+// Shared by its own coroutine and by the server's registry (which must reach it to close it
+// gracefully): hence enable_shared_from_this.
+class session : public std::enable_shared_from_this<session> {
+ public:
+  // `socket`'s executor must be a strand: everything the session does runs on it.
+  session(boost::asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit);
+  ~session();
+
+  // Runs the connection until it ends. co_spawn it on the socket's executor.
+  boost::asio::awaitable<void> run();
+
+  // Asks the session to finish the requests it has received and close. Call on its strand.
+  void close_gracefully();
+
+  boost::asio::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  boost::asio::awaitable<void> serve();
+  boost::asio::awaitable<void> handle(std::string_view frame);
+  boost::asio::awaitable<protocol::response> execute(protocol::request& req);
+  boost::asio::awaitable<bool> flush();
+  boost::asio::awaitable<void> watchdog();
+  protocol::response hello(const protocol::request& req);
+  void touch();
+  void close_now();
+
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  std::shared_ptr<session_shared> shared_;
+  const bool tls_;
+  const bool over_limit_;
+  const std::uint64_t id_;
+  std::string peer_;
+  boost::asio::steady_timer idle_timer_;
+  protocol::frame_reader reader_;
+  std::string out_;
+  client_context client_;
+  bool authenticated_;
+  bool closing_ = false;           // graceful close requested
+  bool close_after_flush_ = false;  // a fatal protocol error: answer, then close
+  bool reading_ = false;
+  bool busy_ = false;               // a request is executing (not idle)
+  bool done_ = false;
+  std::chrono::steady_clock::time_point last_activity_;
+};
+
+}  // namespace tandem::proxy

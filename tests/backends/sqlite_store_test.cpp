@@ -1,0 +1,326 @@
+#include "backends/sqlite_store.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <future>
+#include <set>
+#include <limits>
+
+#include "tests/support/test_support.hpp"
+
+namespace tandem::backends {
+namespace {
+
+using protocol::errc;
+using protocol::query_result;
+using protocol::statement;
+using protocol::value;
+
+class SqliteStore : public ::testing::Test {
+ protected:
+  void SetUp() override { open(); }
+
+  void open(sqlite_store_options o = {}) {
+    o.db.path = dir_.file("store.db");
+    auto s = sqlite_store::open(o);
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+
+  std::future<outcome<query_result>> submit(std::string sql, std::vector<value> params = {},
+                                            exec_options opts = {}) {
+    auto p = std::make_shared<std::promise<outcome<query_result>>>();
+    auto f = p->get_future();
+    statement st{std::move(sql), {}};
+    st.params.positional = std::move(params);
+    store_->execute(std::move(st), opts, [p](outcome<query_result> r) { p->set_value(std::move(r)); });
+    return f;
+  }
+
+  outcome<query_result> run(std::string sql, std::vector<value> params = {}, exec_options opts = {}) {
+    return submit(std::move(sql), std::move(params), opts).get();
+  }
+
+  query_result ok(std::string sql, std::vector<value> params = {}) {
+    auto r = run(sql, std::move(params));
+    EXPECT_TRUE(r) << sql << ": " << (r ? "" : r.error().message);
+    return r ? *r : query_result{};
+  }
+
+  outcome<std::vector<query_result>> batch(std::vector<statement> sts) {
+    std::promise<outcome<std::vector<query_result>>> p;
+    auto f = p.get_future();
+    store_->execute_batch(std::move(sts), {}, [&p](auto r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  std::int64_t count(const std::string& table) {
+    auto r = ok("SELECT count(*) FROM " + table);
+    return std::get<std::int64_t>(r.rows.at(0).at(0));
+  }
+
+  testing::temp_dir dir_;
+  std::unique_ptr<sqlite_store> store_;
+};
+
+TEST_F(SqliteStore, ValuesSurviveExactly) {
+  ok("CREATE TABLE v(x)");
+  const std::vector<value> values = {
+      value{},
+      value{std::numeric_limits<std::int64_t>::max()},
+      value{std::numeric_limits<std::int64_t>::min()},
+      value{std::int64_t{9007199254740993}},
+      value{0.1},
+      value{-0.0},
+      value{std::string("h\xc3\xa9llo \xf0\x9f\x98\x80 \"quoted\"")},
+      value{std::string("with\0nul", 8)},
+      value{protocol::blob{std::string("\x00\x01\xff", 3)}},
+      value{protocol::blob{}},
+  };
+  for (const auto& v : values) ok("INSERT INTO v VALUES (?)", {v});
+  auto r = ok("SELECT x FROM v ORDER BY rowid");
+  ASSERT_EQ(r.rows.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_EQ(r.rows[i][0], values[i]) << i;
+}
+
+TEST_F(SqliteStore, MetaReportsChangesAndRowid) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+  auto r = ok("INSERT INTO t(v) VALUES (1), (2), (3)");
+  EXPECT_EQ(r.meta.changes, 3);
+  EXPECT_EQ(r.meta.last_row_id, 3);
+  EXPECT_EQ(r.meta.served_by, "sqlite");
+  r = ok("CREATE INDEX t_v ON t(v)");
+  EXPECT_EQ(r.meta.changes, 0);  // DDL changes nothing, whatever ran before
+  r = ok("SELECT v FROM t");
+  EXPECT_EQ(r.meta.rows_read, 3);
+}
+
+TEST_F(SqliteStore, ClassifiesWithSqliteItself) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+  EXPECT_EQ(store_->classify("SELECT * FROM t"), statement_kind::read);
+  EXPECT_EQ(store_->classify("WITH x AS (SELECT 1) SELECT * FROM x"), statement_kind::read);
+  EXPECT_EQ(store_->classify("PRAGMA table_info(t)"), statement_kind::read);
+  EXPECT_EQ(store_->classify("  /* lead */ select 1"), statement_kind::read);
+  EXPECT_EQ(store_->classify("INSERT INTO t(v) VALUES (1)"), statement_kind::write);
+  EXPECT_EQ(store_->classify("WITH x AS (SELECT 1) INSERT INTO t(v) SELECT * FROM x"), statement_kind::write);
+  EXPECT_EQ(store_->classify("UPDATE t SET v = 2"), statement_kind::write);
+  EXPECT_EQ(store_->classify("CREATE TABLE u(x)"), statement_kind::write);
+  EXPECT_EQ(store_->classify("SELECT * FROM missing"), std::nullopt);
+}
+
+TEST_F(SqliteStore, RefusesWhatD1Refuses) {
+  ok("CREATE TABLE t(x)");
+  for (const char* sql : {"BEGIN", "BEGIN IMMEDIATE", "COMMIT", "END", "ROLLBACK", "SAVEPOINT a", "RELEASE a",
+                          "ROLLBACK TO a", "ATTACH DATABASE 'x.db' AS x", "DETACH DATABASE x", "VACUUM",
+                          "VACUUM INTO '/tmp/copy.db'", "  vacuum", "PRAGMA foreign_keys = OFF",
+                          "PRAGMA journal_mode=DELETE", "PRAGMA synchronous(0)", "PRAGMA optimize",
+                          "SELECT load_extension('x')", "CREATE TEMP TABLE tt(x)", "CREATE TEMPORARY VIEW tv AS SELECT 1"}) {
+    auto r = run(sql);
+    ASSERT_FALSE(r) << sql;
+    EXPECT_EQ(r.error().code, errc::unsupported) << sql << ": " << r.error().message;
+    EXPECT_FALSE(r.error().message.empty());
+  }
+  // Reading pragmas are fine.
+  for (const char* sql : {"PRAGMA table_info(t)", "PRAGMA foreign_keys", "PRAGMA user_version", "PRAGMA index_list(t)"}) {
+    EXPECT_TRUE(run(sql)) << sql;
+  }
+  auto r = run("BEGIN");
+  EXPECT_NE(r.error().message.find("batch"), std::string::npos) << "the message says what to use instead";
+}
+
+TEST_F(SqliteStore, OneStatementPerQuery) {
+  ok("CREATE TABLE t(x)");
+  auto r = run("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::bad_request);
+  EXPECT_EQ(count("t"), 0) << "nothing of a refused request runs";
+  EXPECT_TRUE(run("SELECT 1;"));
+  EXPECT_TRUE(run("SELECT 1; -- trailing comment"));
+  EXPECT_TRUE(run("SELECT 1 /* c */ ;;  "));
+  for (const char* empty : {"", "   ", "-- only a comment", "/* c */", ";"}) {
+    auto e = run(empty);
+    ASSERT_FALSE(e) << empty;
+    EXPECT_EQ(e.error().code, errc::bad_request) << empty;
+  }
+}
+
+TEST_F(SqliteStore, ParameterErrors) {
+  ok("CREATE TABLE t(a, b)");
+  auto r = run("INSERT INTO t VALUES (?, ?)", {value{std::int64_t{1}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::bad_request);
+  r = run("SELECT ?", {value{std::int64_t{1}}, value{std::int64_t{2}}});
+  EXPECT_EQ(r.error().code, errc::bad_request);
+  // ?NNN: the highest index decides how many values are needed.
+  auto q = ok("SELECT ?2, ?1", {value{std::int64_t{1}}, value{std::int64_t{2}}});
+  EXPECT_EQ(q.rows[0][0], value{std::int64_t{2}});
+
+  auto named = [&](std::string sql, std::vector<std::pair<std::string, value>> params) {
+    std::promise<outcome<query_result>> p;
+    statement st{std::move(sql), {}};
+    st.params.is_named = true;
+    st.params.named = std::move(params);
+    store_->execute(std::move(st), {}, [&p](auto res) { p.set_value(std::move(res)); });
+    return p.get_future().get();
+  };
+  auto n = named("SELECT :a, @b, $c", {{"a", value{std::int64_t{1}}}, {"@b", value{std::int64_t{2}}}, {"c", value{std::int64_t{3}}}});
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(n->rows[0][2], value{std::int64_t{3}});
+  n = named("SELECT :a", {});
+  EXPECT_EQ(n.error().code, errc::bad_request);
+  n = named("SELECT :a", {{"a", value{}}, {"typo", value{}}});
+  EXPECT_EQ(n.error().code, errc::bad_request);
+  EXPECT_NE(n.error().message.find("typo"), std::string::npos);
+  n = named("SELECT ?", {{"a", value{}}});
+  EXPECT_EQ(n.error().code, errc::bad_request);
+}
+
+TEST_F(SqliteStore, SqlAndConstraintErrors) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v NOT NULL)");
+  auto r = run("SELEC 1");
+  EXPECT_EQ(r.error().code, errc::sql_error);
+  r = run("SELECT * FROM nope");
+  EXPECT_EQ(r.error().code, errc::sql_error);
+  ok("INSERT INTO t VALUES (1, 1)");
+  r = run("INSERT INTO t VALUES (1, 2)");
+  EXPECT_EQ(r.error().code, errc::constraint);
+  r = run("INSERT INTO t VALUES (2, NULL)");
+  EXPECT_EQ(r.error().code, errc::constraint);
+  EXPECT_EQ(r.error().store, "sqlite");
+  EXPECT_EQ(count("t"), 1);
+}
+
+TEST_F(SqliteStore, BatchIsAtomicAndNamesTheFailingIndex) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  auto r = batch({{"INSERT INTO t VALUES (1)", {}}, {"INSERT INTO t VALUES (2)", {}}, {"INSERT INTO t VALUES (1)", {}},
+                  {"INSERT INTO t VALUES (3)", {}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::constraint);
+  EXPECT_EQ(r.error().index, 2u);
+  EXPECT_EQ(count("t"), 0);
+  r = batch({{"INSERT INTO t VALUES (1)", {}}, {"INSERT INTO t VALUES (2)", {}}, {"SELECT count(*) FROM t", {}}});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ(r->at(2).rows[0][0], value{std::int64_t{2}}) << "a batch sees its own writes";
+  r = batch({{"INSERT INTO t VALUES (9)", {}}, {"BEGIN", {}}});
+  EXPECT_EQ(r.error().code, errc::unsupported);
+  EXPECT_EQ(r.error().index, 1u);
+  EXPECT_EQ(count("t"), 2);
+}
+
+// Holds SQLite's write lock from another connection so that writes queue up in the store, and
+// the next group is everything submitted meanwhile.
+class write_lock {
+ public:
+  explicit write_lock(const std::string& path) {
+    sqlite3_open(path.c_str(), &db_);
+    EXPECT_EQ(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  void release() {
+    if (db_) {
+      sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+      sqlite3_close(db_);
+      db_ = nullptr;
+    }
+  }
+  ~write_lock() { release(); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+TEST_F(SqliteStore, GroupCommitGivesEachWriteItsOwnResult) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE)");
+  const auto before = store_->stats();
+  std::vector<std::future<outcome<query_result>>> futures;
+  {
+    write_lock lock(dir_.file("store.db"));
+    for (int i = 0; i < 100; ++i) {
+      // Every tenth write collides with the one before it and must fail alone.
+      const std::int64_t v = (i % 10 == 9) ? i - 1 : i;
+      futures.push_back(submit("INSERT INTO t(v) VALUES (?)", {value{v}}));
+    }
+    lock.release();
+  }
+  std::set<std::int64_t> rowids;
+  int failed = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto r = futures[i].get();
+    if (i % 10 == 9) {
+      ASSERT_FALSE(r) << i;
+      EXPECT_EQ(r.error().code, errc::constraint);
+      ++failed;
+    } else {
+      ASSERT_TRUE(r) << i << ": " << r.error().message;
+      EXPECT_EQ(r->meta.changes, 1);
+      rowids.insert(r->meta.last_row_id);
+    }
+  }
+  EXPECT_EQ(failed, 10);
+  EXPECT_EQ(rowids.size(), 90u) << "every write got its own rowid";
+  EXPECT_EQ(count("t"), 90);
+  const auto after = store_->stats();
+  EXPECT_LE(after.groups - before.groups, 2u) << "writes queued behind the lock commit together";
+  EXPECT_EQ(after.group_jobs - before.group_jobs, 100u);
+}
+
+TEST_F(SqliteStore, QueryTimeoutInterruptsTheStatement) {
+  exec_options opts;
+  opts.deadline = clock::now() + std::chrono::milliseconds(50);
+  auto r = run("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", {}, opts);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::timeout);
+  EXPECT_TRUE(run("SELECT 1")) << "the reader connection is still usable";
+}
+
+TEST_F(SqliteStore, TimedOutWriteInAGroupDoesNotTakeOthersDown) {
+  ok("CREATE TABLE t(x)");
+  std::vector<std::future<outcome<query_result>>> futures;
+  {
+    write_lock lock(dir_.file("store.db"));
+    futures.push_back(submit("INSERT INTO t VALUES (1)"));
+    exec_options expired;
+    expired.deadline = clock::now();  // already passed: must not run at all
+    futures.push_back(submit("INSERT INTO t VALUES (2)", {}, expired));
+    futures.push_back(submit("INSERT INTO t VALUES (3)"));
+    lock.release();
+  }
+  EXPECT_TRUE(futures[0].get());
+  auto r = futures[1].get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::timeout);
+  EXPECT_TRUE(futures[2].get());
+  EXPECT_EQ(count("t"), 2);
+}
+
+TEST_F(SqliteStore, WritesAreVisibleToTheNextRead) {
+  ok("CREATE TABLE t(x)");
+  for (int i = 0; i < 50; ++i) {
+    ok("INSERT INTO t VALUES (?)", {value{std::int64_t{i}}});
+    EXPECT_EQ(count("t"), i + 1);
+  }
+}
+
+TEST_F(SqliteStore, AfterShutdownWorkIsRefused) {
+  store_->shutdown();
+  auto r = run("SELECT 1");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unavailable);
+}
+
+TEST_F(SqliteStore, OpenErrors) {
+  sqlite_store_options o;
+  o.db.path = ":memory:";
+  EXPECT_FALSE(sqlite_store::open(o));
+  o.db.path = dir_.file("no/such/dir/x.db");
+  auto s = sqlite_store::open(o);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, errc::unavailable);
+  o.db.path = dir_.file("y.db");
+  o.db.synchronous = "SOMETIMES";
+  EXPECT_FALSE(sqlite_store::open(o));
+}
+
+}  // namespace
+}  // namespace tandem::backends

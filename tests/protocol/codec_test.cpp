@@ -1,0 +1,223 @@
+#include "protocol/codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace tandem::protocol {
+namespace {
+
+// The error a frame decodes to ("" if it decodes to a request).
+std::string decode_error(std::string_view frame) {
+  auto r = decode_request(frame);
+  if (auto* resp = std::get_if<response>(&r)) {
+    const auto& e = std::get<error>(resp->body);
+    return std::string(to_string(e.code)) + ": " + e.message;
+  }
+  return "";
+}
+
+request decode_ok(std::string_view frame) {
+  auto r = decode_request(frame);
+  EXPECT_TRUE(std::holds_alternative<request>(r)) << decode_error(frame);
+  return std::holds_alternative<request>(r) ? std::get<request>(r) : request{};
+}
+
+TEST(FrameReader, SplitsLinesAcrossReads) {
+  frame_reader fr(1024);
+  const std::string input = "{\"a\":1}\r\n\n{\"b\"";
+  std::memcpy(fr.prepare(input.size()), input.data(), input.size());
+  fr.commit(input.size());
+  auto f = fr.next();
+  ASSERT_EQ(f.st, frame_reader::status::frame);
+  EXPECT_EQ(f.frame, "{\"a\":1}");
+  EXPECT_EQ(fr.next().st, frame_reader::status::need_more);  // the empty line is skipped
+  const std::string rest = ":2}\n";
+  std::memcpy(fr.prepare(rest.size()), rest.data(), rest.size());
+  fr.commit(rest.size());
+  f = fr.next();
+  ASSERT_EQ(f.st, frame_reader::status::frame);
+  EXPECT_EQ(f.frame, "{\"b\":2}");
+}
+
+TEST(FrameReader, RejectsALineOverTheLimitEvenBeforeItsNewline) {
+  frame_reader fr(16);
+  const std::string input(17, 'x');
+  std::memcpy(fr.prepare(input.size()), input.data(), input.size());
+  fr.commit(input.size());
+  EXPECT_EQ(fr.next().st, frame_reader::status::too_large);
+}
+
+TEST(FrameReader, AcceptsALineExactlyAtTheLimit) {
+  frame_reader fr(16);
+  const std::string input = std::string(16, 'x') + "\n";
+  std::memcpy(fr.prepare(input.size()), input.data(), input.size());
+  fr.commit(input.size());
+  EXPECT_EQ(fr.next().st, frame_reader::status::frame);
+}
+
+TEST(DecodeRequest, BadInputGetsBadRequest) {
+  struct bad {
+    const char* frame;
+    const char* expect_substring;
+  };
+  const bad cases[] = {
+      {"{", "malformed JSON"},
+      {"not json", "malformed JSON"},
+      {"[1,2]", "must be a JSON object"},
+      {"\"str\"", "must be a JSON object"},
+      {"{\"op\":\"ping\"}", "missing field 'id'"},
+      {"{\"id\":1.5,\"op\":\"ping\"}", "'id' must be"},
+      {"{\"id\":true,\"op\":\"ping\"}", "'id' must be"},
+      {"{\"id\":{},\"op\":\"ping\"}", "'id' must be"},
+      {"{\"id\":1}", "missing field 'op'"},
+      {"{\"id\":1,\"op\":7}", "'op' must be a string"},
+      {"{\"id\":1,\"op\":\"drop\"}", "unknown op 'drop'"},
+      {"{\"id\":1,\"op\":\"ping\",\"x\":1}", "unknown field 'x'"},
+      {"{\"id\":1,\"op\":\"query\"}", "missing field 'sql'"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":5}", "'sql' must be a string"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"parms\":[]}", "unknown field 'parms'"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":5}", "'params' must be an array"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[[1]]}", "params[0]: an array is not a value"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[{\"b64\":\"\"}]}", "params[0]: an object value must be"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[{\"base64\":\"!!\"}]}", "invalid base64"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[{\"base64\":\"QQ\"}]}", "invalid base64"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[9223372036854775808]}", "beyond the 64-bit signed range"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[123456789012345678901234567890]}", "does not fit in 64 bits"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"x\",\"params\":[-9223372036854775809]}", "does not fit in 64 bits"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"\xff\"}", "not valid UTF-8"},
+      {"{\"id\":1,\"op\":\"query\",\"sql\":\"\xc0\xaf\"}", "not valid UTF-8"},
+      {"{\"id\":1,\"op\":\"batch\"}", "missing field 'statements'"},
+      {"{\"id\":1,\"op\":\"batch\",\"statements\":{}}", "'statements' must be an array"},
+      {"{\"id\":1,\"op\":\"batch\",\"statements\":[]}", "must not be empty"},
+      {"{\"id\":1,\"op\":\"batch\",\"statements\":[\"SELECT 1\"]}", "statements[0]: must be an object"},
+      {"{\"id\":1,\"op\":\"batch\",\"statements\":[{\"sql\":\"x\",\"id\":2}]}", "statements[0]: unknown field 'id'"},
+      {"{\"id\":1,\"op\":\"hello\",\"token\":5}", "'token' must be a string"},
+      {"{\"id\":1,\"op\":\"ping\"} {}", "malformed JSON"},
+  };
+  for (const auto& c : cases) {
+    const auto err = decode_error(c.frame);
+    EXPECT_EQ(err.rfind("BAD_REQUEST: ", 0), 0u) << c.frame << " -> " << err;
+    EXPECT_NE(err.find(c.expect_substring), std::string::npos) << c.frame << " -> " << err;
+  }
+}
+
+TEST(DecodeRequest, EchoesTheIdWhenItCouldBeRead) {
+  auto r = decode_request("{\"id\":\"abc\",\"op\":\"nope\"}");
+  ASSERT_TRUE(std::holds_alternative<response>(r));
+  EXPECT_EQ(std::get<response>(r).id_json, "\"abc\"");
+  r = decode_request("{\"id\":9223372036854775807,\"op\":\"nope\"}");
+  EXPECT_EQ(std::get<response>(r).id_json, "9223372036854775807");
+  r = decode_request("{garbage");
+  EXPECT_EQ(std::get<response>(r).id_json, "null");
+}
+
+TEST(DecodeRequest, ValuesAreExact) {
+  auto req = decode_ok(
+      R"({"id":1,"op":"query","sql":"x","params":[null,true,false,9223372036854775807,-9223372036854775808,0.1,1e300,"t\u00e9xt",{"base64":"AAEC/w=="}]})");
+  ASSERT_EQ(req.statements.size(), 1u);
+  const auto& p = req.statements[0].params.positional;
+  ASSERT_EQ(p.size(), 9u);
+  EXPECT_EQ(p[0], value{});
+  EXPECT_EQ(p[1], value{std::int64_t{1}});
+  EXPECT_EQ(p[2], value{std::int64_t{0}});
+  EXPECT_EQ(p[3], value{std::numeric_limits<std::int64_t>::max()});
+  EXPECT_EQ(p[4], value{std::numeric_limits<std::int64_t>::min()});
+  EXPECT_EQ(p[5], value{0.1});
+  EXPECT_EQ(p[6], value{1e300});
+  EXPECT_EQ(p[7], value{std::string("t\xc3\xa9xt")});
+  EXPECT_EQ(p[8], value{blob{std::string("\x00\x01\x02\xff", 4)}});
+}
+
+TEST(DecodeRequest, NamedParamsKeepTheirNames) {
+  auto req = decode_ok(R"({"id":1,"op":"query","sql":"x","params":{"a":1,":b":2,"@c":3,"$d":4}})");
+  const auto& p = req.statements[0].params;
+  ASSERT_TRUE(p.is_named);
+  ASSERT_EQ(p.named.size(), 4u);
+  EXPECT_EQ(p.named[1].first, ":b");
+}
+
+TEST(DecodeRequest, Batch) {
+  auto req = decode_ok(R"({"id":"b","op":"batch","statements":[{"sql":"a"},{"sql":"b","params":[1]}]})");
+  EXPECT_EQ(req.kind, op::batch);
+  ASSERT_EQ(req.statements.size(), 2u);
+  EXPECT_EQ(req.statements[1].params.positional.size(), 1u);
+}
+
+TEST(DecodeRequest, BatchLimit) {
+  std::string frame = R"({"id":1,"op":"batch","statements":[)";
+  for (int i = 0; i < 4; ++i) frame += std::string(i ? "," : "") + R"({"sql":"x"})";
+  frame += "]}";
+  auto r = decode_request(frame, decode_limits{3});
+  ASSERT_TRUE(std::holds_alternative<response>(r));
+}
+
+TEST(EncodeResponse, FloatsRoundTripAndStayFloats) {
+  for (double d : {0.1, 1.0, -0.0, 1e300, 5e-324, 123456789.125, -2.5}) {
+    std::string s;
+    append_value(s, value{d});
+    auto back = decode_response("{\"id\":1,\"ok\":true,\"result\":{\"columns\":[\"x\"],\"rows\":[[" + s + "]]}}");
+    const auto& q = std::get<query_result>(std::get<success>(std::get<response>(back).body));
+    const auto& v = q.rows.at(0).at(0);
+    ASSERT_TRUE(std::holds_alternative<double>(v)) << s;
+    EXPECT_EQ(std::get<double>(v), d) << s;
+    EXPECT_EQ(std::signbit(std::get<double>(v)), std::signbit(d)) << s;
+  }
+  std::string inf;
+  append_value(inf, value{std::numeric_limits<double>::infinity()});
+  EXPECT_EQ(inf, "1e999");
+}
+
+TEST(EncodeResponse, TextIsEscapedAndAlwaysValidUtf8) {
+  std::string s;
+  append_value(s, value{std::string("a\"b\\c\n\x01\xe2\x82\xac\xff", 11)});
+  EXPECT_EQ(s, "\"a\\\"b\\\\c\\n\\u0001\xe2\x82\xac\xef\xbf\xbd\"");
+}
+
+TEST(EncodeResponse, ErrorShape) {
+  auto line = encode_response(make_error("7", errc::constraint, "UNIQUE failed", "sqlite", 2));
+  EXPECT_EQ(line,
+            "{\"id\":7,\"ok\":false,\"error\":{\"code\":\"CONSTRAINT\",\"message\":\"UNIQUE failed\","
+            "\"store\":\"sqlite\",\"index\":2}}\n");
+}
+
+TEST(RoundTrip, RequestThroughEncodeAndDecode) {
+  request r;
+  r.id_json = "42";
+  r.kind = op::query;
+  statement st;
+  st.sql = "SELECT ?";
+  st.params.positional = {value{std::int64_t{-9223372036854775807 - 1}}, value{std::string("\x00z", 2)},
+                          value{blob{"\x00\x01"}}, value{2.5}, value{}};
+  r.statements.push_back(st);
+  std::string line;
+  encode_request(r, line);
+  ASSERT_EQ(line.back(), '\n');
+  line.pop_back();
+  auto back = decode_ok(line);
+  EXPECT_EQ(back.id_json, "42");
+  EXPECT_EQ(back.statements.at(0).params.positional, st.params.positional);
+}
+
+TEST(RoundTrip, ResponseThroughEncodeAndDecode) {
+  query_result q;
+  q.columns = {"a", "b"};
+  q.rows = {{value{std::int64_t{9007199254740993}}, value{blob{"xyz"}}}};
+  q.meta.changes = 3;
+  q.meta.last_row_id = 9007199254740993;
+  q.meta.served_by = "sqlite";
+  response r{"\"id\"", success{std::vector<query_result>{q, q}}};
+  auto line = encode_response(r);
+  line.pop_back();
+  auto back = decode_response(line);
+  ASSERT_TRUE(std::holds_alternative<response>(back));
+  const auto& all = std::get<std::vector<query_result>>(std::get<success>(std::get<response>(back).body));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].rows, q.rows);
+  EXPECT_EQ(all[1].meta.last_row_id, 9007199254740993);
+}
+
+}  // namespace
+}  // namespace tandem::protocol

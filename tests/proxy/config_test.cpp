@@ -1,0 +1,74 @@
+#include "proxy/config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace tandem::proxy {
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "test.jsonc");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, TheExampleFileParsesToTheDefaults) {
+  auto c = load_config(std::string(TANDEM_SOURCE_DIR) + "/conf/tandem.jsonc");
+  const config defaults;
+  EXPECT_EQ(c.mode, defaults.mode);
+  EXPECT_EQ(c.listen.port, defaults.listen.port);
+  EXPECT_EQ(c.sqlite.path, defaults.sqlite.path);
+  EXPECT_EQ(c.sqlite.synchronous, defaults.sqlite.synchronous);
+  EXPECT_EQ(c.limits.max_frame_bytes, defaults.limits.max_frame_bytes);
+  EXPECT_EQ(c.limits.query_timeout, defaults.limits.query_timeout);
+  EXPECT_TRUE(c.token_envs.empty());
+}
+
+TEST(Config, CommentsAndValues) {
+  auto c = parse_config(R"({
+    // comment
+    "listen": {"host": "0.0.0.0", "port": 7000}, /* block */
+    "sqlite": {"path": "x.db", "synchronous": "FULL"},
+    "auth": {"token_envs": ["A", "B"]},
+    "limits": {"query_timeout_ms": 250},
+  })", "t");
+  EXPECT_EQ(c.listen.host, "0.0.0.0");
+  EXPECT_EQ(c.listen.port, 7000);
+  EXPECT_EQ(c.sqlite.synchronous, "FULL");
+  EXPECT_EQ(c.token_envs, (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(c.limits.query_timeout.count(), 250);
+}
+
+TEST(Config, UnknownKeyNamesKeyAndLine) {
+  auto e = error_of("{\n  \"listen\": {\n    \"prot\": 1\n  }\n}");
+  EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen.prot"), std::string::npos) << e;
+  EXPECT_NE(e.find("port"), std::string::npos) << "lists the known keys: " << e;
+}
+
+TEST(Config, WrongTypeNamesKeyAndLine) {
+  auto e = error_of("{\n\"sqlite\": {\"readers\": 2},\n\"limits\": {\n  \"max_connections\": \"many\"}}");
+  EXPECT_NE(e.find("test.jsonc:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("limits.max_connections"), std::string::npos) << e;
+  EXPECT_NE(error_of("{\"sqlite\": {\"synchronous\": \"SOMETIMES\"}}").find("must be one of"), std::string::npos);
+  EXPECT_NE(error_of("{\"listen\": {\"port\": 70000}}").find("between"), std::string::npos);
+  EXPECT_NE(error_of("{\"auth\": {\"token_envs\": \"A\"}}").find("array"), std::string::npos);
+  EXPECT_NE(error_of("{\"mode\": \"everything\"}").find("mode"), std::string::npos);
+}
+
+TEST(Config, InvalidJsonNamesTheLine) {
+  auto e = error_of("{\n\"listen\": {\n\"port\": 1,,\n}}");
+  EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
+}
+
+TEST(Config, Validation) {
+  config c;
+  c.tls.enabled = true;
+  EXPECT_THROW(validate(c), config_error);
+}
+
+}  // namespace
+}  // namespace tandem::proxy

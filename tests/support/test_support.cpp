@@ -1,0 +1,150 @@
+#include "tests/support/test_support.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+
+#include "protocol/codec.hpp"
+
+namespace tandem::testing {
+
+temp_dir::temp_dir() {
+  static std::atomic<int> counter{0};
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() /
+          ("tandem-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+proxy::server_options test_server::default_options() {
+  proxy::server_options o;
+  o.listen.host = "127.0.0.1";
+  o.listen.port = 0;
+  return o;
+}
+
+test_server::test_server(proxy::server_options options, backends::sqlite_store_options store)
+    : ioc_(2), options_(options) {
+  db_path_ = dir_.file("test.db");
+  store.db.path = db_path_;
+  auto s = backends::sqlite_store::open(store);
+  if (!s) throw std::runtime_error(s.error().message);
+  router_ = std::make_unique<proxy::router>(std::move(*s));
+  server_ = std::make_unique<proxy::server>(ioc_, options, *router_);
+  port_ = server_->start().port();
+  for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });
+}
+
+test_server::~test_server() { stop(); }
+
+void test_server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  server_->stop([&] {
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  for (auto& t : threads_) t.join();
+  router_->shutdown();
+}
+
+protocol::client_options test_server::client_options() const {
+  protocol::client_options o;
+  o.host = "127.0.0.1";
+  o.port = port_;
+  o.tls = options_.tls.enabled;
+  return o;
+}
+
+std::unique_ptr<protocol::client> test_server::connect() const {
+  auto c = protocol::client::connect(client_options());
+  EXPECT_TRUE(c.has_value()) << (c ? "" : c.error().message);
+  if (!c) return nullptr;
+  return std::move(*c);
+}
+
+raw_connection::raw_connection(std::uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect failed");
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+raw_connection::~raw_connection() { close(); }
+
+void raw_connection::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void raw_connection::send(const std::string& bytes) {
+  std::size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;  // the peer closed; reads will tell
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+std::optional<std::string> raw_connection::read_line() {
+  for (;;) {
+    if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return line;
+    }
+    char tmp[65536];
+    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return std::nullopt;
+    buf_.append(tmp, static_cast<std::size_t>(n));
+  }
+}
+
+bool raw_connection::wait_closed() {
+  while (read_line()) {
+  }
+  char c;
+  return ::recv(fd_, &c, 1, 0) <= 0;
+}
+
+protocol::response parse_response(const std::string& line) {
+  auto r = protocol::decode_response(line);
+  if (auto* why = std::get_if<std::string>(&r)) {
+    ADD_FAILURE() << "not a response: " << *why << ": " << line;
+    return {};
+  }
+  return std::get<protocol::response>(r);
+}
+
+std::string code_of(const std::string& line) {
+  auto r = parse_response(line);
+  if (auto* e = std::get_if<protocol::error>(&r.body)) return std::string(protocol::to_string(e->code));
+  return "OK";
+}
+
+}  // namespace tandem::testing

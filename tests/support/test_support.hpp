@@ -1,0 +1,85 @@
+// Helpers for tandem's tests: temporary directories, an in-process server on port 0, and a raw
+// line-oriented socket for sending bytes no well-behaved client would send.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "backends/sqlite_store.hpp"
+#include "protocol/client.hpp"
+#include "proxy/config.hpp"
+#include "proxy/router.hpp"
+#include "proxy/server.hpp"
+
+namespace tandem::testing {
+
+// A fresh directory under the system temp dir, removed on destruction.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A real tandem server in this process: SQLite file in a temp dir, bound to 127.0.0.1:0.
+class test_server {
+ public:
+  explicit test_server(proxy::server_options options = default_options(), backends::sqlite_store_options store = {});
+  ~test_server();
+
+  static proxy::server_options default_options();
+
+  protocol::client_options client_options() const;
+  std::unique_ptr<protocol::client> connect() const;  // asserts success
+  std::uint16_t port() const { return port_; }
+  const std::string& db_path() const { return db_path_; }
+  proxy::server& server() { return *server_; }
+  // Graceful stop, waiting until every session has ended.
+  void stop();
+
+ private:
+  temp_dir dir_;
+  std::string db_path_;
+  boost::asio::io_context ioc_;
+  std::unique_ptr<proxy::router> router_;
+  std::unique_ptr<proxy::server> server_;
+  std::vector<std::thread> threads_;
+  std::uint16_t port_ = 0;
+  proxy::server_options options_;
+  bool stopped_ = false;
+};
+
+// A blocking TCP connection that sends raw bytes and reads lines.
+class raw_connection {
+ public:
+  explicit raw_connection(std::uint16_t port);
+  ~raw_connection();
+  void send(const std::string& bytes);
+  // The next line without its '\n', or nullopt at EOF / error.
+  std::optional<std::string> read_line();
+  // True once the peer has closed (reads EOF), after discarding any pending lines.
+  bool wait_closed();
+  void close();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+// Parses a response line; fails the test if it is not one.
+protocol::response parse_response(const std::string& line);
+// The error code of an error response line, or "OK".
+std::string code_of(const std::string& line);
+
+}  // namespace tandem::testing

@@ -1,0 +1,454 @@
+#include "tools/bench.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "protocol/client.hpp"
+
+namespace tandem::tools {
+namespace {
+
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+
+struct figures {
+  double ops = 0;  // per second
+  double p50_us = 0;
+  double p99_us = 0;
+  std::uint64_t errors = 0;
+  bool ran = false;
+};
+
+// One operation; returns false on error. Created per thread, outside the timed part.
+using operation = std::function<bool()>;
+
+figures measure(int threads, double seconds, const std::function<operation(int)>& make) {
+  std::vector<std::vector<float>> lat(threads);
+  std::vector<std::uint64_t> errors(threads, 0);
+  std::vector<operation> ops(threads);
+  for (int i = 0; i < threads; ++i) ops[i] = make(i);
+  std::barrier sync(threads + 1);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      lat[i].reserve(1 << 16);
+      sync.arrive_and_wait();
+      while (!stop.load(std::memory_order_relaxed)) {
+        const auto t0 = steady::now();
+        const bool ok = ops[i]();
+        const auto t1 = steady::now();
+        if (!ok) ++errors[i];
+        lat[i].push_back(std::chrono::duration<float, std::micro>(t1 - t0).count());
+      }
+    });
+  }
+  sync.arrive_and_wait();
+  const auto start = steady::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : pool) t.join();
+  const double elapsed = std::chrono::duration<double>(steady::now() - start).count();
+  std::vector<float> all;
+  figures f;
+  for (int i = 0; i < threads; ++i) {
+    all.insert(all.end(), lat[i].begin(), lat[i].end());
+    f.errors += errors[i];
+  }
+  if (all.empty()) return f;
+  std::sort(all.begin(), all.end());
+  f.ops = static_cast<double>(all.size()) / elapsed;
+  f.p50_us = all[all.size() / 2];
+  f.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  f.ran = true;
+  return f;
+}
+
+// ---- in-process SQLite (the floor) -------------------------------------------------------------
+
+struct db_deleter {
+  void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
+};
+struct stmt_deleter {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using db_ptr = std::unique_ptr<sqlite3, db_deleter>;
+using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_deleter>;
+
+db_ptr open_db(const std::string& path, const std::string& sync) {
+  sqlite3* d = nullptr;
+  if (sqlite3_open(path.c_str(), &d) != SQLITE_OK) {
+    std::string msg = d ? sqlite3_errmsg(d) : "out of memory";
+    sqlite3_close(d);
+    throw std::runtime_error("cannot open " + path + ": " + msg);
+  }
+  db_ptr db(d);
+  sqlite3_busy_timeout(d, 60000);
+  const std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=" + sync;
+  sqlite3_exec(d, pragmas.c_str(), nullptr, nullptr, nullptr);
+  return db;
+}
+
+void exec(sqlite3* d, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(d, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    throw std::runtime_error(sql + ": " + msg);
+  }
+}
+
+constexpr const char* k_schema =
+    "CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, payload BLOB);"
+    "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT);";
+constexpr const char* k_select = "SELECT id, name, score, payload FROM bench WHERE id = ?";
+constexpr const char* k_insert = "INSERT INTO bench_insert(worker, n, name) VALUES (?, ?, ?)";
+
+void load(const std::string& path, int rows, const std::string& sync) {
+  auto db = open_db(path, sync);
+  exec(db.get(), k_schema);
+  exec(db.get(), "DELETE FROM bench; DELETE FROM bench_insert; BEGIN");
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db.get(), "INSERT INTO bench VALUES (?, ?, ?, randomblob(32))", -1, &raw, nullptr);
+  stmt_ptr ins(raw);
+  for (int i = 1; i <= rows; ++i) {
+    const std::string name = "user-" + std::to_string(i);
+    sqlite3_bind_int64(raw, 1, i);
+    sqlite3_bind_text(raw, 2, name.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(raw, 3, i * 0.5);
+    sqlite3_step(raw);
+    sqlite3_reset(raw);
+  }
+  exec(db.get(), "COMMIT");
+}
+
+struct inproc_worker {
+  db_ptr db;
+  stmt_ptr st;
+  std::mt19937_64 rng;
+  int n = 0;
+};
+
+operation inproc_select(const std::string& path, int rows, const std::string& sync, int thread) {
+  auto w = std::make_shared<inproc_worker>();
+  w->db = open_db(path, sync);
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(w->db.get(), k_select, -1, &raw, nullptr);
+  w->st.reset(raw);
+  w->rng.seed(thread + 1);
+  return [w, rows] {
+    sqlite3_stmt* s = w->st.get();
+    sqlite3_bind_int64(s, 1, static_cast<std::int64_t>(w->rng() % rows) + 1);
+    int rc;
+    // Read every column as tandem does, so the floor does the same work minus the proxy.
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      for (int c = 0; c < 4; ++c) {
+        (void)sqlite3_column_type(s, c);
+        (void)sqlite3_column_blob(s, c);
+        (void)sqlite3_column_bytes(s, c);
+      }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+  };
+}
+
+operation inproc_insert(const std::string& path, const std::string& sync, int thread) {
+  auto w = std::make_shared<inproc_worker>();
+  w->db = open_db(path, sync);
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(w->db.get(), k_insert, -1, &raw, nullptr);
+  w->st.reset(raw);
+  return [w, thread] {
+    sqlite3_stmt* s = w->st.get();
+    sqlite3_bind_int64(s, 1, thread);
+    sqlite3_bind_int64(s, 2, ++w->n);
+    sqlite3_bind_text(s, 3, "inserted", -1, SQLITE_STATIC);
+    const int rc = sqlite3_step(s);  // autocommit: one transaction per insert
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+  };
+}
+
+// ---- through tandem ----------------------------------------------------------------------------
+
+std::unique_ptr<protocol::client> connect_or_throw(const protocol::client_options& o) {
+  auto c = protocol::client::connect(o);
+  if (!c) throw std::runtime_error("cannot connect to tandem: " + c.error().message);
+  return std::move(*c);
+}
+
+operation tandem_select(const protocol::client_options& o, int rows, int thread) {
+  auto c = std::shared_ptr<protocol::client>(connect_or_throw(o));
+  auto rng = std::make_shared<std::mt19937_64>(thread + 1);
+  return [c, rng, rows] {
+    protocol::params p;
+    p.positional.emplace_back(static_cast<std::int64_t>((*rng)() % rows) + 1);
+    return c->query(k_select, std::move(p)).has_value();
+  };
+}
+
+operation tandem_insert(const protocol::client_options& o, int thread) {
+  auto c = std::shared_ptr<protocol::client>(connect_or_throw(o));
+  auto n = std::make_shared<int>(0);
+  return [c, n, thread] {
+    protocol::params p;
+    p.positional = {std::int64_t{thread}, std::int64_t{++*n}, std::string("inserted")};
+    return c->query(k_insert, std::move(p)).has_value();
+  };
+}
+
+operation tandem_ping(const protocol::client_options& o) {
+  auto c = std::shared_ptr<protocol::client>(connect_or_throw(o));
+  return [c] { return c->ping().has_value(); };
+}
+
+// ---- a minimal request/response TCP server (the network floor) ---------------------------------
+
+// Answers each line with a line, one thread per connection, blocking I/O: about the least work
+// a request/response server over loopback TCP can do.
+class echo_server {
+ public:
+  echo_server() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 128) != 0)
+      throw std::runtime_error("echo server: cannot listen");
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        int one = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        workers_.emplace_back([c] {
+          char buf[4096];
+          for (;;) {
+            const ssize_t n = ::read(c, buf, sizeof buf);
+            if (n <= 0) break;
+            if (::write(c, "{\"ok\":true}\n", 12) != 12) break;
+          }
+          ::close(c);
+        });
+      }
+    });
+  }
+  ~echo_server() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    acceptor_.join();
+    for (auto& w : workers_) w.join();
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread acceptor_;
+  std::vector<std::thread> workers_;
+};
+
+operation echo_client(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("echo connect failed");
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto closer = std::shared_ptr<int>(new int(fd), [](int* p) { ::close(*p); delete p; });
+  return [closer] {
+    static constexpr char req[] = "{\"id\":1,\"op\":\"ping\"}\n";
+    if (::write(*closer, req, sizeof req - 1) != static_cast<ssize_t>(sizeof req - 1)) return false;
+    char buf[64];
+    return ::read(*closer, buf, sizeof buf) > 0;
+  };
+}
+
+// ---- a tandem child process --------------------------------------------------------------------
+
+class child_server {
+ public:
+  child_server(const std::string& binary, const std::string& config_path) {
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::close(out[0]);
+      ::close(out[1]);
+      ::execl(binary.c_str(), binary.c_str(), "serve", "--config", config_path.c_str(), "--log-level", "warn",
+              static_cast<char*>(nullptr));
+      std::perror("exec tandem");
+      std::_Exit(127);
+    }
+    ::close(out[1]);
+    std::string line;
+    char ch;
+    while (::read(out[0], &ch, 1) == 1) {
+      if (ch == '\n') {
+        if (line.rfind("tandem listening on ", 0) == 0) break;
+        line.clear();
+      } else {
+        line.push_back(ch);
+      }
+    }
+    ::close(out[0]);
+    const auto colon = line.rfind(':');
+    if (line.rfind("tandem listening on ", 0) != 0 || colon == std::string::npos) {
+      stop();
+      throw std::runtime_error("tandem serve did not start (see its log above)");
+    }
+    port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+  }
+  ~child_server() { stop(); }
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+std::string cell(const figures& f) {
+  if (!f.ran) return "          -        -        -";
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%11.0f %8.1f %8.1f", f.ops, f.p50_us, f.p99_us);
+  std::string s = buf;
+  if (f.errors) s += " (" + std::to_string(f.errors) + " errors)";
+  return s;
+}
+
+void row(const std::string& name, int conns, const figures& floor, const figures& t) {
+  char ratio[32] = "      -";
+  if (floor.ran && t.ran && floor.ops > 0) std::snprintf(ratio, sizeof ratio, "%7.2fx", t.ops / floor.ops);
+  std::printf("%-14s %5d | %s | %s | %s\n", name.c_str(), conns, cell(floor).c_str(), cell(t).c_str(), ratio);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_bench(const bench_options& o) {
+  try {
+    fs::path dir = o.dir.empty() ? fs::temp_directory_path() / ("tandem-bench-" + std::to_string(::getpid())) : fs::path(o.dir);
+    fs::create_directories(dir);
+    const std::string floor_db = (dir / "floor.db").string();
+    const std::string tandem_db = (dir / "tandem.db").string();
+    load(floor_db, o.rows, o.synchronous);
+
+    std::unique_ptr<child_server> child;
+    protocol::client_options copts;
+    if (o.url.empty()) {
+      load(tandem_db, o.rows, o.synchronous);
+      const std::string conf = (dir / "bench.jsonc").string();
+      std::ofstream(conf) << "{ \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
+                          << "  \"sqlite\": {\"path\": \"" << tandem_db << "\", \"synchronous\": \"" << o.synchronous << "\"},\n"
+                          << "  \"limits\": {\"max_connections\": 4096} }\n";
+      const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
+      child = std::make_unique<child_server>(binary, conf);
+      copts.port = child->port();
+    } else {
+      auto parsed = protocol::parse_url(o.url);
+      if (!parsed) throw std::runtime_error(parsed.error().message);
+      copts = *parsed;
+      if (!o.token_env.empty() && std::getenv(o.token_env.c_str())) copts.token = std::getenv(o.token_env.c_str());
+      auto c = connect_or_throw(copts);
+      for (const char* sql : {"CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, payload BLOB)",
+                              "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT)"})
+        if (auto r = c->query(sql); !r) throw std::runtime_error(r.error().message);
+      // Loading over the wire, in batches.
+      for (int i = 1; i <= o.rows; i += 500) {
+        std::vector<protocol::statement> sts;
+        for (int k = i; k < i + 500 && k <= o.rows; ++k) {
+          protocol::statement st{"INSERT OR REPLACE INTO bench VALUES (?, ?, ?, randomblob(32))", {}};
+          st.params.positional = {std::int64_t{k}, "user-" + std::to_string(k), k * 0.5};
+          sts.push_back(std::move(st));
+        }
+        if (auto r = c->batch(std::move(sts)); !r) throw std::runtime_error(r.error().message);
+      }
+    }
+
+    std::printf("tandem bench: %d rows, %.1f s per run, synchronous=%s, %u cores\n", o.rows, o.seconds,
+                o.synchronous.c_str(), std::thread::hardware_concurrency());
+    std::printf("%-14s %5s | %-28s | %-28s | %s\n", "workload", "conns", "  floor: ops/s  p50 us  p99 us",
+                " tandem: ops/s  p50 us  p99 us", "tandem/floor");
+    std::printf("%s\n", std::string(100, '-').c_str());
+
+    echo_server echo;
+    figures select16_tandem, echo16;
+    for (int n : o.connections) {
+      auto e = measure(n, o.seconds, [&](int) { return echo_client(echo.port()); });
+      auto t = measure(n, o.seconds, [&](int) { return tandem_ping(copts); });
+      row("ping (vs echo)", n, e, t);
+      if (n == 16) echo16 = e;
+    }
+    figures select1_floor, select1_tandem;
+    for (int n : o.connections) {
+      auto f = measure(n, o.seconds, [&](int i) { return inproc_select(floor_db, o.rows, o.synchronous, i); });
+      auto t = measure(n, o.seconds, [&](int i) { return tandem_select(copts, o.rows, i); });
+      row("point-select", n, f, t);
+      if (n == 1) select1_floor = f, select1_tandem = t;
+      if (n == 16) select16_tandem = t;
+    }
+    figures insert1_floor, insert64_tandem;
+    for (int n : o.connections) {
+      auto f = measure(n, o.seconds, [&](int i) { return inproc_insert(floor_db, o.synchronous, i); });
+      auto t = measure(n, o.seconds, [&](int i) { return tandem_insert(copts, i); });
+      row("insert", n, f, t);
+      if (n == 1) insert1_floor = f;
+      if (n == 64) insert64_tandem = t;
+    }
+    std::printf("%s\n", std::string(100, '-').c_str());
+    std::printf("floor for ping = a minimal blocking TCP request/response server in this process;\n"
+                "floor for point-select/insert = in-process SQLite (insert: one transaction per row).\n");
+    if (select16_tandem.ran && echo16.ran)
+      std::printf("point-select at 16 conns vs minimal TCP server at 16 conns: %.2f (target >= 0.5)\n",
+                  select16_tandem.ops / echo16.ops);
+    if (select1_tandem.ran && select1_floor.ran)
+      std::printf("p50 added over in-process SQLite at 1 conn: %.1f us (target < 50)\n",
+                  select1_tandem.p50_us - select1_floor.p50_us);
+    if (insert64_tandem.ran && insert1_floor.ran)
+      std::printf("insert at 64 conns (group commit) vs one transaction per insert: %.1fx (target >= 10 with synchronous=FULL)\n",
+                  insert64_tandem.ops / insert1_floor.ops);
+    if (child) child->stop();
+    if (o.dir.empty()) fs::remove_all(dir);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "bench failed: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace tandem::tools
