@@ -14,6 +14,16 @@ constexpr std::size_t k_max_remembered_kinds = 65536;
 
 sqlite_store::sqlite_store(const sqlite_store_options& options) : options_(options) {}
 
+template <class Ready>
+void sqlite_store::spin_until(Ready ready) const {
+  // Waking a sleeping thread costs tens of microseconds on a mostly idle machine, more than a
+  // point select takes. A worker that just finished therefore watches its queue for a short
+  // while before it sleeps; yielding keeps the spin from starving other threads on a busy box.
+  if (options_.spin.count() <= 0) return;
+  const auto until = clock::now() + options_.spin;
+  while (!ready() && clock::now() < until) std::this_thread::yield();
+}
+
 outcome<std::unique_ptr<sqlite_store>> sqlite_store::open(const sqlite_store_options& options) {
   if (options.db.path.empty() || options.db.path == ":memory:" || options.db.path.rfind("file:", 0) == 0) {
     return error{errc::bad_request, "the SQLite store needs a plain file path (readers share it with the writer)", "sqlite", {}};
@@ -90,11 +100,13 @@ void sqlite_store::submit(job j) {
   }
   if (j.is_batch || kind == statement_kind::write) {
     writes_.push_back(std::move(j));
+    pending_writes_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     writer_cv_.notify_one();
   } else {
     // Reads, and statements not classified yet: a reader prepares them and forwards writes.
     reads_.push_back(std::move(j));
+    pending_reads_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     reader_cv_.notify_one();
   }
@@ -104,6 +116,7 @@ void sqlite_store::enqueue_write(job j) {
   {
     std::lock_guard lock(mu_);
     writes_.push_back(std::move(j));
+    pending_writes_.fetch_add(1, std::memory_order_release);
   }
   writer_cv_.notify_one();
 }
@@ -129,12 +142,14 @@ std::optional<statement_kind> sqlite_store::classify(const std::string& sql) {
 void sqlite_store::reader_loop(sqlite_connection& conn) {
   for (;;) {
     job j;
+    spin_until([&] { return pending_reads_.load(std::memory_order_acquire) > 0; });
     {
       std::unique_lock lock(mu_);
       reader_cv_.wait(lock, [&] { return stopping_ || !reads_.empty(); });
       if (reads_.empty()) return;  // stopping, and nothing left to drain
       j = std::move(reads_.front());
       reads_.pop_front();
+      pending_reads_.fetch_sub(1, std::memory_order_relaxed);
     }
     const auto& st = j.statements[0];
     auto kind = conn.classify(st.sql);
@@ -158,6 +173,7 @@ void sqlite_store::reader_loop(sqlite_connection& conn) {
 void sqlite_store::writer_loop() {
   std::vector<job> group;
   for (;;) {
+    spin_until([&] { return pending_writes_.load(std::memory_order_acquire) > 0; });
     {
       std::unique_lock lock(mu_);
       writer_cv_.wait(lock, [&] { return writer_stop_ || !writes_.empty(); });
@@ -168,6 +184,7 @@ void sqlite_store::writer_loop() {
         group.push_back(std::move(writes_.front()));
         writes_.pop_front();
       }
+      pending_writes_.fetch_sub(n, std::memory_order_relaxed);
     }
     commit_group(group);
     group.clear();  // release the completions (and what they hold) now, not at the next wake-up

@@ -1,6 +1,7 @@
 // The SQLite store: a dedicated writer thread with group commit, and a small pool of readers.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -20,6 +21,8 @@ struct sqlite_store_options {
   sqlite_options db;
   std::size_t readers = 2;           // reader threads, each with its own connection
   std::size_t max_group_size = 512;  // most jobs committed in one transaction
+  // How long an idle worker watches its queue before sleeping (0: sleep at once).
+  std::chrono::microseconds spin{100};
 };
 
 // How the writer has been doing; read by metrics.
@@ -66,6 +69,8 @@ class sqlite_store final : public store {
   void writer_loop();
   void commit_group(std::vector<job>& group);
   static void complete(job& j);
+  template <class Ready>
+  void spin_until(Ready ready) const;
   void remember(const std::string& sql, statement_kind kind);
 
   sqlite_store_options options_;
@@ -77,6 +82,8 @@ class sqlite_store final : public store {
   std::condition_variable reader_cv_;
   std::deque<job> writes_;
   std::deque<job> reads_;
+  std::atomic<std::size_t> pending_reads_{0};   // reads_.size(), readable without the lock
+  std::atomic<std::size_t> pending_writes_{0};  // writes_.size(), likewise
   bool stopping_ = false;       // no new work is taken
   bool writer_stop_ = false;    // the writer may exit once its queue is empty
   sqlite_store_stats stats_;

@@ -99,6 +99,7 @@ config parse_config(std::string_view text, const std::string& source) {
        c.mode = r.one_of(p, v, {"sqlite-only"});
      }},
     {"io_threads", [&](const path& p, const value& v) { c.io_threads = static_cast<int>(r.integer(p, v, 1, 64)); }},
+    {"spin_us", [&](const path& p, const value& v) { c.spin_us = static_cast<int>(r.integer(p, v, 0, 10000)); }},
     {"listen", [&](const path& p, const value& v) {
        r.object(p, v, {
          {"host", [&](const path& q, const value& w) { c.listen.host = r.string(q, w); }},

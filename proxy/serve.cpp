@@ -38,6 +38,27 @@ std::vector<std::string> resolve_tokens(const std::vector<std::string>& names) {
   return tokens;
 }
 
+void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
+  if (spin.count() <= 0) {
+    ioc.run();
+    return;
+  }
+  // Like run(), but an I/O thread that runs out of handlers polls for a short while before it
+  // sleeps in epoll: a store completing a request then finds it awake (see sqlite_store).
+  using steady = std::chrono::steady_clock;
+  auto last_work = steady::now();
+  while (!ioc.stopped()) {
+    if (ioc.poll() > 0) {
+      last_work = steady::now();
+    } else if (steady::now() - last_work < spin) {
+      std::this_thread::yield();
+    } else {
+      ioc.run_one();
+      last_work = steady::now();
+    }
+  }
+}
+
 int serve(const config& c) {
   validate(c);
   auto tokens = resolve_tokens(c.token_envs);
@@ -49,6 +70,7 @@ int serve(const config& c) {
   so.db.statement_cache_size = static_cast<std::size_t>(c.sqlite.statement_cache_size);
   so.readers = static_cast<std::size_t>(c.sqlite.readers);
   so.max_group_size = static_cast<std::size_t>(c.sqlite.max_group_size);
+  so.spin = std::chrono::microseconds(c.spin_us);
   if (auto parent = std::filesystem::path(c.sqlite.path).parent_path(); !parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
@@ -91,8 +113,9 @@ int serve(const config& c) {
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;
 
   std::vector<std::thread> threads;
-  for (int i = 1; i < c.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
-  ioc.run();
+  const auto spin = std::chrono::microseconds(c.spin_us);
+  for (int i = 1; i < c.io_threads; ++i) threads.emplace_back([&] { run_io(ioc, spin); });
+  run_io(ioc, spin);
   for (auto& t : threads) t.join();
   route.shutdown();
   spdlog::info("stopped");

@@ -1,6 +1,10 @@
 // `tandem serve`: runs the proxy until SIGINT or SIGTERM.
 #pragma once
 
+#include <chrono>
+
+#include <boost/asio/io_context.hpp>
+
 #include "proxy/config.hpp"
 
 namespace tandem::proxy {
@@ -10,6 +14,10 @@ namespace tandem::proxy {
 // "tandem listening on HOST:PORT" to stdout once ready (scripts and `tandem bench` wait for it).
 // Returns the process exit status. Throws config_error for configuration problems.
 int serve(const config& c);
+
+// Runs the io_context's handlers until it runs out of work. With `spin` > 0 an idle thread
+// polls for that long before sleeping (lower latency, some CPU).
+void run_io(boost::asio::io_context& ioc, std::chrono::microseconds spin);
 
 // Sets up spdlog (stderr) at the given level ("info", "debug", ...).
 void setup_logging(const std::string& level);

@@ -24,6 +24,8 @@ TEST(Config, TheExampleFileParsesToTheDefaults) {
   EXPECT_EQ(c.limits.max_frame_bytes, defaults.limits.max_frame_bytes);
   EXPECT_EQ(c.limits.query_timeout, defaults.limits.query_timeout);
   EXPECT_TRUE(c.token_envs.empty());
+  EXPECT_EQ(c.spin_us, defaults.spin_us);
+  EXPECT_EQ(c.io_threads, defaults.io_threads);
 }
 
 TEST(Config, CommentsAndValues) {

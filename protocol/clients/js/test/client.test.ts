@@ -1,0 +1,405 @@
+// The client's own behaviour against a real tandem server (and, where a test must control the
+// server's timing exactly, a scripted fake one): values and options, pipelining, the bounded
+// queue, timeouts, reconnect and backoff, close(), routing keys, tokens, TLS and server limits.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { connect, TandemError, type TandemD1Database } from "../src/index.js";
+import { fakeServer, queryResult, tcpProxy } from "./helpers/fake.js";
+import { PACKAGE_DIR, startTandem, type TandemServer } from "./helpers/tandem.js";
+
+const isCode = (code: string, re?: RegExp) => (e: unknown) => {
+  assert.ok(e instanceof TandemError, `expected a TandemError, got ${String(e)}`);
+  assert.equal(e.code, code, e.message);
+  if (re) assert.match(e.message, re);
+  return true;
+};
+
+describe("against tandem", () => {
+  let server: TandemServer;
+  let db: TandemD1Database;
+  before(async () => {
+    server = await startTandem();
+    db = connect(server.url);
+    await db.exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)");
+  });
+  after(async () => {
+    await db.close();
+    await server.stop();
+  });
+
+  test("integers beyond 2^53: bigint by default, or string, number or error", async () => {
+    await db.prepare("INSERT INTO kv VALUES (?, ?)").bind(9007199254740993n, -(2n ** 63n)).run();
+    const sql = "SELECT k, v, 7 AS small FROM kv WHERE k = 9007199254740993";
+    assert.deepEqual(await db.prepare(sql).first(), { k: 9007199254740993n, v: -(2n ** 63n), small: 7 });
+    const asString = connect(server.url, { largeIntegers: "string" });
+    const asNumber = connect(server.url, { largeIntegers: "number" });
+    const asError = connect(server.url, { largeIntegers: "error" });
+    try {
+      assert.deepEqual(await asString.prepare(sql).first(), { k: "9007199254740993", v: "-9223372036854775808", small: 7 });
+      assert.deepEqual(await asNumber.prepare(sql).first(), { k: 9007199254740992, v: -9223372036854775808, small: 7 });
+      await assert.rejects(asError.prepare(sql).first(), isCode("BAD_REQUEST", /beyond JavaScript's safe range/));
+      const r = await asString.prepare("INSERT INTO kv (k) VALUES (9007199254740995)").run();
+      assert.equal(r.meta.last_row_id, "9007199254740995" as unknown as number, "meta follows the option too");
+      assert.deepEqual(await asError.prepare("SELECT 9007199254740991 AS ok").first(), { ok: 9007199254740991 });
+    } finally {
+      await Promise.all([asString.close(), asNumber.close(), asError.close()]);
+    }
+  });
+
+  test("blobs: number[] by default, or Uint8Array, or ArrayBuffer", async () => {
+    const sql = "SELECT x'00ff7f' AS b, x'' AS e";
+    assert.deepEqual(await db.prepare(sql).first(), { b: [0, 255, 127], e: [] });
+    const u8 = connect(server.url, { blobs: "uint8array" });
+    const ab = connect(server.url, { blobs: "arraybuffer" });
+    try {
+      assert.deepEqual(await u8.prepare(sql).first(), { b: new Uint8Array([0, 255, 127]), e: new Uint8Array(0) });
+      const r = (await ab.prepare(sql).first()) as { b: ArrayBuffer };
+      assert.ok(r.b instanceof ArrayBuffer);
+      assert.deepEqual(new Uint8Array(r.b), new Uint8Array([0, 255, 127]));
+    } finally {
+      await Promise.all([u8.close(), ab.close()]);
+    }
+  });
+
+  test("a large result with big integers mixed in (the slow JSON path) reads back exactly", async () => {
+    const rows = await db
+      .prepare("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) SELECT i, 9007199254740993 + i AS big, 'é' || i AS s, i * 0.25 AS f FROM n")
+      .raw();
+    assert.equal(rows.length, 5000);
+    rows.forEach((r, k) => assert.deepEqual(r, [k + 1, 9007199254740993n + BigInt(k + 1), `é${k + 1}`, (k + 1) * 0.25]));
+  });
+
+  test("errors carry tandem's code, store, batch index and the server's own message", async () => {
+    await assert.rejects(db.prepare("INSERT INTO kv (k) VALUES (1), (1)").run(), (e: TandemError) => {
+      assert.equal(e.message, "D1_ERROR: UNIQUE constraint failed: kv.k: SQLITE_CONSTRAINT");
+      assert.equal(e.code, "CONSTRAINT");
+      assert.equal(e.store, "sqlite");
+      assert.equal(e.serverMessage, "UNIQUE constraint failed: kv.k");
+      assert.equal((e.cause as Error).message, "UNIQUE constraint failed: kv.k: SQLITE_CONSTRAINT");
+      return true;
+    });
+    await assert.rejects(
+      db.batch([db.prepare("SELECT 1"), db.prepare("SELECT 1; SELECT 2"), db.prepare("SELECT * FROM nope")]),
+      (e: TandemError) => e.code === "SQL_ERROR" && e.index === 2 && e.message === "D1_ERROR: no such table: nope: SQLITE_ERROR",
+    );
+    await assert.rejects(db.prepare("BEGIN").run(), isCode("UNSUPPORTED", /^D1_ERROR: transaction control/));
+    await assert.rejects(db.prepare("SELECT ?").bind(1, 2).run(), isCode("BAD_REQUEST"));
+  });
+
+  test("ping()", async () => {
+    await db.ping();
+  });
+
+  test("1000 concurrent calls go over one connection, each answered correctly", async () => {
+    const proxy = await tcpProxy(server.host, server.port);
+    const c = connect(proxy.url);
+    try {
+      const got = await Promise.all(Array.from({ length: 1000 }, (_, i) => c.prepare("SELECT ? * 2 AS x").bind(i).first("x")));
+      assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => i * 2));
+      assert.equal(proxy.accepted, 1);
+      assert.equal(c.pending, 0);
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  });
+
+  test("a dropped connection: calls in flight fail with UNAVAILABLE, the next call reconnects", async () => {
+    const proxy = await tcpProxy(server.host, server.port);
+    const c = connect(proxy.url);
+    try {
+      assert.equal(await c.prepare("SELECT 1 AS one").first("one"), 1);
+      // A slow statement is in flight when the connection is cut.
+      const slow = c.prepare("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) AS c FROM n").first("c");
+      const lost = assert.rejects(slow, isCode("UNAVAILABLE", /^D1_ERROR: Network connection lost\. .*may or may not have run/));
+      await waitFor(() => proxy.open.size === 1 && c.pending === 1);
+      proxy.cut();
+      await lost;
+      assert.equal(await c.prepare("SELECT 2 AS two").first("two"), 2);
+      assert.equal(proxy.accepted, 2);
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  });
+
+  test("the server restarting: queued calls wait for it and then run", async () => {
+    const own = await startTandem();
+    const c = connect(own.url, { reconnectMinDelayMs: 20, reconnectMaxDelayMs: 200, connectAttempts: 1000 });
+    let restarted: TandemServer | undefined;
+    try {
+      await c.exec("CREATE TABLE r (x); INSERT INTO r VALUES (1)");
+      await own.stop();
+      // The next call finds the connection gone; it waits while reconnect attempts fail.
+      const later = c.prepare("SELECT count(*) AS n FROM r").first("n");
+      restarted = await startTandem({ port: own.port, dir: own.dir });
+      assert.equal(await later, 1);
+    } finally {
+      await c.close();
+      await restarted?.stop();
+    }
+  });
+
+  test("close() lets calls already made finish, then refuses new ones", async () => {
+    const c = connect(server.url);
+    const calls = Array.from({ length: 100 }, (_, i) => c.prepare("SELECT ? AS i").bind(i).first("i"));
+    const closed = c.close();
+    assert.deepEqual(await Promise.all(calls), Array.from({ length: 100 }, (_, i) => i));
+    await closed;
+    await assert.rejects(c.prepare("SELECT 1").run(), isCode("UNAVAILABLE", /client is closed/));
+    await c.close(); // again: fine
+  });
+
+  test("destroy() fails calls at once", async () => {
+    const c = connect(server.url);
+    await c.ping();
+    const p = c.prepare("SELECT 1").run();
+    c.destroy();
+    await assert.rejects(p, isCode("UNAVAILABLE"));
+  });
+
+  test("an idle connection is closed after idleTimeoutMs and reopened on demand", async () => {
+    const proxy = await tcpProxy(server.host, server.port);
+    const c = connect(proxy.url, { idleTimeoutMs: 20 });
+    try {
+      const closed = proxy.nextClose();
+      assert.equal(await c.prepare("SELECT 1 AS x").first("x"), 1);
+      await closed; // the client closed it after being idle
+      assert.equal(await c.prepare("SELECT 2 AS x").first("x"), 2);
+      assert.equal(proxy.accepted, 2);
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  });
+
+  test("an idle client does not keep the process alive", () => {
+    const script = `
+      import { connect } from ${JSON.stringify(path.join(PACKAGE_DIR, "dist/src/index.js"))};
+      const db = connect(${JSON.stringify(server.url)});
+      console.log(await db.prepare("SELECT 40 + 2 AS x").first("x"));
+    `;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60000 });
+    assert.equal(out.trim(), "42");
+  });
+});
+
+describe("with a scripted server", () => {
+  test("pipelining stops at maxInFlight unanswered requests", async () => {
+    let outstanding = 0;
+    let maxSeen = 0;
+    const held: Record<string, unknown>[] = [];
+    const fake = await fakeServer((req, conn) => {
+      if (req.op === "hello") return conn.ok(req, { server: "fake", version: "0", protocol: 1 });
+      outstanding++;
+      maxSeen = Math.max(maxSeen, outstanding);
+      held.push(req);
+      // Answer only once 4 are waiting, oldest first, so the client must have stopped at 4.
+      if (held.length === 4) {
+        const r = held.shift()!;
+        outstanding--;
+        conn.ok(r, queryResult(["v"], [[(r.params as number[])[0]]]));
+      }
+    });
+    const c = connect(fake.url, { maxInFlight: 4 });
+    try {
+      const calls = Array.from({ length: 20 }, (_, i) => c.prepare("SELECT ?").bind(i).first("v"));
+      // The last 3 are answered by draining what is held once the client has sent everything.
+      await waitFor(() => fake.connections[0]?.received.length === 21);
+      for (const r of held.splice(0)) fake.connections[0]!.ok(r, queryResult(["v"], [[(r.params as number[])[0]]]));
+      assert.deepEqual(await Promise.all(calls), Array.from({ length: 20 }, (_, i) => i));
+      assert.equal(maxSeen, 4);
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+
+  test("the queue is bounded: beyond maxInFlight + maxQueue calls fail at once with OVERLOADED", async () => {
+    const fake = await fakeServer((req, conn) => {
+      if (req.op === "hello") conn.ok(req);
+      // queries are never answered
+    });
+    const c = connect(fake.url, { maxInFlight: 2, maxQueue: 3, timeoutMs: 0 });
+    try {
+      const waiting = Array.from({ length: 5 }, () => c.prepare("SELECT 1").run());
+      waiting.forEach((p) => p.catch(() => {}));
+      await assert.rejects(c.prepare("SELECT 1").run(), isCode("OVERLOADED", /^D1_ERROR: D1 DB is overloaded\. Too many requests queued\./));
+      assert.equal(c.pending, 5);
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+
+  test("timeouts: a call with no answer fails with TIMEOUT; a late answer is dropped, later calls still match", async () => {
+    let first: Record<string, unknown> | undefined;
+    const fake = await fakeServer((req, conn) => {
+      if (req.op === "hello") return conn.ok(req);
+      if (!first) {
+        first = req; // held until the second request arrives
+        return;
+      }
+      conn.ok(first, queryResult(["v"], [["late"]]));
+      conn.ok(req, queryResult(["v"], [["second"]]));
+    });
+    // 300 ms: long enough for the second call's loopback round trip on a busy machine.
+    const c = connect(fake.url, { timeoutMs: 300 });
+    try {
+      await assert.rejects(c.prepare("SELECT 'first'").first("v"), isCode("TIMEOUT", /did not answer within 300 ms; the statement may or may not have run/));
+      assert.equal(await c.prepare("SELECT 'second'").first("v"), "second");
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+
+  test("a server that cannot be reached: the call fails with UNAVAILABLE after connectAttempts tries", async () => {
+    const fake = await fakeServer(() => {}, (conn) => conn.socket.destroy());
+    const c = connect(fake.url, { connectAttempts: 3, reconnectMinDelayMs: 1, reconnectMaxDelayMs: 5 });
+    try {
+      await assert.rejects(c.prepare("SELECT 1").run(), isCode("UNAVAILABLE", /cannot connect to 127\.0\.0\.1:\d+/));
+      assert.equal(fake.connections.length, 3);
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+
+  test("routing keys: a hello before the first request of each key, on one connection", async () => {
+    const fake = await fakeServer((req, conn) => conn.ok(req, req.op === "query" ? queryResult([], []) : {}));
+    const c = connect(`${fake.url}/?routing_key=default&token=t0k`);
+    try {
+      await c.prepare("SELECT 1").run();
+      const u1 = c.withRoutingKey("user-1");
+      await Promise.all([u1.prepare("SELECT 2").run(), u1.prepare("SELECT 3").run()]);
+      await c.prepare("SELECT 4").run();
+      await c.withRoutingKey(undefined).prepare("SELECT 5").run();
+      assert.equal(fake.connections.length, 1);
+      const seen = fake.connections[0]!.received.map((r) => (r.op === "hello" ? `hello ${r.routing_key ?? "-"} ${r.token}` : r.sql));
+      assert.deepEqual(seen, ["hello default t0k", "SELECT 1", "hello user-1 t0k", "SELECT 2", "SELECT 3", "hello default t0k", "SELECT 4", "hello - t0k", "SELECT 5"]);
+      assert.match(String(fake.connections[0]!.received[0]!.client), /^tandem-js\//);
+    } finally {
+      await c.close();
+      await fake.close();
+    }
+  });
+
+  test("a response whose id does not match closes the connection (calls fail, no mix-ups)", async () => {
+    const fake = await fakeServer((req, conn) => {
+      if (req.op === "hello") return conn.ok(req);
+      conn.send({ id: 999999, ok: true, result: queryResult([], []) });
+    });
+    const c = connect(fake.url);
+    try {
+      await assert.rejects(c.prepare("SELECT 1").run(), isCode("UNAVAILABLE", /protocol error: response id/));
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+});
+
+describe("server settings: tokens, TLS, limits", () => {
+  test("tokens: the right one works; a wrong or missing one fails with UNAUTHORIZED (no retry loop)", async () => {
+    const server = await startTandem({ config: { auth: { token_envs: ["TANDEM_JS_TEST_TOKEN"] } }, env: { TANDEM_JS_TEST_TOKEN: "s3cret/+=" } });
+    const good = connect(`${server.url}/?token=${encodeURIComponent("s3cret/+=")}`);
+    const viaOption = connect(server.url, { token: "s3cret/+=" });
+    const wrong = connect(`${server.url}/?token=nope`);
+    const none = connect(server.url);
+    try {
+      assert.equal(await good.prepare("SELECT 1 AS x").first("x"), 1);
+      assert.equal(await viaOption.prepare("SELECT 1 AS x").first("x"), 1);
+      await assert.rejects(wrong.prepare("SELECT 1").run(), isCode("UNAUTHORIZED"));
+      await assert.rejects(none.prepare("SELECT 1").run(), isCode("UNAUTHORIZED"));
+    } finally {
+      await Promise.all([good.close(), viaOption.close(), wrong.close(), none.close()]);
+      await server.stop();
+    }
+  });
+
+  test("TLS: verified with ca_file, refused without it (at once), allowed with tls_verify=0", async (t) => {
+    const dir = fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? "/tmp"), "tandem-js-tls-"));
+    const cert = path.join(dir, "cert.pem");
+    const key = path.join(dir, "key.pem");
+    try {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], { stdio: "ignore" });
+    } catch {
+      t.skip("openssl is not installed");
+      return;
+    }
+    const server = await startTandem({ config: { tls: { enabled: true, cert_file: cert, key_file: key } } });
+    const base = `tandem://localhost:${server.port}/?tls=1`;
+    const verified = connect(`${base}&ca_file=${encodeURIComponent(cert)}`);
+    const byIp = connect(`tandem://127.0.0.1:${server.port}/?tls=1`, { tls: { ca: fs.readFileSync(cert) } });
+    const unverified = connect(`${base}&tls_verify=0`);
+    const refused = connect(base, { connectAttempts: 1000 });
+    const plain = connect(`tandem://127.0.0.1:${server.port}`, { connectAttempts: 2, reconnectMinDelayMs: 1, timeoutMs: 5000 });
+    try {
+      assert.equal(await verified.prepare("SELECT 'tls' AS x").first("x"), "tls");
+      assert.equal(await byIp.prepare("SELECT 'ip' AS x").first("x"), "ip");
+      assert.equal(await unverified.prepare("SELECT 'any' AS x").first("x"), "any");
+      await assert.rejects(refused.prepare("SELECT 1").run(), isCode("UNAVAILABLE", /certificate/i));
+      await assert.rejects(plain.prepare("SELECT 1").run(), (e: TandemError) => e.code === "UNAVAILABLE" || e.code === "TIMEOUT");
+    } finally {
+      for (const c of [verified, byIp, unverified, refused, plain]) c.destroy();
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("FRAME_TOO_LARGE fails that call; the client reconnects for the next", async () => {
+    const server = await startTandem({ config: { limits: { max_frame_bytes: 4096 } } });
+    const c = connect(server.url);
+    try {
+      await assert.rejects(c.prepare("SELECT ? AS s").bind("x".repeat(10000)).first("s"), isCode("FRAME_TOO_LARGE"));
+      assert.equal(await c.prepare("SELECT ? AS s").bind("small").first("s"), "small");
+    } finally {
+      await c.close();
+      await server.stop();
+    }
+  });
+
+  test("max_connections: a client beyond it gets OVERLOADED after its attempts", async () => {
+    const server = await startTandem({ config: { limits: { max_connections: 1 } } });
+    const first = connect(server.url);
+    const second = connect(server.url, { connectAttempts: 2, reconnectMinDelayMs: 1 });
+    try {
+      await first.ping(); // holds the only connection
+      await assert.rejects(second.ping(), isCode("OVERLOADED"));
+    } finally {
+      second.destroy();
+      await first.close();
+      await server.stop();
+    }
+  });
+
+  test("REAL parameters round-trip exactly", { todo: "tandem's JSON reader (Boost.JSON 1.81) reads some 17-digit REALs 1 ulp off; see README" }, async () => {
+    const server = await startTandem();
+    const c = connect(server.url);
+    try {
+      const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
+      const got = await Promise.all(values.map((v) => c.prepare("SELECT ? AS v").bind(v).first("v")));
+      assert.deepEqual(got, values);
+    } finally {
+      await c.close();
+      await server.stop();
+    }
+  });
+});
+
+/** Polls a condition (the event loop keeps running) until it holds, or fails after 10 s. */
+async function waitFor(cond: () => boolean, what = "condition"): Promise<void> {
+  const deadline = Date.now() + 10000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
