@@ -86,11 +86,11 @@ void sqlite_store::execute_batch(std::vector<protocol::statement> statements, ex
 }
 
 void sqlite_store::submit(job j) {
-  std::optional<statement_kind> kind;
-  if (!j.is_batch) {
-    std::shared_lock lock(kinds_mu_);
-    if (auto it = kinds_.find(j.statements[0].sql); it != kinds_.end()) kind = it->second;
-  }
+  // Classify before queueing, on the caller's thread, so that writes reach the writer in the
+  // order they were submitted. Usually a cache hit; on a miss, a prepare (no execution). A
+  // statement that cannot be prepared yet (its table may be created by a write still queued)
+  // goes to the writer, which runs it in order and reports its real error.
+  const bool is_write = j.is_batch || classify(j.statements[0].sql) != statement_kind::read;
   std::unique_lock lock(mu_);
   if (stopping_) {
     lock.unlock();
@@ -98,27 +98,17 @@ void sqlite_store::submit(job j) {
     complete(j);
     return;
   }
-  if (j.is_batch || kind == statement_kind::write) {
+  if (is_write) {
     writes_.push_back(std::move(j));
     pending_writes_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     writer_cv_.notify_one();
   } else {
-    // Reads, and statements not classified yet: a reader prepares them and forwards writes.
     reads_.push_back(std::move(j));
     pending_reads_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     reader_cv_.notify_one();
   }
-}
-
-void sqlite_store::enqueue_write(job j) {
-  {
-    std::lock_guard lock(mu_);
-    writes_.push_back(std::move(j));
-    pending_writes_.fetch_add(1, std::memory_order_release);
-  }
-  writer_cv_.notify_one();
 }
 
 void sqlite_store::remember(const std::string& sql, statement_kind kind) {
@@ -152,17 +142,6 @@ void sqlite_store::reader_loop(sqlite_connection& conn) {
       pending_reads_.fetch_sub(1, std::memory_order_relaxed);
     }
     const auto& st = j.statements[0];
-    auto kind = conn.classify(st.sql);
-    if (!kind) {
-      j.failure = kind.error();
-      complete(j);
-      continue;
-    }
-    remember(st.sql, *kind);
-    if (*kind == statement_kind::write) {
-      enqueue_write(std::move(j));
-      continue;
-    }
     auto r = conn.execute(st, j.options.deadline);
     if (r) j.results.push_back(std::move(*r));
     else j.failure = r.error();

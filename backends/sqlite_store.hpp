@@ -64,7 +64,6 @@ class sqlite_store final : public store {
 
   explicit sqlite_store(const sqlite_store_options& options);
   void submit(job j);
-  void enqueue_write(job j);
   void reader_loop(sqlite_connection& conn);
   void writer_loop();
   void commit_group(std::vector<job>& group);

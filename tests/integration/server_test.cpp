@@ -267,21 +267,20 @@ TEST(Server, GracefulStopAnswersWhatWasReceived) {
   test_server srv;
   auto c = srv.connect();
   ASSERT_TRUE(c->query("CREATE TABLE g(n)"));
-  for (int i = 0; i < 20; ++i) {
-    protocol::request r;
-    r.kind = protocol::op::query;
-    r.statements.push_back({"INSERT INTO g VALUES (1)", {}});
-    ASSERT_TRUE(c->send(std::move(r)));
-  }
-  // Wait until the server has answered the first one, so the burst has arrived.
-  auto first = c->receive();
-  ASSERT_TRUE(first && first->ok());
+  raw_connection conn(srv.port());
+  // One small write: it reaches the server as one segment, read in one go.
+  std::string burst;
+  for (int i = 0; i < 20; ++i)
+    burst += "{\"id\":" + std::to_string(i) + ",\"op\":\"query\",\"sql\":\"INSERT INTO g VALUES (1)\"}\n";
+  conn.send(burst);
+  // Once the first is answered, the server holds the whole burst.
+  auto first = conn.read_line();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(code_of(*first), "OK");
   std::thread stopper([&] { srv.stop(); });
   int answered = 1;
-  for (;;) {
-    auto r = c->receive();
-    if (!r) break;
-    EXPECT_TRUE(r->ok());
+  while (auto line = conn.read_line()) {
+    EXPECT_EQ(code_of(*line), "OK") << *line;
     ++answered;
   }
   stopper.join();
