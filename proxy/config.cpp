@@ -96,7 +96,7 @@ config parse_config(std::string_view text, const std::string& source) {
   using path = std::string;
   r.object("", doc.value, {
     {"mode", [&](const path& p, const value& v) {
-       c.mode = r.one_of(p, v, {"sqlite-only"});
+       c.mode = r.one_of(p, v, {"sqlite-only", "d1-only"});
      }},
     {"io_threads", [&](const path& p, const value& v) { c.io_threads = static_cast<int>(r.integer(p, v, 1, 64)); }},
     {"spin_us", [&](const path& p, const value& v) { c.spin_us = static_cast<int>(r.integer(p, v, 0, 10000)); }},
@@ -114,6 +114,23 @@ config parse_config(std::string_view text, const std::string& source) {
          {"readers", [&](const path& q, const value& w) { c.sqlite.readers = static_cast<int>(r.integer(q, w, 1, 64)); }},
          {"statement_cache_size", [&](const path& q, const value& w) { c.sqlite.statement_cache_size = static_cast<int>(r.integer(q, w, 1, 100000)); }},
          {"max_group_size", [&](const path& q, const value& w) { c.sqlite.max_group_size = static_cast<int>(r.integer(q, w, 1, 100000)); }},
+       });
+     }},
+    {"d1", [&](const path& p, const value& v) {
+       auto ms = [&](const path& q, const value& w) { return static_cast<int>(r.integer(q, w, 1, k_int_max)); };
+       r.object(p, v, {
+         {"endpoint", [&](const path& q, const value& w) { c.d1.endpoint = r.string(q, w); }},
+         {"account_id", [&](const path& q, const value& w) { c.d1.account_id = r.string(q, w); }},
+         {"database_id", [&](const path& q, const value& w) { c.d1.database_id = r.string(q, w); }},
+         {"token_env", [&](const path& q, const value& w) { c.d1.token_env = r.string(q, w); }},
+         {"ca_file", [&](const path& q, const value& w) { c.d1.ca_file = r.string(q, w); }},
+         {"verify_tls", [&](const path& q, const value& w) { c.d1.verify_tls = r.boolean(q, w); }},
+         {"connect_timeout_ms", [&](const path& q, const value& w) { c.d1.connect_timeout_ms = ms(q, w); }},
+         {"request_timeout_ms", [&](const path& q, const value& w) { c.d1.request_timeout_ms = ms(q, w); }},
+         {"max_connections", [&](const path& q, const value& w) { c.d1.max_connections = static_cast<int>(r.integer(q, w, 1, 1024)); }},
+         {"max_attempts", [&](const path& q, const value& w) { c.d1.max_attempts = static_cast<int>(r.integer(q, w, 1, 100)); }},
+         {"backoff_base_ms", [&](const path& q, const value& w) { c.d1.backoff_base_ms = ms(q, w); }},
+         {"backoff_max_ms", [&](const path& q, const value& w) { c.d1.backoff_max_ms = ms(q, w); }},
        });
      }},
     {"auth", [&](const path& p, const value& v) {
@@ -164,7 +181,12 @@ void validate(const config& c) {
   if (c.tls.enabled && (c.tls.cert_file.empty() || c.tls.key_file.empty())) {
     throw config_error("tls.enabled is true but tls.cert_file or tls.key_file is empty");
   }
-  if (c.sqlite.path.empty()) throw config_error("sqlite.path is empty");
+  if (c.mode == "sqlite-only" && c.sqlite.path.empty()) throw config_error("sqlite.path is empty");
+  if (c.mode == "d1-only") {
+    if (c.d1.account_id.empty()) throw config_error("mode is d1-only but d1.account_id is empty");
+    if (c.d1.database_id.empty()) throw config_error("mode is d1-only but d1.database_id is empty");
+    if (c.d1.token_env.empty()) throw config_error("mode is d1-only but d1.token_env is empty");
+  }
 }
 
 }  // namespace tandem::proxy

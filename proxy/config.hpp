@@ -23,6 +23,21 @@ struct sqlite_config {
   int max_group_size = 512;
 };
 
+struct d1_config {
+  std::string endpoint = "https://api.cloudflare.com";
+  std::string account_id;
+  std::string database_id;
+  std::string token_env = "CLOUDFLARE_API_TOKEN";  // the variable holding the API token
+  std::string ca_file;
+  bool verify_tls = true;
+  int connect_timeout_ms = 5000;
+  int request_timeout_ms = 30000;
+  int max_connections = 16;
+  int max_attempts = 5;
+  int backoff_base_ms = 100;
+  int backoff_max_ms = 5000;
+};
+
 struct tls_config {
   bool enabled = false;
   std::string cert_file;
@@ -45,6 +60,7 @@ struct config {
   std::string mode = "sqlite-only";
   listen_config listen;
   sqlite_config sqlite;
+  d1_config d1;
   // Names of environment variables that hold client tokens. Empty: no authentication.
   std::vector<std::string> token_envs;
   tls_config tls;

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   bench->add_option("--synchronous", bo.synchronous, "SQLite synchronous for both sides")
       ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}))->capture_default_str();
   bench->add_option("--dir", bo.dir, "directory for the database files (default: a temporary one)");
+  bench->add_option("--store", bo.store, "sqlite, or d1: tandem in d1-only mode against the local D1")
+      ->check(CLI::IsMember({"sqlite", "d1"}))->capture_default_str();
+  bench->add_option("--d1-local", bo.d1_local, "the tools/d1-local folder (default: found from the binary)");
 
   CLI11_PARSE(app, argc, argv);
 

@@ -1,5 +1,6 @@
-// The router decides which store serves a request. In sqlite-only mode every request goes to the
-// SQLite store; the dual modes (D1 as follower or leader, read percentages) extend this class.
+// The router decides which store serves a request. In the single-store modes (sqlite-only,
+// d1-only) every request goes to that store; the dual modes (one leader, one follower, read
+// percentages) extend this class.
 #pragma once
 
 #include <memory>
@@ -17,7 +18,7 @@ struct client_context {
 
 class router {
  public:
-  explicit router(std::unique_ptr<backends::store> sqlite);
+  explicit router(std::unique_ptr<backends::store> primary);
   ~router();
 
   // Thread-safe. `done` is called exactly once, on a store thread.
@@ -29,10 +30,10 @@ class router {
   // Finishes accepted work and stops the stores. Idempotent.
   void shutdown();
 
-  backends::store& leader() { return *sqlite_; }
+  backends::store& leader() { return *primary_; }
 
  private:
-  std::unique_ptr<backends::store> sqlite_;
+  std::unique_ptr<backends::store> primary_;
 };
 
 }  // namespace tandem::proxy

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <thread>
 
+#include "backends/d1_store.hpp"
 #include "backends/sqlite_store.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
@@ -59,10 +60,29 @@ void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
   }
 }
 
-int serve(const config& c) {
-  validate(c);
-  auto tokens = resolve_tokens(c.token_envs);
-
+backends::outcome<std::unique_ptr<backends::store>> open_store(const config& c) {
+  if (c.mode == "d1-only") {
+    backends::d1_options o;
+    o.endpoint = c.d1.endpoint;
+    o.account_id = c.d1.account_id;
+    o.database_id = c.d1.database_id;
+    const char* token = std::getenv(c.d1.token_env.c_str());
+    if (token == nullptr || *token == '\0') {
+      throw config_error("d1.token_env names " + c.d1.token_env + ", but that environment variable is unset or empty");
+    }
+    o.api_token = token;
+    o.ca_file = c.d1.ca_file;
+    o.verify_tls = c.d1.verify_tls;
+    o.connect_timeout = std::chrono::milliseconds(c.d1.connect_timeout_ms);
+    o.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
+    o.max_connections = static_cast<std::size_t>(c.d1.max_connections);
+    o.max_attempts = c.d1.max_attempts;
+    o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
+    o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
+    auto s = backends::d1_store::open(o);
+    if (!s) return s.error();
+    return std::unique_ptr<backends::store>(std::move(*s));
+  }
   backends::sqlite_store_options so;
   so.db.path = c.sqlite.path;
   so.db.synchronous = c.sqlite.synchronous;
@@ -75,7 +95,16 @@ int serve(const config& c) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
   }
-  auto store = backends::sqlite_store::open(so);
+  auto s = backends::sqlite_store::open(so);
+  if (!s) return s.error();
+  return std::unique_ptr<backends::store>(std::move(*s));
+}
+
+int serve(const config& c) {
+  validate(c);
+  auto tokens = resolve_tokens(c.token_envs);
+
+  auto store = open_store(c);
   if (!store) {
     spdlog::critical("{}", store.error().message);
     return 1;
@@ -107,7 +136,8 @@ int serve(const config& c) {
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
-  spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION, c.sqlite.path, c.mode,
+  spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION,
+               c.mode == "d1-only" ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint : c.sqlite.path, c.mode,
                ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
                tokens.empty() ? " without authentication" : "");
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;

@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "backends/store.hpp"
 #include "proxy/config.hpp"
 
 namespace tandem::proxy {
@@ -18,6 +19,9 @@ int serve(const config& c);
 // Runs the io_context's handlers until it runs out of work. With `spin` > 0 an idle thread
 // polls for that long before sleeping (lower latency, some CPU).
 void run_io(boost::asio::io_context& ioc, std::chrono::microseconds spin);
+
+// Opens the store the mode calls for. Throws config_error for a missing token variable.
+backends::outcome<std::unique_ptr<backends::store>> open_store(const config& c);
 
 // Sets up spdlog (stderr) at the given level ("info", "debug", ...).
 void setup_logging(const std::string& level);

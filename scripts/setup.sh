@@ -8,7 +8,7 @@ packages=(
   libsqlite3-dev sqlite3 libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libspdlog-dev
   clang libclang-rt-14-dev      # the codec's libFuzzer target
-  netcat-openbsd                # PROTOCOL.md's examples use nc
+  netcat-openbsd curl           # PROTOCOL.md's examples use nc; tools/d1-local uses curl
   nodejs npm                    # tools/d1-local (wrangler) and the TypeScript client
 )
 

@@ -35,6 +35,8 @@ class temp_dir {
 class test_server {
  public:
   explicit test_server(proxy::server_options options = default_options(), backends::sqlite_store_options store = {});
+  // Serves the given store (e.g. a D1 store) instead of a SQLite file.
+  test_server(proxy::server_options options, std::unique_ptr<backends::store> store);
   ~test_server();
 
   static proxy::server_options default_options();
@@ -57,6 +59,8 @@ class test_server {
   std::uint16_t port_ = 0;
   proxy::server_options options_;
   bool stopped_ = false;
+
+  void start(std::unique_ptr<backends::store> store);
 };
 
 // A blocking TCP connection that sends raw bytes and reads lines.

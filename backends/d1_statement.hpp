@@ -1,0 +1,43 @@
+// Turning a tandem statement into what D1's REST API can run exactly (sans-io, no HTTP here).
+//
+// D1's REST API takes SQL text plus a JSON array of parameters, and JSON numbers pass through
+// JavaScript on D1's side: integers beyond 2^53 are rounded, and a whole-number float arrives as
+// an integer. Blobs have no JSON form. So values that cannot travel exactly as parameters are
+// written into the SQL as literals that SQLite parses exactly (integers, X'..' blobs, floats
+// with a '.'), always in parentheses; everything else stays a bound `?`. Named and numbered
+// parameters are resolved here with SQLite's own numbering and sent positionally.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "backends/store.hpp"
+
+namespace tandem::backends {
+
+// D1's documented limits (developers.cloudflare.com/d1/platform/limits).
+struct d1_limits {
+  std::size_t max_bound_parameters = 100;
+  std::size_t max_statement_bytes = 100000;
+  std::size_t max_value_bytes = 2000000;  // a string or blob (D1's row size limit)
+  std::size_t max_batch_statements = 1000;
+};
+
+struct d1_statement {
+  std::string sql;          // with literals inlined and every parameter as `?`
+  std::string params_json;  // a JSON array, one element per `?`
+  std::size_t bound = 0;    // number of `?`
+};
+
+// BAD_REQUEST for parameter mismatches (as the SQLite store reports them), UNSUPPORTED naming
+// the D1 limit a statement would exceed.
+outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_limits& limits = {});
+
+// BAD_REQUEST unless `sql` holds exactly one statement (comments and a trailing ';' allowed).
+outcome<void> check_single_statement(std::string_view sql);
+
+// The first keyword, upper-cased ("SELECT", "CREATE", ...), skipping comments; "" if none.
+std::string first_keyword(std::string_view sql);
+
+}  // namespace tandem::backends

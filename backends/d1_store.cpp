@@ -1,0 +1,344 @@
+#include "backends/d1_store.hpp"
+
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json/value.hpp>
+
+#include "backends/sqlite_connection.hpp"
+#include "protocol/json_reader.hpp"
+#include "protocol/text.hpp"
+
+namespace tandem::backends {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using protocol::errc;
+using protocol::error;
+using protocol::query_result;
+
+namespace {
+
+error d1_error(errc code, std::string m) { return error{code, std::move(m), "d1", {}}; }
+
+double number(const json::value* v) {
+  if (v == nullptr) return 0;
+  if (v->is_int64()) return static_cast<double>(v->get_int64());
+  if (v->is_uint64()) return static_cast<double>(v->get_uint64());
+  if (v->is_double()) return v->get_double();
+  return 0;
+}
+
+std::int64_t integer(const json::value* v) {
+  if (v != nullptr && v->is_int64()) return v->get_int64();
+  return static_cast<std::int64_t>(number(v));
+}
+
+// A D1 cell. D1 writes JSON through JavaScript: blobs are arrays of byte values, integers
+// beyond 2^53 arrive already rounded, and whole-number floats arrive as integers.
+outcome<protocol::value> cell(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return protocol::value{};
+    case json::kind::bool_: return protocol::value{std::int64_t{v.get_bool() ? 1 : 0}};
+    case json::kind::int64: return protocol::value{v.get_int64()};
+    case json::kind::uint64:
+      if (v.get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        return protocol::value{static_cast<std::int64_t>(v.get_uint64())};
+      return protocol::value{static_cast<double>(v.get_uint64())};
+    case json::kind::double_: return protocol::value{v.get_double()};
+    case json::kind::string: return protocol::value{std::string(v.get_string())};
+    case json::kind::array: {
+      protocol::blob b;
+      for (const auto& byte : v.get_array()) {
+        if (!byte.is_int64() || byte.get_int64() < 0 || byte.get_int64() > 255)
+          return d1_error(errc::internal, "D1 returned an array cell that is not a blob");
+        b.bytes.push_back(static_cast<char>(byte.get_int64()));
+      }
+      return protocol::value{std::move(b)};
+    }
+    case json::kind::object: break;
+  }
+  return d1_error(errc::internal, "D1 returned an object cell");
+}
+
+// D1's error onto tandem's codes, keeping D1's message and code.
+error map_error(unsigned status, std::int64_t code, const std::string& message, bool idempotent) {
+  std::string text = message.empty() ? "D1 answered HTTP " + std::to_string(status) : message;
+  text += " [D1 HTTP " + std::to_string(status) + (code ? ", code " + std::to_string(code) : "") + "]";
+  auto has = [&](std::string_view s) { return message.find(s) != std::string::npos; };
+  if (status == 429) return d1_error(errc::overloaded, "D1 is overloaded, retry later: " + text);
+  if (status == 401 || status == 403) return d1_error(errc::unavailable, "D1 refused tandem's credentials: " + text);
+  if (status == 404) return d1_error(errc::unavailable, "D1 database not found: " + text);
+  if (status >= 500) {
+    return d1_error(errc::unavailable, "D1 failed: " + text + (idempotent ? "" : " (outcome unknown: the write may or may not have been applied)"));
+  }
+  if (has("SQLITE_CONSTRAINT")) return d1_error(errc::constraint, text);
+  if (has("SQLITE_AUTH") || has("not authorized") || has("To execute a transaction") || has("SQLITE_TOOBIG"))
+    return d1_error(errc::unsupported, text);
+  if (status == 400 && code == 7500) return d1_error(errc::sql_error, text);
+  if (status == 400) return d1_error(errc::bad_request, "D1 rejected the request: " + text);
+  return d1_error(errc::internal, "unexpected answer from D1: " + text);
+}
+
+// Reads a /raw answer: the Cloudflare envelope with one result per statement.
+outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::size_t expected, bool idempotent) {
+  auto doc = protocol::read_json(reply.body);
+  const json::object* o = doc.ok() ? doc.value.if_object() : nullptr;
+  if (o == nullptr) {
+    if (reply.status != 200) return map_error(reply.status, 0, reply.body.substr(0, 200), idempotent);
+    return d1_error(errc::internal, "D1 answered with something that is not JSON: " + reply.body.substr(0, 200));
+  }
+  const auto* success = o->if_contains("success");
+  if (reply.status != 200 || success == nullptr || !success->is_bool() || !success->get_bool()) {
+    std::int64_t code = 0;
+    std::string message;
+    if (const auto* errs = o->if_contains("errors"); errs && errs->is_array() && !errs->get_array().empty()) {
+      const auto& e = errs->get_array()[0];
+      if (const auto* eo = e.if_object()) {
+        code = integer(eo->if_contains("code"));
+        if (const auto* m = eo->if_contains("message"); m && m->is_string()) message = std::string(m->get_string());
+      }
+    }
+    return map_error(reply.status, code, message, idempotent);
+  }
+  const auto* result = o->if_contains("result");
+  if (result == nullptr || !result->is_array() || result->get_array().size() != expected) {
+    return d1_error(errc::internal, "D1 answered with " +
+                                        std::to_string(result && result->is_array() ? result->get_array().size() : 0) +
+                                        " results for " + std::to_string(expected) + " statements");
+  }
+  std::vector<query_result> out;
+  for (const auto& one : result->get_array()) {
+    const auto* ro = one.if_object();
+    if (ro == nullptr) return d1_error(errc::internal, "D1 result is not an object");
+    query_result q;
+    if (const auto* res = ro->if_contains("results"); res && res->is_object()) {
+      if (const auto* cols = res->get_object().if_contains("columns"); cols && cols->is_array()) {
+        for (const auto& c : cols->get_array()) q.columns.emplace_back(c.is_string() ? std::string(c.get_string()) : "");
+      }
+      if (const auto* rows = res->get_object().if_contains("rows"); rows && rows->is_array()) {
+        for (const auto& row : rows->get_array()) {
+          if (!row.is_array()) return d1_error(errc::internal, "D1 row is not an array");
+          auto& r = q.rows.emplace_back();
+          for (const auto& c : row.get_array()) {
+            auto v = cell(c);
+            if (!v) return v.error();
+            r.push_back(std::move(*v));
+          }
+        }
+      }
+    }
+    if (const auto* m = ro->if_contains("meta"); m && m->is_object()) {
+      const auto& mo = m->get_object();
+      q.meta.changes = integer(mo.if_contains("changes"));
+      q.meta.last_row_id = integer(mo.if_contains("last_row_id"));
+      q.meta.rows_read = integer(mo.if_contains("rows_read"));
+      q.meta.rows_written = integer(mo.if_contains("rows_written"));
+      q.meta.duration_ms = number(mo.if_contains("duration"));
+    }
+    q.meta.served_by = "d1";
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+bool is_schema_change(const std::string& sql) {
+  const auto k = first_keyword(sql);
+  return k == "CREATE" || k == "DROP" || k == "ALTER";
+}
+
+}  // namespace
+
+struct d1_store::impl {
+  explicit impl(const d1_options& o, http_url url)
+      : options(o),
+        http(ioc.get_executor(),
+             http_client_options{std::move(url), o.ca_file, o.verify_tls, o.connect_timeout, o.request_timeout,
+                                 o.max_connections, o.max_attempts, o.backoff_base, o.backoff_max}),
+        path("/client/v4/accounts/" + o.account_id + "/d1/database/" + o.database_id + "/raw") {}
+
+  std::vector<std::pair<std::string, std::string>> headers() const {
+    return {{"Authorization", "Bearer " + options.api_token}};
+  }
+
+  // Rebuilds the in-memory schema mirror from D1's sqlite_schema. The mirror lets SQLite itself
+  // classify statements (a read may be retried, a write may not) and refuse what tandem refuses,
+  // with the same messages as the SQLite store.
+  asio::awaitable<bool> load_schema(clock::time_point deadline) {
+    const std::string body =
+        R"({"sql":"SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 1 ELSE 2 END"})";
+    auto reply = co_await http.post(path, body, headers(), true, deadline);
+    if (!reply) co_return false;
+    auto results = parse_reply(*reply, 1, true);
+    if (!results) co_return false;
+    sqlite_options so;
+    so.path = ":memory:";
+    auto fresh = sqlite_connection::open(so);
+    if (!fresh) co_return false;
+    for (const auto& row : (*results)[0].rows) {
+      if (const auto* sql = std::get_if<std::string>(&row.at(0))) (*fresh)->exec_internal(sql->c_str());
+    }
+    shadow = std::move(*fresh);
+    schema_current = true;
+    co_return true;
+  }
+
+  // SQLite's verdict on one statement: read, write, or unknown (the mirror could not prepare it;
+  // D1 will judge). Refusals (UNSUPPORTED, BAD_REQUEST) come back as errors.
+  asio::awaitable<outcome<std::optional<statement_kind>>> classify(const std::string& sql, clock::time_point deadline) {
+    if (auto single = check_single_statement(sql); !single) co_return single.error();
+    bool reloaded = false;
+    if (!schema_current) reloaded = co_await load_schema(deadline);
+    for (;;) {
+      if (!shadow) co_return std::optional<statement_kind>{};
+      auto k = shadow->classify(sql);
+      if (k) co_return std::optional<statement_kind>{*k};
+      if (k.error().code == errc::unsupported || k.error().code == errc::bad_request) {
+        auto e = k.error();
+        e.store = "d1";
+        co_return e;
+      }
+      // Perhaps another client changed the schema: look once more, then let D1 decide.
+      if (reloaded || !co_await load_schema(deadline)) co_return std::optional<statement_kind>{};
+      reloaded = true;
+    }
+  }
+
+  asio::awaitable<void> run(std::vector<protocol::statement> sts, bool is_batch, exec_options opts,
+                            query_done on_query, batch_done on_batch) {
+    auto finish = [&](outcome<std::vector<query_result>> r) {
+      if (is_batch) {
+        on_batch(std::move(r));
+      } else if (r) {
+        on_query(std::move(r->at(0)));
+      } else {
+        on_query(r.error());
+      }
+    };
+    if (clock::now() > opts.deadline) {
+      finish(d1_error(errc::timeout, "the query timeout passed before the statement could be sent to D1"));
+      co_return;
+    }
+    if (sts.size() > options.limits.max_batch_statements) {
+      finish(d1_error(errc::unsupported, "D1 batches hold at most " + std::to_string(options.limits.max_batch_statements) +
+                                             " statements; this one has " + std::to_string(sts.size())));
+      co_return;
+    }
+    bool all_reads = true;
+    bool changes_schema = false;
+    std::string body = is_batch ? "{\"batch\":[" : "";
+    for (std::size_t i = 0; i < sts.size(); ++i) {
+      auto kind = co_await classify(sts[i].sql, opts.deadline);
+      auto converted = kind ? to_d1_statement(sts[i], options.limits) : outcome<d1_statement>(kind.error());
+      if (!converted) {
+        auto e = converted.error();
+        if (is_batch) {
+          e.index = i;
+          e.message = "statement " + std::to_string(i) + ": " + e.message + " (nothing was sent to D1)";
+        }
+        finish(std::move(e));
+        co_return;
+      }
+      all_reads = all_reads && *kind == statement_kind::read;
+      changes_schema = changes_schema || is_schema_change(sts[i].sql);
+      if (i) body += ',';
+      body += "{\"sql\":";
+      protocol::append_json_string(body, converted->sql);
+      body += ",\"params\":" + converted->params_json + "}";  // a single query is this object alone
+    }
+    body += is_batch ? "]}" : "";
+
+    auto reply = co_await http.post(path, std::move(body), headers(), all_reads, opts.deadline);
+    if (!reply) {
+      finish(reply.error());
+      co_return;
+    }
+    auto results = parse_reply(*reply, sts.size(), all_reads);
+    if (results && changes_schema) schema_current = false;
+    finish(std::move(results));
+  }
+
+  asio::awaitable<void> check_health(std::function<void(d1_health)> done) {
+    const auto start = clock::now();
+    auto reply = co_await http.post(path, R"({"sql":"SELECT 1"})", headers(), true, start + options.request_timeout);
+    d1_health h;
+    h.latency_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+    if (!reply) {
+      h.error = reply.error().message;
+    } else if (auto r = parse_reply(*reply, 1, true); !r) {
+      h.error = r.error().message;
+    } else {
+      h.ok = true;
+    }
+    done(std::move(h));
+  }
+
+  d1_options options;
+  asio::io_context ioc{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  http_client http;
+  std::string path;
+  std::unique_ptr<sqlite_connection> shadow;
+  bool schema_current = false;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+};
+
+outcome<std::unique_ptr<d1_store>> d1_store::open(const d1_options& options) {
+  auto url = parse_http_url(options.endpoint);
+  if (!url) return url.error();
+  auto bad = [](std::string m) { return d1_error(errc::bad_request, std::move(m)); };
+  if (options.account_id.empty()) return bad("d1.account_id is empty");
+  if (options.database_id.empty()) return bad("d1.database_id is empty");
+  if (options.api_token.empty()) return bad("the D1 API token is empty");
+  for (char c : options.account_id + options.database_id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return bad("d1.account_id and d1.database_id may hold only letters, digits and '-'");
+  }
+  auto i = std::make_unique<impl>(options, std::move(*url));
+  auto* raw = i.get();
+  i->thread = std::thread([raw] { raw->ioc.run(); });
+  return std::unique_ptr<d1_store>(new d1_store(std::move(i)));
+}
+
+d1_store::d1_store(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+d1_store::~d1_store() { shutdown(); }
+
+void d1_store::shutdown() {
+  if (impl_->stopping.exchange(true)) return;
+  // In-flight requests finish; the thread ends when nothing is left to run.
+  asio::post(impl_->ioc, [i = impl_.get()] {
+    i->http.close_idle();
+    i->work.reset();
+  });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void d1_store::execute(protocol::statement st, exec_options options, query_done done) {
+  if (impl_->stopping) {
+    done(d1_error(errc::unavailable, "the D1 store is shutting down"));
+    return;
+  }
+  std::vector<protocol::statement> sts;
+  sts.push_back(std::move(st));
+  asio::co_spawn(impl_->ioc, impl_->run(std::move(sts), false, options, std::move(done), {}), asio::detached);
+}
+
+void d1_store::execute_batch(std::vector<protocol::statement> statements, exec_options options, batch_done done) {
+  if (impl_->stopping) {
+    done(d1_error(errc::unavailable, "the D1 store is shutting down"));
+    return;
+  }
+  asio::co_spawn(impl_->ioc, impl_->run(std::move(statements), true, options, {}, std::move(done)), asio::detached);
+}
+
+void d1_store::health(std::function<void(d1_health)> done) {
+  asio::co_spawn(impl_->ioc, impl_->check_health(std::move(done)), asio::detached);
+}
+
+http_stats d1_store::http() const { return impl_->http.stats(); }
+
+}  // namespace tandem::backends

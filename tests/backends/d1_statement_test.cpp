@@ -1,0 +1,113 @@
+#include "backends/d1_statement.hpp"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace tandem::backends {
+namespace {
+
+using protocol::errc;
+using protocol::value;
+
+protocol::statement positional(std::string sql, std::vector<value> v) {
+  protocol::statement st{std::move(sql), {}};
+  st.params.positional = std::move(v);
+  return st;
+}
+
+protocol::statement named(std::string sql, std::vector<std::pair<std::string, value>> v) {
+  protocol::statement st{std::move(sql), {}};
+  st.params.is_named = true;
+  st.params.named = std::move(v);
+  return st;
+}
+
+TEST(D1Statement, ExactJsonValuesStayBound) {
+  auto r = to_d1_statement(positional("INSERT INTO t VALUES (?, ?, ?, ?)",
+                                      {value{std::int64_t{42}}, value{0.5}, value{std::string("t\"x")}, value{}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->sql, "INSERT INTO t VALUES (?, ?, ?, ?)");
+  EXPECT_EQ(r->params_json, "[42,0.5,\"t\\\"x\",null]");
+  EXPECT_EQ(r->bound, 4u);
+}
+
+TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
+  auto r = to_d1_statement(positional("SELECT ?, ?, ?, ?, ?, ?",
+                                      {value{std::numeric_limits<std::int64_t>::max()},
+                                       value{std::numeric_limits<std::int64_t>::min()}, value{std::int64_t{9007199254740993}},
+                                       value{protocol::blob{std::string("\x00\xff", 2)}}, value{1.0}, value{-0.0}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->sql, "SELECT (9223372036854775807), (-9223372036854775808), (9007199254740993), (X'00FF'), (1.0), (-0.0)");
+  EXPECT_EQ(r->params_json, "[]");
+  EXPECT_EQ(r->bound, 0u);
+  r = to_d1_statement(positional("SELECT 5-?", {value{std::int64_t{-9007199254740995}}}));
+  EXPECT_EQ(r->sql, "SELECT 5-(-9007199254740995)") << "parentheses keep '--' from starting a comment";
+}
+
+TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {
+  auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::int64_t{1}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->bound, 1u);
+  EXPECT_EQ(r->params_json, "[1]");
+}
+
+TEST(D1Statement, NamedAndNumberedFollowSqliteNumbering) {
+  auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{std::int64_t{1}}}, {"@b", value{std::int64_t{2}}}, {"c", value{std::int64_t{3}}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, ?");
+  EXPECT_EQ(r->params_json, "[1,2,1,3]");
+  r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{std::int64_t{1}}, value{std::int64_t{2}}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->params_json, "[2,1,2]");
+  // An array binds named parameters by their index, as SQLite does.
+  r = to_d1_statement(positional("SELECT :x, ?", {value{std::int64_t{7}}, value{std::int64_t{8}}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->params_json, "[7,8]");
+}
+
+TEST(D1Statement, ParameterErrorsMatchTheSqliteStore) {
+  EXPECT_EQ(to_d1_statement(positional("SELECT ?, ?", {value{}})).error().code, errc::bad_request);
+  EXPECT_EQ(to_d1_statement(positional("SELECT 1", {value{}})).error().code, errc::bad_request);
+  EXPECT_EQ(to_d1_statement(named("SELECT :a", {})).error().code, errc::bad_request);
+  EXPECT_EQ(to_d1_statement(named("SELECT :a", {{"a", value{}}, {"b", value{}}})).error().code, errc::bad_request);
+  EXPECT_EQ(to_d1_statement(named("SELECT ?", {{"a", value{}}})).error().code, errc::bad_request);
+}
+
+TEST(D1Statement, D1LimitsAreCheckedBeforeSending) {
+  std::string sql = "SELECT ?";
+  std::vector<value> v{value{std::int64_t{0}}};
+  for (int i = 1; i < 101; ++i) {
+    sql += ",?";
+    v.emplace_back(std::int64_t{i});
+  }
+  auto r = to_d1_statement(positional(sql, v));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported);
+  EXPECT_NE(r.error().message.find("100 bound parameters"), std::string::npos) << r.error().message;
+
+  r = to_d1_statement(positional("SELECT ?", {value{protocol::blob{std::string(60000, 'x')}}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported);
+  EXPECT_NE(r.error().message.find("100000"), std::string::npos) << r.error().message;
+
+  r = to_d1_statement(positional("SELECT ?", {value{std::string(2000001, 'x')}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported);
+
+  EXPECT_TRUE(to_d1_statement(positional("SELECT ?", {value{std::string(1000000, 'x')}})))
+      << "large text travels as a parameter, not in the SQL";
+}
+
+TEST(D1Statement, SingleStatement) {
+  EXPECT_TRUE(check_single_statement("SELECT 1"));
+  EXPECT_TRUE(check_single_statement("SELECT 1; -- done\n"));
+  EXPECT_TRUE(check_single_statement("SELECT ';'"));
+  EXPECT_TRUE(check_single_statement("CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO u VALUES (1); DELETE FROM u; END;"));
+  EXPECT_EQ(check_single_statement("SELECT 1; SELECT 2").error().code, errc::bad_request);
+  EXPECT_EQ(check_single_statement("  -- nothing\n").error().code, errc::bad_request);
+  EXPECT_EQ(first_keyword("/* x */ -- y\n  select 1"), "SELECT");
+}
+
+}  // namespace
+}  // namespace tandem::backends

@@ -1,0 +1,208 @@
+#include "tests/support/d1_support.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdio>
+#include <mutex>
+
+#include "backends/sqlite_store.hpp"
+
+namespace tandem::testing {
+namespace asio = boost::asio;
+
+namespace {
+
+std::string run_command(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  std::array<char, 4096> buf;
+  while (auto n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  if (status != 0) throw std::runtime_error("command failed (" + std::to_string(status) + "): " + cmd + "\n" + out);
+  return out;
+}
+
+std::string script_dir() { return std::string(TANDEM_SOURCE_DIR) + "/tools/d1-local"; }
+
+}  // namespace
+
+local_d1& local_d1::instance() {
+  static local_d1 d1;
+  return d1;
+}
+
+local_d1::local_d1() { start(); }
+
+local_d1::~local_d1() { stop(); }
+
+void local_d1::start() {
+  const std::string port_arg = port_.empty() ? "" : " --port " + port_;
+  auto out = run_command(script_dir() + "/start.sh --state " + state_.path().string() + port_arg + " 2>&1");
+  const auto at = out.rfind("http://127.0.0.1:");
+  if (at == std::string::npos) throw std::runtime_error("local D1 did not start: " + out);
+  url_ = out.substr(at);
+  while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+  port_ = url_.substr(url_.rfind(':') + 1);
+}
+
+void local_d1::stop() { run_command(script_dir() + "/stop.sh --state " + state_.path().string() + " 2>&1"); }
+
+std::string local_d1::fresh_database() {
+  char id[64];
+  std::snprintf(id, sizeof id, "00000000-0000-4000-8000-0000000000%02d", next_++ % 32);
+  run_command("curl -sf -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + url_ +
+              "/client/v4/accounts/" + k_d1_account + "/d1/database/" + id + "/reset -o /dev/null");
+  return id;
+}
+
+backends::d1_options local_d1::options(const std::string& database_id) const {
+  backends::d1_options o;
+  o.endpoint = url_;
+  o.account_id = k_d1_account;
+  o.database_id = database_id;
+  o.api_token = k_d1_token;
+  o.backoff_base = std::chrono::milliseconds(20);
+  o.backoff_max = std::chrono::milliseconds(200);
+  return o;
+}
+
+std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_dir& dir) {
+  if (kind == "d1") {
+    auto& d1 = local_d1::instance();
+    auto s = backends::d1_store::open(d1.options(d1.fresh_database()));
+    if (!s) throw std::runtime_error(s.error().message);
+    return std::move(*s);
+  }
+  backends::sqlite_store_options o;
+  o.db.path = dir.file("store.db");
+  auto s = backends::sqlite_store::open(o);
+  if (!s) throw std::runtime_error(s.error().message);
+  return std::move(*s);
+}
+
+// ---- scripted_http_server ----------------------------------------------------------------------
+
+struct scripted_http_server::impl {
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acceptor{ioc};
+  asio::ssl::context tls{asio::ssl::context::tls_server};
+  bool use_tls = false;
+  std::thread thread;
+  std::mutex mu;
+  std::vector<std::shared_ptr<asio::ip::tcp::socket>> open;  // closed on destruction (unhangs)
+  std::atomic<bool> stopping{false};
+};
+
+scripted_http_server::scripted_http_server(script s, std::string cert_file, std::string key_file)
+    : impl_(std::make_unique<impl>()) {
+  auto& m = *impl_;
+  if (!cert_file.empty()) {
+    m.use_tls = true;
+    m.tls.use_certificate_chain_file(cert_file);
+    m.tls.use_private_key_file(key_file, asio::ssl::context::pem);
+  }
+  asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+  m.acceptor.open(ep.protocol());
+  m.acceptor.bind(ep);
+  m.acceptor.listen();
+  m.thread = std::thread([this, s = std::move(s)] {
+    auto& m = *impl_;
+    std::vector<std::thread> handlers;
+    for (;;) {
+      auto sock = std::make_shared<asio::ip::tcp::socket>(m.ioc);
+      boost::system::error_code ec;
+      m.acceptor.accept(*sock, ec);
+      if (ec || m.stopping) break;
+      ++connections_;
+      {
+        std::lock_guard lock(m.mu);
+        m.open.push_back(sock);
+      }
+      handlers.emplace_back([this, sock, &s] {
+        auto& m = *impl_;
+        std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
+        boost::system::error_code ec;
+        if (m.use_tls) {
+          tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(*sock, m.tls);
+          tls->handshake(asio::ssl::stream_base::server, ec);
+          if (ec) return;
+        }
+        asio::streambuf in;
+        for (;;) {
+          const std::size_t head = tls ? asio::read_until(*tls, in, "\r\n\r\n", ec) : asio::read_until(*sock, in, "\r\n\r\n", ec);
+          if (ec) return;
+          std::string headers(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + head);
+          in.consume(head);
+          std::size_t length = 0;
+          if (auto p = headers.find("Content-Length: "); p != std::string::npos) length = std::stoul(headers.substr(p + 16));
+          while (in.size() < length) {
+            auto more = in.prepare(length - in.size());
+            const std::size_t n = tls ? tls->read_some(more, ec) : sock->read_some(more, ec);
+            if (ec) return;
+            in.commit(n);
+          }
+          std::string body(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + length);
+          in.consume(length);
+          const int n = ++requests_;
+          const std::string answer = s(n, headers + body);
+          if (answer == "CLOSE") {
+            sock->close(ec);
+            return;
+          }
+          if (answer == "HANG") {
+            char byte;
+            sock->read_some(asio::buffer(&byte, 1), ec);  // until the client or the destructor closes it
+            return;
+          }
+          if (tls) asio::write(*tls, asio::buffer(answer), ec);
+          else asio::write(*sock, asio::buffer(answer), ec);
+          if (ec) return;
+        }
+      });
+    }
+    for (auto& h : handlers) h.join();
+  });
+}
+
+scripted_http_server::~scripted_http_server() {
+  auto& m = *impl_;
+  m.stopping = true;
+  boost::system::error_code ec;
+  {
+    std::lock_guard lock(m.mu);
+    for (auto& s : m.open) {
+      s->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      s->close(ec);
+    }
+  }
+  // Wake the blocking accept with a connection of our own.
+  asio::ip::tcp::socket poke(m.ioc);
+  poke.connect(m.acceptor.local_endpoint(), ec);
+  m.thread.join();
+}
+
+std::string scripted_http_server::url() const {
+  return std::string(impl_->use_tls ? "https" : "http") + "://" + (impl_->use_tls ? "localhost" : "127.0.0.1") + ":" +
+         std::to_string(impl_->acceptor.local_endpoint().port());
+}
+
+std::string scripted_http_server::http(int status, const std::string& body, const std::string& extra_headers) {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+}
+
+std::string scripted_http_server::d1_ok(const std::string& columns_json, const std::string& rows_json) {
+  return http(200, R"({"success":true,"errors":[],"messages":[],"result":[{"success":true,"meta":{"changes":0,"last_row_id":0,"rows_read":1,"rows_written":0,"duration":0.1},"results":{"columns":)" +
+                       columns_json + ",\"rows\":" + rows_json + "}}]}");
+}
+
+}  // namespace tandem::testing

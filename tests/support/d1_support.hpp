@@ -1,0 +1,65 @@
+// The real local D1 (tools/d1-local) for tests, and a scripted HTTP server for fault injection.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "backends/d1_store.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace tandem::testing {
+
+inline constexpr const char* k_d1_account = "0123456789abcdef0123456789abcdef";
+inline constexpr const char* k_d1_token = "local-dev-token";
+
+// One local D1 per test process, started on first use (tools/d1-local/start.sh) and stopped when
+// the process exits. Each call to fresh_database() hands out one of its 32 databases, emptied.
+class local_d1 {
+ public:
+  static local_d1& instance();
+  const std::string& url() const { return url_; }
+  // A database id nobody else in this process is using right now, with no tables.
+  std::string fresh_database();
+  backends::d1_options options(const std::string& database_id) const;
+  // Stops and restarts the local D1 (same state folder, same port): a real outage.
+  void stop();
+  void start();
+  ~local_d1();
+
+ private:
+  local_d1();
+  temp_dir state_;
+  std::string url_;
+  std::string port_;
+  int next_ = 0;
+};
+
+// A store for tests: "sqlite" (a file in `dir`) or "d1" (a fresh local D1 database).
+std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_dir& dir);
+
+// A tiny HTTP/1.1 server on 127.0.0.1 that answers each request with what a script returns:
+// the raw bytes to send, "HANG" to never answer, or "CLOSE" to close at once. Optional TLS.
+class scripted_http_server {
+ public:
+  using script = std::function<std::string(int request_number, const std::string& request)>;
+  explicit scripted_http_server(script s, std::string cert_file = {}, std::string key_file = {});
+  ~scripted_http_server();
+  std::string url() const;
+  int requests() const { return requests_.load(); }
+  int connections() const { return connections_.load(); }
+
+  // A well-formed D1 /raw answer for one statement returning `rows_json` (e.g. "[[1]]").
+  static std::string d1_ok(const std::string& columns_json = "[\"x\"]", const std::string& rows_json = "[[1]]");
+  static std::string http(int status, const std::string& body, const std::string& extra_headers = "");
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  std::atomic<int> requests_{0};
+  std::atomic<int> connections_{0};
+};
+
+}  // namespace tandem::testing
