@@ -18,10 +18,12 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <random>
 #include <thread>
 
+#include "backends/d1_store.hpp"
 #include "protocol/client.hpp"
 
 namespace tandem::tools {
@@ -122,6 +124,7 @@ constexpr const char* k_schema =
     "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT);";
 constexpr const char* k_select = "SELECT id, name, score, payload FROM bench WHERE id = ?";
 constexpr const char* k_insert = "INSERT INTO bench_insert(worker, n, name) VALUES (?, ?, ?)";
+constexpr const char* k_select_d1 = "SELECT id, name, score FROM bench WHERE id = ?";
 
 void load(const std::string& path, int rows, const std::string& sync) {
   auto db = open_db(path, sync);
@@ -294,11 +297,13 @@ operation echo_client(std::uint16_t port) {
 
 class child_server {
  public:
-  child_server(const std::string& binary, const std::string& config_path) {
+  child_server(const std::string& binary, const std::string& config_path,
+               std::vector<std::pair<std::string, std::string>> env = {}) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
     if (pid_ == 0) {
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
       ::dup2(out[1], STDOUT_FILENO);
       ::close(out[0]);
       ::close(out[1]);
@@ -358,12 +363,154 @@ void row(const std::string& name, int conns, const figures& floor, const figures
   std::fflush(stdout);
 }
 
+std::string shell_output(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run " + cmd);
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  if (::pclose(p) != 0) throw std::runtime_error(cmd + " failed: " + out);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// The same statement straight to D1's REST API, in process, over keep-alive connections.
+operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> next) {
+  return [&s, next] {
+    std::promise<bool> done;
+    s.execute(next(), {}, [&done](auto r) { done.set_value(r.has_value()); });
+    return done.get_future().get();
+  };
+}
+
+int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
+  const std::string tools = o.d1_local.empty() ? (fs::path(binary).parent_path() / "../../tools/d1-local").string() : o.d1_local;
+  const std::string state = (dir / "d1-state").string();
+  const std::string url = shell_output(tools + "/start.sh --state " + state);
+  struct stopper {
+    std::string cmd;
+    ~stopper() { std::system(cmd.c_str()); }
+  } stop_d1{tools + "/stop.sh --state " + state + " >/dev/null 2>&1"};
+  const std::string account = "0123456789abcdef0123456789abcdef";
+  const std::string database = "00000000-0000-4000-8000-000000000030";
+  shell_output("curl -sf -X POST -H 'Authorization: Bearer local-dev-token' " + url + "/client/v4/accounts/" + account +
+               "/d1/database/" + database + "/reset");
+
+  backends::d1_options d1o;
+  d1o.endpoint = url;
+  d1o.account_id = account;
+  d1o.database_id = database;
+  d1o.api_token = "local-dev-token";
+  auto direct = backends::d1_store::open(d1o);
+  if (!direct) throw std::runtime_error(direct.error().message);
+  auto& d1 = **direct;
+  auto run = [&](std::vector<protocol::statement> sts) {
+    std::promise<bool> done;
+    d1.execute_batch(std::move(sts), {}, [&done](auto r) { done.set_value(r.has_value()); });
+    if (!done.get_future().get()) throw std::runtime_error("loading the local D1 failed");
+  };
+  run({{"CREATE TABLE bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL)", {}},
+       {"CREATE TABLE bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT)", {}}});
+  const int rows = std::min(o.rows, 2000);
+  for (int i = 1; i <= rows; i += 100) {
+    std::vector<protocol::statement> sts;
+    for (int k = i; k < i + 100 && k <= rows; ++k) {
+      protocol::statement st{"INSERT INTO bench VALUES (?, ?, ?)", {}};
+      st.params.positional = {std::int64_t{k}, "user-" + std::to_string(k), k * 0.5};
+      sts.push_back(std::move(st));
+    }
+    run(std::move(sts));
+  }
+
+  const std::string conf = (dir / "bench-d1.jsonc").string();
+  std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
+                      << "  \"d1\": {\"endpoint\": \"" << url << "\", \"account_id\": \"" << account
+                      << "\", \"database_id\": \"" << database << "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"} }\n";
+  child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}});
+  protocol::client_options copts;
+  copts.port = child.port();
+
+  std::printf("tandem bench --store d1: local D1 at %s (wrangler/workerd), %d rows, %.1f s per run, %u cores\n",
+              url.c_str(), rows, o.seconds, std::thread::hardware_concurrency());
+  std::printf("%-14s %5s | %-28s | %-28s | %s\n", "workload", "conns", "  direct: ops/s  p50 us  p99 us",
+              " tandem: ops/s  p50 us  p99 us", "tandem/direct");
+  std::printf("%s\n", std::string(100, '-').c_str());
+  auto select_stmt = [rows](std::mt19937_64& rng) {
+    protocol::statement st{k_select_d1, {}};
+    st.params.positional = {static_cast<std::int64_t>(rng() % rows) + 1};
+    return st;
+  };
+  figures select1_direct, select1_tandem;
+  for (int n : o.connections) {
+    auto f = measure(n, o.seconds, [&](int i) {
+      auto rng = std::make_shared<std::mt19937_64>(i + 1);
+      return d1_direct(d1, [rng, select_stmt] { return select_stmt(*rng); });
+    });
+    auto t = measure(n, o.seconds, [&](int i) {
+      auto c = std::shared_ptr<protocol::client>(connect_or_throw(copts));
+      auto rng = std::make_shared<std::mt19937_64>(i + 1);
+      return operation([c, rng, select_stmt] {
+        auto st = select_stmt(*rng);
+        return c->query(st.sql, st.params).has_value();
+      });
+    });
+    row("point-select", n, f, t);
+    if (n == 1) select1_direct = f, select1_tandem = t;
+  }
+  for (int n : o.connections) {
+    auto f = measure(n, o.seconds, [&](int i) {
+      auto k = std::make_shared<int>(0);
+      return d1_direct(d1, [i, k] {
+        protocol::statement st{k_insert, {}};
+        st.params.positional = {std::int64_t{i}, std::int64_t{++*k}, std::string("direct")};
+        return st;
+      });
+    });
+    auto t = measure(n, o.seconds, [&](int i) { return tandem_insert(copts, i); });
+    row("insert", n, f, t);
+  }
+  // N single inserts vs the same N as one batch, through tandem.
+  constexpr int k_batch = 100;
+  auto c = connect_or_throw(copts);
+  auto t0 = steady::now();
+  for (int k = 0; k < k_batch; ++k) {
+    protocol::params p;
+    p.positional = {std::int64_t{-1}, std::int64_t{k}, std::string("single")};
+    if (!c->query(k_insert, p)) throw std::runtime_error("single insert failed");
+  }
+  const double singles_ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
+  std::vector<protocol::statement> batch;
+  for (int k = 0; k < k_batch; ++k) {
+    protocol::statement st{k_insert, {}};
+    st.params.positional = {std::int64_t{-2}, std::int64_t{k}, std::string("batched")};
+    batch.push_back(std::move(st));
+  }
+  t0 = steady::now();
+  if (!c->batch(std::move(batch))) throw std::runtime_error("batch insert failed");
+  const double batch_ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
+  std::printf("%s\n", std::string(100, '-').c_str());
+  std::printf("%d inserts through tandem: %.1f ms as single requests, %.1f ms as one batch: %.0fx (target >= 50x)\n",
+              k_batch, singles_ms, batch_ms, singles_ms / batch_ms);
+  if (select1_direct.ran && select1_tandem.ran)
+    std::printf("point-select p50 at 1 conn: tandem adds %.0f%% to the direct call (target < 10%%)\n",
+                100.0 * (select1_tandem.p50_us - select1_direct.p50_us) / select1_direct.p50_us);
+  child.stop();
+  d1.shutdown();
+  return 0;
+}
+
 }  // namespace
 
 int run_bench(const bench_options& o) {
   try {
     fs::path dir = o.dir.empty() ? fs::temp_directory_path() / ("tandem-bench-" + std::to_string(::getpid())) : fs::path(o.dir);
     fs::create_directories(dir);
+    if (o.store == "d1") {
+      const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
+      const int status = run_d1_bench(o, dir, binary);
+      if (o.dir.empty()) fs::remove_all(dir);
+      return status;
+    }
     const std::string floor_db = (dir / "floor.db").string();
     const std::string tandem_db = (dir / "tandem.db").string();
     load(floor_db, o.rows, o.synchronous);

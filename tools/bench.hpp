@@ -17,6 +17,8 @@ struct bench_options {
   double seconds = 2.0;         // per measurement
   std::string synchronous = "FULL";
   std::string dir;              // working directory for the database files (default: a temp dir)
+  std::string store = "sqlite"; // "sqlite", or "d1": tandem in d1-only mode against the local D1
+  std::string d1_local;         // tools/d1-local (default: found next to the source tree)
 };
 
 // Prints the comparison table to stdout. Returns 0, or 1 if something could not run.
