@@ -132,8 +132,10 @@ int serve(const config& c) {
     }
     stopping = true;
     spdlog::info("signal {}: stopping (finishing in-flight requests; send it again to exit at once)", sig);
-    srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
+    // Re-arm before stop(): with several I/O threads, the cancel that stop() posts can run on
+    // another thread at once, and a wait armed after it would keep the io_context alive forever.
     signals.async_wait(on_signal);
+    srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
   };
   signals.async_wait(on_signal);
   spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION,
