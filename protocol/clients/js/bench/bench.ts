@@ -8,6 +8,7 @@
 // WHERE id = ? (payload is a 32-byte blob), random ids. Client and server share the machine.
 
 import { execFileSync } from "node:child_process";
+import * as os from "node:os";
 import { performance } from "node:perf_hooks";
 
 import { connect, type TandemD1Database } from "../src/index.js";
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
     if (withCpp) {
       const out = execFileSync(tandemBinary(), ["bench", "--url", url, "--connections", "1,16", "--seconds", String(seconds), "--rows", String(rows)], {
         encoding: "utf8",
+        cwd: os.tmpdir(),
       });
       for (const line of out.split("\n")) {
         const m = /^point-select\s+(\d+) \|.*\| +(\d+) +([\d.]+) +([\d.]+) \|/.exec(line);

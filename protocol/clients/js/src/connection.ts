@@ -122,6 +122,7 @@ export class Connection {
   private failures = 0; // consecutive failed connection attempts
   private closingSocket = false; // end() called on the current socket
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private closing = false;
   private closeWaiters: (() => void)[] = [];
@@ -231,12 +232,13 @@ export class Connection {
     socket.setEncoding("utf8");
     let reason: string | undefined;
     let fatal = false;
+    // Covers the TCP/TLS handshake and hello's answer.
     const connectTimer = setTimeout(() => {
-      reason = `could not connect within ${o.connectTimeoutMs} ms`;
+      reason = `no connection (and hello answered) within ${o.connectTimeoutMs} ms`;
       socket.destroy();
     }, o.connectTimeoutMs);
+    this.connectTimer = connectTimer;
     socket.once(connectEvent, () => {
-      clearTimeout(connectTimer);
       this.phase = "hello";
       this.hello();
     });
@@ -260,6 +262,8 @@ export class Connection {
     body += "}";
     this.sentKey = o.routingKey;
     this.writeInternal(body, (r) => {
+      if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+      this.connectTimer = undefined;
       if (r.ok) {
         this.phase = "ready";
         this.failures = 0;

@@ -134,7 +134,7 @@ describe("against tandem", () => {
     let restarted: TandemServer | undefined;
     try {
       await c.exec("CREATE TABLE r (x); INSERT INTO r VALUES (1)");
-      await own.stop();
+      await own.stop(true);
       // The next call finds the connection gone; it waits while reconnect attempts fail.
       const later = c.prepare("SELECT count(*) AS n FROM r").first("n");
       restarted = await startTandem({ port: own.port, dir: own.dir });
@@ -176,6 +176,13 @@ describe("against tandem", () => {
       await c.close();
       await proxy.close();
     }
+  });
+
+  // On the shared server, so that a failure to stop a server is not hidden by `todo`.
+  test("REAL parameters round-trip exactly", { todo: "tandem's JSON reader (Boost.JSON 1.81) reads some 17-digit REALs 1 ulp off; see README" }, async () => {
+    const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
+    const got = await Promise.all(values.map((v) => db.prepare("SELECT ? AS v").bind(v).first("v")));
+    assert.deepEqual(got, values);
   });
 
   test("an idle client does not keep the process alive", () => {
@@ -271,6 +278,18 @@ describe("with a scripted server", () => {
     }
   });
 
+  test("a server that never answers hello: connectTimeoutMs covers it", async () => {
+    const fake = await fakeServer(() => {});
+    const c = connect(fake.url, { connectTimeoutMs: 50, connectAttempts: 2, reconnectMinDelayMs: 1 });
+    try {
+      await assert.rejects(c.ping(), isCode("UNAVAILABLE", /no connection \(and hello answered\) within 50 ms/));
+      assert.equal(fake.connections.length, 2);
+    } finally {
+      c.destroy();
+      await fake.close();
+    }
+  });
+
   test("routing keys: a hello before the first request of each key, on one connection", async () => {
     const fake = await fakeServer((req, conn) => conn.ok(req, req.op === "query" ? queryResult([], []) : {}));
     const c = connect(`${fake.url}/?routing_key=default&token=t0k`);
@@ -331,6 +350,7 @@ describe("server settings: tokens, TLS, limits", () => {
       execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], { stdio: "ignore" });
     } catch {
+      fs.rmSync(dir, { recursive: true, force: true });
       t.skip("openssl is not installed");
       return;
     }
@@ -376,19 +396,6 @@ describe("server settings: tokens, TLS, limits", () => {
     } finally {
       second.destroy();
       await first.close();
-      await server.stop();
-    }
-  });
-
-  test("REAL parameters round-trip exactly", { todo: "tandem's JSON reader (Boost.JSON 1.81) reads some 17-digit REALs 1 ulp off; see README" }, async () => {
-    const server = await startTandem();
-    const c = connect(server.url);
-    try {
-      const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
-      const got = await Promise.all(values.map((v) => c.prepare("SELECT ? AS v").bind(v).first("v")));
-      assert.deepEqual(got, values);
-    } finally {
-      await c.close();
       await server.stop();
     }
   });

@@ -356,13 +356,17 @@ export const cases: Case[] = [
   },
   {
     name: "exec(): each line is a query, with or without `;`, and several per line count as one",
-    async run({ db, same }) {
+    async run({ db, target, same }) {
       same("lines without ;", await countOf(db.exec("CREATE TABLE l (x)\nINSERT INTO l VALUES (1)\n\n  INSERT INTO l VALUES (2)  \r\n")));
       same("two on one line", await countOf(db.exec("INSERT INTO l VALUES (3); INSERT INTO l VALUES (4);")));
       same("rows", await db.prepare("SELECT x FROM l").raw());
       same("a statement over two lines fails", await errorOf(db.exec("CREATE TABLE m (\n  x\n)"), "multi-line"));
       same("nothing", await errorOf(db.exec(""), "exec of nothing"));
       same("only blanks", await errorOf(db.exec("  \n \n"), "exec of blanks"));
+      // A comment-only line: the local D1 fails on it; tandem skips it.
+      const withComment = db.exec("INSERT INTO l VALUES (5)\n-- a comment");
+      if (target === "d1") match(await errorOf(withComment, "comment line"), /SQL code did not contain a statement/);
+      else eq(await countOf(withComment), 1, "comment line skipped");
     },
   },
   {

@@ -24,3 +24,17 @@ export function typeCheck(): void {
   const exec: Promise<D1ExecResult> = db.exec("SELECT 1");
   void [one, row, all, run, raw, rawNames, batch, exec];
 }
+
+// The migration guide's app, with its one line changed (README "Example"): an adapter written
+// against D1Database accepts the tandem client as it is.
+interface DatabaseAdapter {
+  query<T>(sql: string, ...params: unknown[]): Promise<T[]>;
+}
+function createD1Adapter(db: D1Database): DatabaseAdapter {
+  return {
+    async query<T>(sql: string, ...params: unknown[]) {
+      return (await db.prepare(sql).bind(...params).all<T>()).results;
+    },
+  };
+}
+export const makeAdapter = (): DatabaseAdapter => createD1Adapter(connect(process.env.TANDEM_URL));

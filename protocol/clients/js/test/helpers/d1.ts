@@ -105,6 +105,7 @@ export async function startD1Worker(timeoutMs = 90000): Promise<D1Worker> {
       await new Promise((r) => setTimeout(r, 50));
     }
     await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
   };
 
   try {

@@ -16,15 +16,19 @@ export function tandemBinary(): string {
     : path.resolve(PACKAGE_DIR, "../../../build/proxy/tandem");
 }
 
+/** How long stop() and kill() wait for the process to exit before they fail (ASan builds are slow). */
+const STOP_TIMEOUT_MS = 30000;
+
 export interface TandemServer {
   host: string;
   port: number;
   url: string;
   dir: string;
-  /** SIGTERM, then wait for the process to exit. */
-  stop(): Promise<void>;
-  /** SIGKILL (no graceful shutdown), then wait for the process to exit. */
-  kill(): Promise<void>;
+  /** SIGTERM (once), then wait for the process to exit; removes `dir` unless keepDir. Fails if it does
+   *  not exit within STOP_TIMEOUT_MS or exits with anything but 0. */
+  stop(keepDir?: boolean): Promise<void>;
+  /** SIGKILL (no graceful shutdown), then wait for the process to exit; removes `dir` unless keepDir. */
+  kill(keepDir?: boolean): Promise<void>;
 }
 
 export interface ServerOptions {
@@ -34,7 +38,7 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Listen on this port instead of a free one (used to restart on the same port). */
   port?: number;
-  /** Reuse this folder (and its database) instead of a new temporary one. */
+  /** Reuse this folder (and its database) instead of a new temporary one (it is removed by stop()). */
   dir?: string;
 }
 
@@ -44,12 +48,14 @@ export async function startTandem(options: ServerOptions = {}): Promise<TandemSe
     throw new Error(`tandem binary not found at ${bin}: build it (./scripts/build.sh release) or set TANDEM_BIN`);
   }
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "tandem-js-test-"));
-  const config = {
-    listen: { host: "127.0.0.1", port: options.port ?? 0 },
-    sqlite: { path: path.join(dir, "test.db"), synchronous: "OFF" },
-    log: { level: "warn" },
-    ...(options.config ?? {}),
-  };
+  const config = merge(
+    {
+      listen: { host: "127.0.0.1", port: options.port ?? 0 },
+      sqlite: { path: path.join(dir, "test.db"), synchronous: "OFF" },
+      log: { level: "warn" },
+    },
+    options.config ?? {},
+  );
   const configPath = path.join(dir, `tandem-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
   fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
   const child = spawn(bin, ["serve", "--config", configPath], {
@@ -81,18 +87,56 @@ export async function startTandem(options: ServerOptions = {}): Promise<TandemSe
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once("exit", () => resolve());
   });
+  /** Sends `sig` once and waits for the exit; fails (sending nothing more) if it does not come. */
   const signal = async (sig: NodeJS.Signals) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-    await exited;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Let the test process end anyway; the server is left running for whoever looks into it.
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        child.unref();
+        reject(new Error(`tandem (pid ${child.pid}) did not exit within ${STOP_TIMEOUT_MS} ms of ${sig}; its stderr:\n${stderr}`));
+      }, STOP_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
   return {
     host: "127.0.0.1",
     port,
     url: `tandem://127.0.0.1:${port}`,
     dir,
-    stop: () => signal("SIGTERM"),
-    kill: () => signal("SIGKILL"),
+    stop: async (keepDir = false) => {
+      await signal("SIGTERM");
+      // A graceful stop exits 0; anything else (a crash, a sanitizer report) fails the test.
+      if (child.exitCode !== 0) {
+        throw new Error(`tandem (pid ${child.pid}) exited with ${child.exitCode ?? child.signalCode} on SIGTERM; its stderr:\n${stderr}`);
+      }
+      if (!keepDir) fs.rmSync(dir, { recursive: true, force: true });
+    },
+    kill: async (keepDir = false) => {
+      await signal("SIGKILL");
+      if (!keepDir) fs.rmSync(dir, { recursive: true, force: true });
+    },
   };
+}
+
+/** `over` merged into `base`, objects key by key (so {sqlite: {synchronous}} keeps sqlite.path). */
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
+        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
 }
 
 export type { ChildProcess };
