@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json/value.hpp>
 
+#include "backends/journal.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "protocol/json_reader.hpp"
 #include "protocol/text.hpp"
@@ -188,21 +189,21 @@ struct d1_store::impl {
 
   // SQLite's verdict on one statement: read, write, or unknown (the mirror could not prepare it;
   // D1 will judge). Refusals (UNSUPPORTED, BAD_REQUEST) come back as errors.
-  asio::awaitable<outcome<std::optional<statement_kind>>> classify(const std::string& sql, clock::time_point deadline) {
+  asio::awaitable<outcome<std::optional<statement_info>>> classify(const std::string& sql, clock::time_point deadline) {
     if (auto single = check_single_statement(sql); !single) co_return single.error();
     bool reloaded = false;
     if (!schema_current) reloaded = co_await load_schema(deadline);
     for (;;) {
-      if (!shadow) co_return std::optional<statement_kind>{};
-      auto k = shadow->classify(sql);
-      if (k) co_return std::optional<statement_kind>{*k};
+      if (!shadow) co_return std::optional<statement_info>{};
+      auto k = shadow->inspect(sql);
+      if (k) co_return std::optional<statement_info>{std::move(*k)};
       if (k.error().code == errc::unsupported || k.error().code == errc::bad_request) {
         auto e = k.error();
         e.store = "d1";
         co_return e;
       }
       // Perhaps another client changed the schema: look once more, then let D1 decide.
-      if (reloaded || !co_await load_schema(deadline)) co_return std::optional<statement_kind>{};
+      if (reloaded || !co_await load_schema(deadline)) co_return std::optional<statement_info>{};
       reloaded = true;
     }
   }
@@ -229,9 +230,23 @@ struct d1_store::impl {
     }
     bool all_reads = true;
     bool changes_schema = false;
-    std::string body = is_batch ? "{\"batch\":[" : "";
+    std::vector<std::string> parts;
     for (std::size_t i = 0; i < sts.size(); ++i) {
-      auto kind = co_await classify(sts[i].sql, opts.deadline);
+      outcome<std::optional<statement_info>> kind = std::optional<statement_info>{};
+      if (opts.internal) {
+        const auto k = first_keyword(sts[i].sql);
+        statement_info info;
+        info.kind = k == "SELECT" ? statement_kind::read : statement_kind::write;
+        kind = std::optional<statement_info>{info};
+      } else {
+        kind = co_await classify(sts[i].sql, opts.deadline);
+      }
+      if (kind && opts.journal && *kind && (*kind)->kind == statement_kind::write && !(*kind)->nondeterministic.empty()) {
+        kind = d1_error(errc::unsupported,
+                        "this write uses " + (*kind)->nondeterministic +
+                            ", so SQLite (the follower while D1 leads) could not reproduce it from its SQL. Compute the "
+                            "value in the application and bind it as a parameter");
+      }
       auto converted = kind ? to_d1_statement(sts[i], options.limits) : outcome<d1_statement>(kind.error());
       if (!converted) {
         auto e = converted.error();
@@ -242,22 +257,51 @@ struct d1_store::impl {
         finish(std::move(e));
         co_return;
       }
-      all_reads = all_reads && *kind == statement_kind::read;
+      // Unknown to the mirror: D1 judges, and it counts as a write (never retried blindly).
+      all_reads = all_reads && *kind && (*kind)->kind == statement_kind::read;
       changes_schema = changes_schema || is_schema_change(sts[i].sql);
-      if (i) body += ',';
-      body += "{\"sql\":";
-      protocol::append_json_string(body, converted->sql);
-      body += ",\"params\":" + converted->params_json + "}";  // a single query is this object alone
+      std::string part = "{\"sql\":";
+      protocol::append_json_string(part, converted->sql);
+      part += ",\"params\":" + converted->params_json + "}";
+      parts.push_back(std::move(part));
     }
-    body += is_batch ? "]}" : "";
+    // D1 leads: the journal entry commits in the same batch (D1 runs a batch as one transaction).
+    const bool journaled = opts.journal && !all_reads;
+    if (journaled) {
+      std::string part =
+          "{\"sql\":\"INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (0, ?, " +
+          std::string(is_batch ? "'[]'" : "json_array(changes())") + ", ?) RETURNING seq\",\"params\":[";
+      protocol::append_json_string(part, encode_statements(sts));
+      part += "," + std::to_string(wall_ms()) + "]}";
+      parts.push_back(std::move(part));
+    }
+    std::string body;
+    if (parts.size() == 1) {
+      body = std::move(parts[0]);  // a single query is the statement object alone
+    } else {
+      body = "{\"batch\":[";
+      for (std::size_t i = 0; i < parts.size(); ++i) body += (i ? "," : "") + parts[i];
+      body += "]}";
+    }
 
     auto reply = co_await http.post(path, std::move(body), headers(), all_reads, opts.deadline);
     if (!reply) {
       finish(reply.error());
       co_return;
     }
-    auto results = parse_reply(*reply, sts.size(), all_reads);
+    auto results = parse_reply(*reply, parts.size(), all_reads);
     if (results && changes_schema) schema_current = false;
+    if (results && journaled) {
+      const auto& entry = results->back();
+      const std::int64_t* found = entry.rows.empty() || entry.rows[0].empty() ? nullptr : std::get_if<std::int64_t>(&entry.rows[0][0]);
+      if (found == nullptr) {
+        finish(d1_error(errc::internal, "D1 did not return the journal sequence number of a committed write"));
+        co_return;
+      }
+      const std::int64_t seq = *found;
+      results->pop_back();
+      for (auto& r : *results) r.meta.seq = seq;
+    }
     finish(std::move(results));
   }
 

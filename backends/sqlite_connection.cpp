@@ -44,8 +44,47 @@ bool equals_nocase(const char* a, std::string_view b) {
   return a != nullptr && std::strlen(a) == b.size() && sqlite3_strnicmp(a, b.data(), static_cast<int>(b.size())) == 0;
 }
 
-bool in_list(const char* name, std::initializer_list<std::string_view> list) {
-  return std::any_of(list.begin(), list.end(), [&](std::string_view n) { return equals_nocase(name, n); });
+template <class List>
+bool in_list(const char* name, const List& list) {
+  return std::any_of(std::begin(list), std::end(list), [&](std::string_view n) { return equals_nocase(name, n); });
+}
+bool in_list(const char* name, std::initializer_list<std::string_view> list) { return in_list<decltype(list)>(name, list); }
+
+bool is_tandem_table(const char* name) {
+  return name != nullptr && sqlite3_strnicmp(name, "_tandem_", 8) == 0;
+}
+
+void add_unique(std::vector<std::string>& list, const char* name) {
+  if (name == nullptr || sqlite3_strnicmp(name, "sqlite_", 7) == 0) return;
+  if (std::find(list.begin(), list.end(), name) == list.end()) list.emplace_back(name);
+}
+
+// Functions whose result is not determined by their arguments and the database alone.
+constexpr std::string_view k_volatile_functions[] = {
+    "random", "randomblob", "changes", "total_changes", "last_insert_rowid", "sqlite_version",
+    "sqlite_source_id", "current_date", "current_time", "current_timestamp"};
+// Date and time functions: volatile with 'now' (or no argument at all, which means 'now').
+constexpr std::string_view k_time_functions[] = {
+    "date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff"};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// Whether `sql` calls `name` with no argument: "date()", "datetime ( )".
+bool called_without_arguments(const std::string& lowered_sql, std::string_view name) {
+  for (auto at = lowered_sql.find(name); at != std::string::npos; at = lowered_sql.find(name, at + 1)) {
+    if (at > 0 && (std::isalnum(static_cast<unsigned char>(lowered_sql[at - 1])) || lowered_sql[at - 1] == '_')) continue;
+    auto i = at + name.size();
+    while (i < lowered_sql.size() && std::isspace(static_cast<unsigned char>(lowered_sql[i]))) ++i;
+    if (i >= lowered_sql.size() || lowered_sql[i] != '(') continue;
+    ++i;
+    while (i < lowered_sql.size() && std::isspace(static_cast<unsigned char>(lowered_sql[i]))) ++i;
+    if (i < lowered_sql.size() && lowered_sql[i] == ')') return true;
+  }
+  return false;
 }
 
 constexpr std::string_view k_use_batch =
@@ -117,14 +156,43 @@ int sqlite_connection::progress(void* self) {
   return clock::now() > c->deadline_ ? 1 : 0;
 }
 
-int sqlite_connection::authorize(void* self, int action, const char* a, const char* b, const char*, const char*) {
+int sqlite_connection::authorize(void* self, int action, const char* a, const char* b, const char*, const char* d) {
   auto* c = static_cast<sqlite_connection*>(self);
-  if (!c->checking_user_sql_) return SQLITE_OK;
+  // What a statement does is recorded for every statement; the rules apply to client SQL only.
   auto deny = [&](std::string why) {
+    if (!c->checking_user_sql_) return SQLITE_OK;
     if (c->denied_.empty()) c->denied_ = std::move(why);
     return SQLITE_DENY;
   };
+  auto guard_tandem = [&](const char* table) {
+    return is_tandem_table(table) ? deny(std::string("the table ") + table +
+                                         " belongs to tandem (its journal and replication state); clients may only read it")
+                                  : SQLITE_OK;
+  };
   switch (action) {
+    case SQLITE_INSERT:
+      add_unique(c->seen_.written_tables, a);
+      add_unique(c->inserted_tables_, a);
+      if (d != nullptr) c->seen_.fires_triggers = true;
+      return guard_tandem(a);
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+      add_unique(c->seen_.written_tables, a);
+      if (d != nullptr) c->seen_.fires_triggers = true;
+      return guard_tandem(a);
+    case SQLITE_CREATE_TABLE:
+    case SQLITE_DROP_TABLE:
+    case SQLITE_CREATE_VIEW:
+    case SQLITE_DROP_VIEW:
+      c->seen_.schema_change = true;
+      return guard_tandem(a);
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_DROP_INDEX:
+    case SQLITE_CREATE_TRIGGER:
+    case SQLITE_DROP_TRIGGER:
+    case SQLITE_ALTER_TABLE:
+      c->seen_.schema_change = true;
+      return guard_tandem(b);
     case SQLITE_TRANSACTION:
       return deny("transaction control (BEGIN, COMMIT, ROLLBACK) is not supported" + std::string(k_use_batch));
     case SQLITE_SAVEPOINT:
@@ -143,6 +211,11 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
       return deny("TEMP objects are not supported: they live in one connection, and D1 forbids them");
     case SQLITE_FUNCTION:
       if (equals_nocase(b, "load_extension")) return deny("load_extension() is not supported");
+      if (c->seen_.nondeterministic.empty() && in_list(b, k_volatile_functions)) {
+        c->seen_.nondeterministic = lower(b) + "()";
+      } else if (b != nullptr && in_list(b, k_time_functions)) {
+        c->time_functions_.emplace_back(lower(b));
+      }
       return SQLITE_OK;
     case SQLITE_PRAGMA: {
       // Reading pragmas are fine; anything that sets connection or database state is not: it
@@ -188,20 +261,31 @@ error sqlite_connection::error_from(int rc, std::string_view context) const {
   return error{code, std::move(msg), "sqlite", {}};
 }
 
-outcome<sqlite3_stmt*> sqlite_connection::prepare(const std::string& sql) {
-  if (auto it = cache_.find(sql); it != cache_.end()) {
+outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::string& sql, bool internal) {
+  // Internal statements are cached apart: a client sending the same text must still meet the
+  // authorizer.
+  if (cache_stale_) {
+    cache_.clear();
+    lru_.clear();
+    cache_stale_ = false;
+  }
+  const std::string key = internal ? "\x01" + sql : sql;
+  if (auto it = cache_.find(key); it != cache_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.lru);
-    return it->second.stmt.get();
+    return &it->second;
   }
   const std::string_view body = skip_blank(sql);
   if (body.empty()) return error{errc::bad_request, "empty SQL: no statement to run", "sqlite", {}};
-  if (starts_with_keyword(body, "VACUUM")) {
+  if (!internal && starts_with_keyword(body, "VACUUM")) {
     return error{errc::unsupported, "VACUUM is not supported: it is maintenance the operator runs, and D1 forbids it", "sqlite", {}};
   }
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
   denied_.clear();
-  checking_user_sql_ = true;
+  seen_ = {};
+  inserted_tables_.clear();
+  time_functions_.clear();
+  checking_user_sql_ = !internal;
   const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
                                     SQLITE_PREPARE_PERSISTENT, &raw, &tail);
   checking_user_sql_ = false;
@@ -218,21 +302,79 @@ outcome<sqlite3_stmt*> sqlite_connection::prepare(const std::string& sql) {
                      "' (send several statements as a batch)",
                  "sqlite", {}};
   }
+  statement_info info = std::move(seen_);
+  finish_info(info, stmt.get(), sql);
   if (cache_.size() >= std::max<std::size_t>(options_.statement_cache_size, 1)) {
     cache_.erase(lru_.back());
     lru_.pop_back();
   }
-  lru_.push_front(sql);
-  auto& entry = cache_[sql];
+  lru_.push_front(key);
+  auto& entry = cache_[key];
   entry.stmt = std::move(stmt);
   entry.lru = lru_.begin();
-  return entry.stmt.get();
+  entry.info = std::move(info);
+  return &entry;
+}
+
+// Completes what the authorizer saw with what needs the schema: column DEFAULTs that are not
+// constant (an INSERT evaluates them without the authorizer seeing it), tables without a key.
+void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st, const std::string& sql) {
+  info.kind = sqlite3_stmt_readonly(st) ? statement_kind::read : statement_kind::write;
+  if (info.nondeterministic.empty() && !time_functions_.empty()) {
+    const std::string lowered = lower(sql);
+    for (const auto& f : time_functions_) {
+      if (lowered.find("now") != std::string::npos || sqlite3_bind_parameter_count(st) > 0 ||
+          called_without_arguments(lowered, f)) {
+        info.nondeterministic = f + "() with 'now' (or a bound argument)";
+        break;
+      }
+    }
+  }
+  if (info.kind == statement_kind::read) return;
+  auto each_column = [&](const std::string& table, auto&& fn) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), "SELECT dflt_value, pk FROM pragma_table_xinfo(?)", -1, &raw, nullptr) != SQLITE_OK) return;
+    stmt_ptr q(raw);
+    sqlite3_bind_text(raw, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(raw) == SQLITE_ROW) {
+      const auto* dflt = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+      fn(dflt ? lower(dflt) : std::string(), sqlite3_column_int(raw, 1));
+    }
+  };
+  for (const auto& table : info.written_tables) {
+    bool keyed = false;
+    each_column(table, [&](const std::string&, int pk) { keyed = keyed || pk > 0; });
+    if (!keyed) info.tables_without_key.push_back(table);
+  }
+  if (!info.nondeterministic.empty()) return;
+  for (const auto& table : inserted_tables_) {
+    each_column(table, [&](const std::string& dflt, int) {
+      if (!info.nondeterministic.empty() || dflt.empty()) return;
+      for (std::string_view f : k_volatile_functions) {
+        if (dflt.find(f) != std::string::npos) info.nondeterministic = "a DEFAULT of table " + table + " using " + std::string(f);
+      }
+      if (info.nondeterministic.empty() && dflt.find("now") != std::string::npos)
+        info.nondeterministic = "a DEFAULT of table " + table + " using 'now'";
+    });
+  }
 }
 
 outcome<statement_kind> sqlite_connection::classify(const std::string& sql) {
-  auto st = prepare(sql);
-  if (!st) return st.error();
-  return sqlite3_stmt_readonly(*st) ? statement_kind::read : statement_kind::write;
+  auto e = prepare(sql);
+  if (!e) return e.error();
+  return (*e)->info.kind;
+}
+
+outcome<statement_kind> sqlite_connection::classify_internal(const std::string& sql) {
+  auto e = prepare(sql, true);
+  if (!e) return e.error();
+  return (*e)->info.kind;
+}
+
+outcome<statement_info> sqlite_connection::inspect(const std::string& sql) {
+  auto e = prepare(sql);
+  if (!e) return e.error();
+  return (*e)->info;
 }
 
 namespace {
@@ -326,12 +468,12 @@ struct statement_reset {
 }  // namespace
 
 outcome<protocol::query_result> sqlite_connection::execute(const protocol::statement& statement,
-                                                           clock::time_point deadline) {
+                                                           clock::time_point deadline, bool internal) {
   const auto start = clock::now();
   if (start > deadline) return error{errc::timeout, "the query timeout passed before the statement could start", "sqlite", {}};
-  auto prepared = prepare(statement.sql);
+  auto prepared = prepare(statement.sql, internal);
   if (!prepared) return prepared.error();
-  sqlite3_stmt* st = *prepared;
+  sqlite3_stmt* st = (*prepared)->stmt.get();
   statement_reset reset{st};
   if (auto b = bind_all(st, statement.params); !b) return b.error();
 
@@ -349,6 +491,8 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
     for (int i = 0; i < ncol; ++i) row.push_back(column_value(st, i));
   }
   deadline_ = clock::time_point::max();
+  // What was learnt about statements (defaults, keys) may no longer hold.
+  if ((*prepared)->info.schema_change) cache_stale_ = true;
   if (rc != SQLITE_DONE) return error_from(rc, "");
 
   // Like D1: the total_changes() delta, so DDL reports 0 rather than an earlier statement's count.

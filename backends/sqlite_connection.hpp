@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "backends/store.hpp"
 
@@ -18,6 +19,20 @@ struct sqlite3_stmt;
 namespace tandem::backends {
 
 enum class statement_kind { read, write };
+
+// What SQLite's compiler saw in one statement (through the authorizer), for routing and for
+// replicating it exactly.
+struct statement_info {
+  statement_kind kind = statement_kind::write;
+  // Why replaying the SQL elsewhere could give a different result (random(), the current time,
+  // changes(), a column DEFAULT of that kind, ...); empty when the SQL alone determines it.
+  std::string nondeterministic;
+  bool schema_change = false;   // CREATE, DROP or ALTER
+  bool fires_triggers = false;  // a trigger runs as part of it
+  std::vector<std::string> written_tables;
+  // Written tables without a declared PRIMARY KEY (row images cannot name their rows).
+  std::vector<std::string> tables_without_key;
+};
 
 struct sqlite_options {
   std::string path;
@@ -41,8 +56,16 @@ class sqlite_connection {
   // give for the same text: BAD_REQUEST (empty, two statements), UNSUPPORTED, SQL_ERROR.
   outcome<statement_kind> classify(const std::string& sql);
 
+  // classify() for tandem's own SQL (no client rules).
+  outcome<statement_kind> classify_internal(const std::string& sql);
+
+  // classify(), and everything else the authorizer saw. Cached with the statement.
+  outcome<statement_info> inspect(const std::string& sql);
+
   // Runs one statement to completion. Must not be called while a result is pending elsewhere.
-  outcome<protocol::query_result> execute(const protocol::statement& st, clock::time_point deadline);
+  // `internal` statements (tandem's own, or a journal being replayed) skip the client rules.
+  outcome<protocol::query_result> execute(const protocol::statement& st, clock::time_point deadline,
+                                          bool internal = false);
 
   // Runs tandem's own control SQL (BEGIN, SAVEPOINT, ...), bypassing the authorizer. Returns the
   // SQLite error message on failure.
@@ -64,10 +87,12 @@ class sqlite_connection {
   struct cache_entry {
     stmt_ptr stmt;
     std::list<std::string>::iterator lru;
+    statement_info info;
   };
 
   explicit sqlite_connection(const sqlite_options& options);
-  outcome<sqlite3_stmt*> prepare(const std::string& sql);
+  outcome<cache_entry*> prepare(const std::string& sql, bool internal = false);
+  void finish_info(statement_info& info, sqlite3_stmt* st, const std::string& sql);
   protocol::error error_from(int rc, std::string_view context) const;
   static int authorize(void* self, int action, const char* a, const char* b, const char* c,
                        const char* d);
@@ -78,7 +103,11 @@ class sqlite_connection {
   std::unordered_map<std::string, cache_entry> cache_;
   std::list<std::string> lru_;  // most recently used first
   bool checking_user_sql_ = false;
+  bool cache_stale_ = false;  // a schema change ran: prepare afresh
   std::string denied_;  // why the authorizer refused the statement being prepared
+  statement_info seen_;  // what the authorizer saw of the statement being prepared
+  std::vector<std::string> inserted_tables_;  // likewise: tables an INSERT writes (defaults apply)
+  std::vector<std::string> time_functions_;   // likewise: date and time functions called
   clock::time_point deadline_ = clock::time_point::max();
 };
 

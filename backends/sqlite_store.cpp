@@ -1,5 +1,7 @@
 #include "backends/sqlite_store.hpp"
 
+#include "backends/journal.hpp"
+
 namespace tandem::backends {
 namespace {
 
@@ -90,7 +92,8 @@ void sqlite_store::submit(job j) {
   // order they were submitted. Usually a cache hit; on a miss, a prepare (no execution). A
   // statement that cannot be prepared yet (its table may be created by a write still queued)
   // goes to the writer, which runs it in order and reports its real error.
-  const bool is_write = j.is_batch || classify(j.statements[0].sql) != statement_kind::read;
+  const bool is_write = j.is_batch || (j.options.internal ? internal_is_write(j.statements[0].sql)
+                                                           : classify(j.statements[0].sql) != statement_kind::read);
   std::unique_lock lock(mu_);
   if (stopping_) {
     lock.unlock();
@@ -109,6 +112,12 @@ void sqlite_store::submit(job j) {
     lock.unlock();
     reader_cv_.notify_one();
   }
+}
+
+bool sqlite_store::internal_is_write(const std::string& sql) {
+  std::lock_guard lock(classify_mu_);
+  auto kind = reader_conns_.back()->classify_internal(sql);
+  return !kind || *kind != statement_kind::read;
 }
 
 void sqlite_store::remember(const std::string& sql, statement_kind kind) {
@@ -142,7 +151,7 @@ void sqlite_store::reader_loop(sqlite_connection& conn) {
       pending_reads_.fetch_sub(1, std::memory_order_relaxed);
     }
     const auto& st = j.statements[0];
-    auto r = conn.execute(st, j.options.deadline);
+    auto r = conn.execute(st, j.options.deadline, j.options.internal);
     if (r) j.results.push_back(std::move(*r));
     else j.failure = r.error();
     complete(j);
@@ -200,8 +209,28 @@ void sqlite_store::commit_group(std::vector<job>& group) {
           continue;
         }
       }
+      std::optional<change_recorder> rows;
+      bool record = false;
+      if (j.options.journal) {
+        auto plan = plan_journal(conn, j);
+        if (!plan) {
+          j.failure = plan.error();
+          if (several) conn.exec_internal("RELEASE tandem_job");
+          continue;
+        }
+        record = plan->record;
+        if (plan->row_images) {
+          auto rec = change_recorder::start(conn.handle());
+          if (!rec) {
+            j.failure = rec.error();
+            if (several) conn.exec_internal("RELEASE tandem_job");
+            continue;
+          }
+          rows.emplace(std::move(*rec));
+        }
+      }
       for (std::size_t k = 0; k < j.statements.size(); ++k) {
-        auto r = conn.execute(j.statements[k], j.options.deadline);
+        auto r = conn.execute(j.statements[k], j.options.deadline, j.options.internal);
         if (!r) {
           j.failure = r.error();
           if (j.is_batch) {
@@ -213,6 +242,14 @@ void sqlite_store::commit_group(std::vector<job>& group) {
         }
         j.results.push_back(std::move(*r));
       }
+      if (!j.failure && record && conn.in_transaction()) {
+        if (auto seq = append_journal(conn, j, rows ? &*rows : nullptr); !seq) {
+          j.failure = seq.error();
+        } else {
+          for (auto& r : j.results) r.meta.seq = *seq;
+        }
+      }
+      rows.reset();
       if (!conn.in_transaction()) {
         lost = i;
         break;
@@ -248,6 +285,58 @@ void sqlite_store::commit_group(std::vector<job>& group) {
     for (auto& j : group) complete(j);
     return;
   }
+}
+
+// Whether (and how) a job is journaled: not at all when it only reads; as row images when its
+// effect depends on more than its SQL, which needs every written table to have a key and no
+// trigger or schema change involved (those could not be replayed from rows).
+outcome<sqlite_store::journal_plan> sqlite_store::plan_journal(sqlite_connection& conn, const job& j) {
+  journal_plan plan;
+  std::string volatile_reason;
+  std::vector<statement_info> infos;
+  for (const auto& st : j.statements) {
+    auto info = conn.inspect(st.sql);
+    if (!info) return journal_plan{true, false};  // execution reports the statement's own error
+    if (info->kind == statement_kind::write) plan.record = true;
+    if (volatile_reason.empty()) volatile_reason = info->nondeterministic;
+    infos.push_back(std::move(*info));
+  }
+  if (!plan.record || volatile_reason.empty()) return plan;
+  auto refuse = [&](const std::string& why) {
+    return error{errc::unsupported,
+                 "this write uses " + volatile_reason + ", so the follower could not reproduce it from its SQL, and " + why +
+                     ". Compute the value in the application and bind it as a parameter",
+                 "sqlite", {}};
+  };
+  for (const auto& info : infos) {
+    if (info.schema_change) return refuse("a schema change cannot be replicated as rows");
+    if (info.fires_triggers) return refuse("it fires a trigger, which would run again on the follower");
+    if (!info.tables_without_key.empty())
+      return refuse("table " + info.tables_without_key[0] + " has no PRIMARY KEY to replicate its rows by");
+  }
+  plan.row_images = true;
+  return plan;
+}
+
+outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, const job& j, change_recorder* rows) {
+  protocol::statement entry;
+  entry.sql = "INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (?, ?, ?, ?)";
+  if (rows != nullptr) {
+    auto images = rows->statements();
+    if (!images) return images.error();
+    entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::row_images)}, encode_statements(*images),
+                               std::string("[]"), wall_ms()};
+  } else {
+    entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::statements)}, encode_statements(j.statements),
+                               encode_changes(j.results), wall_ms()};
+  }
+  auto r = conn.execute(entry, clock::time_point::max(), true);
+  if (!r) {
+    auto e = r.error();
+    e.message = "cannot append to the journal, nothing was written: " + e.message;
+    return e;
+  }
+  return r->meta.last_row_id;
 }
 
 void sqlite_store::complete(job& j) {

@@ -17,6 +17,8 @@
 
 namespace tandem::backends {
 
+class change_recorder;
+
 struct sqlite_store_options {
   sqlite_options db;
   std::size_t readers = 2;           // reader threads, each with its own connection
@@ -62,7 +64,15 @@ class sqlite_store final : public store {
     std::optional<protocol::error> failure;
   };
 
+  struct journal_plan {
+    bool record = false;      // it writes: append an entry
+    bool row_images = false;  // record the rows, not the SQL
+  };
+
   explicit sqlite_store(const sqlite_store_options& options);
+  outcome<journal_plan> plan_journal(sqlite_connection& conn, const job& j);
+  outcome<std::int64_t> append_journal(sqlite_connection& conn, const job& j, change_recorder* rows);
+  bool internal_is_write(const std::string& sql);
   void submit(job j);
   void reader_loop(sqlite_connection& conn);
   void writer_loop();

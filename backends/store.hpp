@@ -21,6 +21,12 @@ struct exec_options {
   // The statement is interrupted (TIMEOUT) if it has not finished by then; work still queued at
   // the deadline is not started at all.
   clock::time_point deadline = clock::time_point::max();
+  // tandem's own SQL (its `_tandem_*` tables, replication): not checked against the rules for
+  // client SQL. Never set for what a client sent, except when replaying the leader's journal.
+  bool internal = false;
+  // The store is the leader in a dual mode: each write commits together with its entry in
+  // `_tandem_journal` (see backends/journal.hpp), and its results carry meta.seq.
+  bool journal = false;
 };
 
 // Completions are called exactly once, on a thread of the store's choosing: the caller must not

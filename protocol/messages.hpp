@@ -39,6 +39,8 @@ struct result_meta {
   std::int64_t rows_written = 0;
   double duration_ms = 0;
   std::string served_by;  // "sqlite" or "d1"
+  // The write's journal sequence number in a dual mode (0 otherwise). Internal: not on the wire.
+  std::int64_t seq = 0;
 };
 
 // The result of one statement.

@@ -96,7 +96,7 @@ config parse_config(std::string_view text, const std::string& source) {
   using path = std::string;
   r.object("", doc.value, {
     {"mode", [&](const path& p, const value& v) {
-       c.mode = r.one_of(p, v, {"sqlite-only", "d1-only"});
+       c.mode = r.one_of(p, v, {"sqlite-only", "dual-sqlite", "dual-d1", "d1-only"});
      }},
     {"io_threads", [&](const path& p, const value& v) { c.io_threads = static_cast<int>(r.integer(p, v, 1, 64)); }},
     {"spin_us", [&](const path& p, const value& v) { c.spin_us = static_cast<int>(r.integer(p, v, 0, 10000)); }},
@@ -159,6 +159,25 @@ config parse_config(std::string_view text, const std::string& source) {
          {"max_batch_statements", [&](const path& q, const value& w) { c.limits.max_batch_statements = static_cast<std::size_t>(r.integer(q, w, 1, 1000000)); }},
        });
      }},
+    {"dual", [&](const path& p, const value& v) {
+       auto ms = [&](const path& q, const value& w) { return static_cast<int>(r.integer(q, w, 1, k_int_max)); };
+       auto& d = c.dual;
+       r.object(p, v, {
+         {"read_percent", [&](const path& q, const value& w) { d.read_percent = static_cast<int>(r.integer(q, w, 0, 100)); }},
+         {"shadow_read_percent", [&](const path& q, const value& w) { d.shadow_read_percent = static_cast<int>(r.integer(q, w, 0, 100)); }},
+         {"ack", [&](const path& q, const value& w) { d.ack = r.one_of(q, w, {"leader", "both"}); }},
+         {"ack_timeout_ms", [&](const path& q, const value& w) { d.ack_timeout_ms = ms(q, w); }},
+         {"continue_on_follower_failure", [&](const path& q, const value& w) { d.continue_on_follower_failure = r.boolean(q, w); }},
+         {"read_your_writes_wait_ms", [&](const path& q, const value& w) { d.read_your_writes_wait_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+         {"verify_writes", [&](const path& q, const value& w) { d.verify_writes = r.boolean(q, w); }},
+         {"pause_on_verification_failure", [&](const path& q, const value& w) { d.pause_on_verification_failure = r.boolean(q, w); }},
+         {"batch_entries", [&](const path& q, const value& w) { d.batch_entries = static_cast<int>(r.integer(q, w, 1, 100000)); }},
+         {"batch_bytes", [&](const path& q, const value& w) { d.batch_bytes = static_cast<int>(r.integer(q, w, 1024, k_int_max)); }},
+         {"retry_min_ms", [&](const path& q, const value& w) { d.retry_min_ms = ms(q, w); }},
+         {"retry_max_ms", [&](const path& q, const value& w) { d.retry_max_ms = ms(q, w); }},
+         {"journal_retention_ms", [&](const path& q, const value& w) { d.journal_retention_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+       });
+     }},
     {"log", [&](const path& p, const value& v) {
        r.object(p, v, {
          {"level", [&](const path& q, const value& w) { c.log.level = r.one_of(q, w, {"trace", "debug", "info", "warn", "error", "off"}); }},
@@ -181,12 +200,13 @@ void validate(const config& c) {
   if (c.tls.enabled && (c.tls.cert_file.empty() || c.tls.key_file.empty())) {
     throw config_error("tls.enabled is true but tls.cert_file or tls.key_file is empty");
   }
-  if (c.mode == "sqlite-only" && c.sqlite.path.empty()) throw config_error("sqlite.path is empty");
-  if (c.mode == "d1-only") {
-    if (c.d1.account_id.empty()) throw config_error("mode is d1-only but d1.account_id is empty");
-    if (c.d1.database_id.empty()) throw config_error("mode is d1-only but d1.database_id is empty");
-    if (c.d1.token_env.empty()) throw config_error("mode is d1-only but d1.token_env is empty");
+  if (c.mode != "d1-only" && c.sqlite.path.empty()) throw config_error("mode is " + c.mode + " but sqlite.path is empty");
+  if (c.mode != "sqlite-only") {
+    if (c.d1.account_id.empty()) throw config_error("mode is " + c.mode + " but d1.account_id is empty");
+    if (c.d1.database_id.empty()) throw config_error("mode is " + c.mode + " but d1.database_id is empty");
+    if (c.d1.token_env.empty()) throw config_error("mode is " + c.mode + " but d1.token_env is empty");
   }
+  if (c.dual.retry_min_ms > c.dual.retry_max_ms) throw config_error("dual.retry_min_ms is above dual.retry_max_ms");
 }
 
 }  // namespace tandem::proxy

@@ -52,6 +52,23 @@ struct limits_config {
   std::size_t max_batch_statements = 10000;
 };
 
+// The dual modes (dual-sqlite, dual-d1): journal, replication and read routing.
+struct dual_config {
+  int read_percent = 0;            // routing keys (0-100) whose reads go to D1
+  int shadow_read_percent = 0;     // reads (0-100) also run on the other store and compared
+  std::string ack = "leader";      // "leader" or "both"
+  int ack_timeout_ms = 5000;       // with ack "both": how long to wait for the follower
+  bool continue_on_follower_failure = true;
+  int read_your_writes_wait_ms = 100;  // a follower read waits this long for the session's write
+  bool verify_writes = true;
+  bool pause_on_verification_failure = false;
+  int batch_entries = 500;         // most journal entries applied in one follower batch
+  int batch_bytes = 1000000;       // and most bytes of entry bodies
+  int retry_min_ms = 100;          // backoff between failed follower applies
+  int retry_max_ms = 10000;
+  int journal_retention_ms = 3600000;  // applied entries are pruned once older than this
+};
+
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
 };
@@ -65,6 +82,7 @@ struct config {
   std::vector<std::string> token_envs;
   tls_config tls;
   limits_config limits;
+  dual_config dual;
   log_config log;
   int io_threads = 2;
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU

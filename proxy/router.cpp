@@ -1,23 +1,435 @@
 #include "proxy/router.hpp"
 
-namespace tandem::proxy {
+#include <spdlog/spdlog.h>
 
-router::router(std::unique_ptr<backends::store> primary) : primary_(std::move(primary)) {}
+#include <random>
+
+namespace tandem::proxy {
+namespace {
+
+using backends::clock;
+using protocol::errc;
+using protocol::query_result;
+
+using batch_result = backends::outcome<std::vector<query_result>>;
+
+double ms_since(clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(clock::now() - start).count();
+}
+
+bool is_dual(mode m) { return m == mode::dual_sqlite || m == mode::dual_d1; }
+
+// FNV-1a: stable across builds and restarts (std::hash is not).
+std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool same_rows(const query_result& a, const query_result& b) { return a.columns == b.columns && a.rows == b.rows; }
+
+thread_local std::minstd_rand t_rng{std::random_device{}()};
+
+bool sample(int percent) {
+  return percent > 0 && (percent >= 100 || static_cast<int>(t_rng() % 100) < percent);
+}
+
+}  // namespace
+
+std::string_view to_string(mode m) noexcept {
+  switch (m) {
+    case mode::sqlite_only: return "sqlite-only";
+    case mode::dual_sqlite: return "dual-sqlite";
+    case mode::dual_d1: return "dual-d1";
+    case mode::d1_only: return "d1-only";
+  }
+  return "?";
+}
+
+std::optional<mode> mode_from_string(std::string_view s) noexcept {
+  for (mode m : {mode::sqlite_only, mode::dual_sqlite, mode::dual_d1, mode::d1_only}) {
+    if (to_string(m) == s) return m;
+  }
+  return std::nullopt;
+}
+
+int router::bucket_of(std::string_view routing_key) noexcept { return static_cast<int>(fnv1a(routing_key) % 100); }
+
+router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<backends::d1_store> d1,
+               router_options options)
+    : sqlite_(std::move(sqlite)),
+      d1_(std::move(d1)),
+      options_(options),
+      mode_(options.initial),
+      read_percent_(options.read_percent),
+      shadow_percent_(options.shadow_read_percent) {
+  std::unique_lock lock(mu_);
+  if (is_dual(mode_)) start_replication_locked();
+}
+
+router::router(std::unique_ptr<backends::store> only)
+    : only_(std::move(only)),
+      mode_(only_->name() == "d1" ? mode::d1_only : mode::sqlite_only),
+      read_percent_(0),
+      shadow_percent_(0) {}
 
 router::~router() { shutdown(); }
 
-void router::execute(const client_context&, protocol::statement st, backends::exec_options options,
-                     backends::query_done done) {
-  primary_->execute(std::move(st), options, std::move(done));
+backends::store* router::store_for(mode m, bool leader) const {
+  if (only_) return leader ? only_.get() : nullptr;
+  switch (m) {
+    case mode::sqlite_only: return leader ? sqlite_.get() : nullptr;
+    case mode::d1_only: return leader ? d1_.get() : nullptr;
+    case mode::dual_sqlite: return leader ? static_cast<backends::store*>(sqlite_.get()) : d1_.get();
+    case mode::dual_d1: return leader ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
+  }
+  return nullptr;
 }
 
-void router::execute_batch(const client_context&, std::vector<protocol::statement> statements,
+backends::store& router::leader() {
+  std::lock_guard lock(mu_);
+  return *store_for(mode_, true);
+}
+
+mode router::current_mode() const {
+  std::lock_guard lock(mu_);
+  return mode_;
+}
+
+void router::start_replication_locked() {
+  auto* leader = store_for(mode_, true);
+  auto* follower = store_for(mode_, false);
+  replicator_ = std::make_shared<replicator>(*leader, *follower, options_.replication, metrics_);
+  if (mode_ == mode::dual_sqlite) {
+    // The leader's journal must exist before the first write; SQLite is local, so create it now.
+    std::vector<protocol::statement> schema;
+    for (const char* s : backends::k_journal_schema) schema.push_back({s, {}});
+    backends::exec_options o;
+    o.internal = true;
+    if (auto r = run_batch(*sqlite_, std::move(schema), o); !r) {
+      spdlog::error("cannot create tandem's journal on SQLite: {}", r.error().message);
+    }
+  }
+  replicator_->start();
+}
+
+std::shared_ptr<replicator> router::replication() const {
+  std::lock_guard lock(mu_);
+  return replicator_;
+}
+
+void router::set_read_percent(int percent) {
+  std::lock_guard lock(mu_);
+  read_percent_ = std::clamp(percent, 0, 100);
+}
+
+int router::read_percent() const {
+  std::lock_guard lock(mu_);
+  return read_percent_;
+}
+
+void router::set_shadow_read_percent(int percent) {
+  std::lock_guard lock(mu_);
+  shadow_percent_ = std::clamp(percent, 0, 100);
+}
+
+void router::pause_replication() {
+  if (auto r = replication()) r->pause();
+}
+
+void router::resume_replication() {
+  if (auto r = replication()) r->resume();
+}
+
+void router::execute(client_context& client, protocol::statement st, backends::exec_options options,
+                     backends::query_done done) {
+  mode m;
+  {
+    std::lock_guard lock(mu_);
+    m = mode_;
+  }
+  if (!is_dual(m)) {
+    store_for(m, true)->execute(std::move(st), options, std::move(done));
+    return;
+  }
+  // SQLite judges what reads, on its copy of the schema. A statement it cannot prepare (a table
+  // the follower has not received yet, or bad SQL) goes to the leader, which gives its real error.
+  if (sqlite_->classify(st.sql) == backends::statement_kind::read) {
+    read(client, std::move(st), options, std::move(done));
+    return;
+  }
+  std::vector<protocol::statement> one;
+  one.push_back(std::move(st));
+  write(client, std::move(one), false, options, [done = std::move(done)](batch_result r) {
+    if (r) done(std::move(r->at(0)));
+    else done(std::move(r.error()));
+  });
+}
+
+void router::execute_batch(client_context& client, std::vector<protocol::statement> statements,
                            backends::exec_options options, backends::batch_done done) {
-  primary_->execute_batch(std::move(statements), options, std::move(done));
+  mode m;
+  {
+    std::lock_guard lock(mu_);
+    m = mode_;
+  }
+  if (!is_dual(m)) {
+    store_for(m, true)->execute_batch(std::move(statements), options, std::move(done));
+    return;
+  }
+  write(client, std::move(statements), true, options, std::move(done));
+}
+
+void router::write(client_context& client, std::vector<protocol::statement> statements, bool is_batch,
+                   backends::exec_options options, std::function<void(batch_result)> done) {
+  std::unique_lock lock(mu_);
+  if (gate_closed_) {
+    // A switch is in progress: the write waits for the new leader (bounded by the switch).
+    held_.push_back([this, &client, statements = std::move(statements), is_batch, options, done = std::move(done)]() mutable {
+      if (clock::now() > options.deadline) {
+        done(protocol::error{errc::timeout, "the query timeout passed while writes were held for a primary switch", {}, {}});
+        return;
+      }
+      write(client, std::move(statements), is_batch, options, std::move(done));
+    });
+    return;
+  }
+  backends::store* leader = store_for(mode_, true);
+  const bool dual = is_dual(mode_);
+  auto rep = replicator_;
+  ++writes_in_flight_;
+  lock.unlock();
+
+  options.journal = dual;
+  const auto start = clock::now();
+  auto finish = [this, &client, rep, start, done = std::move(done)](batch_result r) mutable {
+    metrics_.primary_latency.record(ms_since(start));
+    std::int64_t seq = r && !r->empty() ? r->front().meta.seq : 0;
+    if (seq > 0) {
+      metrics_.total_writes.fetch_add(1);
+      client.last_write_seq = seq;
+      if (rep) rep->notify(seq);
+    }
+    {
+      std::lock_guard lock(mu_);
+      --writes_in_flight_;
+    }
+    cv_.notify_all();
+    if (seq <= 0 || !rep || !options_.ack_both) {
+      done(std::move(r));
+      return;
+    }
+    rep->wait_applied(seq, clock::now() + options_.ack_timeout,
+                      [this, seq, r = std::move(r), done = std::move(done)](bool applied) mutable {
+                        if (applied || options_.continue_on_follower_failure) {
+                          if (!applied) metrics_.ack_timeouts.fetch_add(1);
+                          done(std::move(r));
+                          return;
+                        }
+                        metrics_.ack_timeouts.fetch_add(1);
+                        done(protocol::error{errc::unavailable,
+                                             "the write committed on the leader and is journaled (seq " + std::to_string(seq) +
+                                                 "), but the follower did not apply it within " +
+                                                 std::to_string(options_.ack_timeout.count()) +
+                                                 " ms; it will be applied when the follower is back. Do not retry it blindly",
+                                             {}, {}});
+                      });
+  };
+  if (is_batch) {
+    leader->execute_batch(std::move(statements), options, std::move(finish));
+  } else {
+    leader->execute(std::move(statements[0]), options, [finish = std::move(finish)](backends::outcome<query_result> r) mutable {
+      if (!r) {
+        finish(r.error());
+        return;
+      }
+      std::vector<query_result> v;
+      v.push_back(std::move(*r));
+      finish(std::move(v));
+    });
+  }
+}
+
+void router::read(client_context& client, protocol::statement st, backends::exec_options options,
+                  backends::query_done done) {
+  std::unique_lock lock(mu_);
+  const bool to_d1 = bucket_of(client.routing_key) < read_percent_;
+  backends::store* leader = store_for(mode_, true);
+  backends::store* target = to_d1 ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
+  backends::store* other = target == d1_.get() ? static_cast<backends::store*>(sqlite_.get()) : d1_.get();
+  const bool shadow = sample(shadow_percent_);
+  auto rep = replicator_;
+  lock.unlock();
+
+  auto run = [this, options, done = std::move(done), shadow, other](backends::store* on, protocol::statement st) mutable {
+    const auto start = clock::now();
+    protocol::statement copy;
+    if (shadow) copy = st;
+    on->execute(std::move(st), options,
+                [this, on, other, start, shadow, copy = std::move(copy), options,
+                 done = std::move(done)](backends::outcome<query_result> r) mutable {
+                  const bool d1 = on->name() == "d1";
+                  (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
+                  (d1 ? metrics_.read_latency_d1 : metrics_.read_latency_sqlite).record(ms_since(start));
+                  if (shadow && r) {
+                    // Compared after the client has its answer: a shadow read adds no latency.
+                    metrics_.shadow_reads.fetch_add(1);
+                    auto expected = std::make_shared<query_result>(*r);
+                    const std::string sql = copy.sql;
+                    other->execute(std::move(copy), options, [this, expected, sql, other](backends::outcome<query_result> s) {
+                      if (s && same_rows(*expected, *s)) return;
+                      metrics_.shadow_mismatches.fetch_add(1);
+                      spdlog::warn("shadow read mismatch on {} (query {:016x}: {:.80})", other->name(), fnv1a(sql), sql);
+                    });
+                  }
+                  done(std::move(r));
+                });
+  };
+  // Read-your-writes: the follower must have applied this session's last write.
+  if (target != leader && rep && client.last_write_seq > 0 && rep->applied() < client.last_write_seq) {
+    metrics_.read_your_writes_waits.fetch_add(1);
+    auto shared_run = std::make_shared<decltype(run)>(std::move(run));
+    auto pending = std::make_shared<protocol::statement>(std::move(st));
+    rep->wait_applied(client.last_write_seq, clock::now() + options_.read_your_writes_wait,
+                      [this, shared_run, pending, target, leader](bool applied) {
+                        if (!applied) metrics_.read_your_writes_fallbacks.fetch_add(1);
+                        (*shared_run)(applied ? target : leader, std::move(*pending));
+                      });
+    return;
+  }
+  run(target, std::move(st));
+}
+
+backends::outcome<void> router::hold_writes(std::unique_lock<std::mutex>& lock, clock::time_point deadline) {
+  gate_closed_ = true;
+  if (!cv_.wait_until(lock, deadline, [&] { return writes_in_flight_ == 0; })) {
+    release_writes(lock);
+    return protocol::error{errc::timeout, "writes in flight did not finish in time; nothing changed", {}, {}};
+  }
+  return {};
+}
+
+void router::release_writes(std::unique_lock<std::mutex>& lock) {
+  gate_closed_ = false;
+  auto held = std::move(held_);
+  held_.clear();
+  lock.unlock();
+  for (auto& w : held) w();
+  lock.lock();
+}
+
+backends::outcome<switch_report> router::switch_primary(std::chrono::milliseconds max_pause) {
+  std::unique_lock lock(mu_);
+  if (!is_dual(mode_)) {
+    return protocol::error{errc::bad_request,
+                           "switch-primary needs a dual mode (dual-sqlite or dual-d1); the mode is " + std::string(to_string(mode_)), {}, {}};
+  }
+  if (stopped_) return protocol::error{errc::unavailable, "tandem is shutting down", {}, {}};
+  const auto start = clock::now();
+  const auto deadline = start + max_pause;
+  switch_report report;
+  report.from = mode_;
+  report.to = mode_ == mode::dual_sqlite ? mode::dual_d1 : mode::dual_sqlite;
+  if (auto h = hold_writes(lock, deadline); !h) return h.error();
+  auto rep = replicator_;
+  const std::int64_t applied_before = rep->applied();
+  lock.unlock();
+  // The follower applies everything the leader committed; no new write can commit meanwhile.
+  const bool caught_up = rep->wait_caught_up(deadline);
+  auto fail = [&](std::string why) -> backends::outcome<switch_report> {
+    lock.lock();
+    release_writes(lock);
+    return protocol::error{errc::unavailable, why + "; nothing changed, " + std::string(to_string(report.from)) + " continues", {}, {}};
+  };
+  if (!caught_up) {
+    return fail("the follower did not catch up within " + std::to_string(max_pause.count()) + " ms (" +
+                (rep->last_error().empty() ? "still applying" : rep->last_error()) + ")");
+  }
+  rep->stop();
+  backends::store* new_leader = store_for(report.to, true);
+  backends::store* new_follower = store_for(report.to, false);
+  // The new follower already holds everything: it starts after the new leader's last entry.
+  backends::exec_options o;
+  o.internal = true;
+  o.deadline = deadline;
+  std::vector<protocol::statement> schema;
+  for (const char* s : backends::k_journal_schema) schema.push_back({s, {}});
+  auto made = run_batch(*new_leader, schema, o);
+  auto last = made ? run_batch(*new_leader, {{"SELECT coalesce(max(seq), 0) FROM _tandem_journal", {}}}, o) : made;
+  const std::int64_t* seq = last && !last->at(0).rows.empty() ? std::get_if<std::int64_t>(&last->at(0).rows[0][0]) : nullptr;
+  auto marked = seq ? run_batch(*new_follower, {backends::applied_statement(new_leader->name(), *seq)}, o) : last;
+  if (!seq || !marked) {
+    lock.lock();
+    start_replication_locked();  // the old direction again
+    release_writes(lock);
+    return protocol::error{errc::unavailable,
+                           "cannot prepare " + std::string(new_leader->name()) + " to lead: " +
+                               (marked ? std::string("no journal sequence") : marked.error().message) +
+                               "; nothing changed, " + std::string(to_string(report.from)) + " continues",
+                           {}, {}};
+  }
+  lock.lock();
+  report.drained = rep->applied() - applied_before;
+  mode_ = report.to;
+  start_replication_locked();
+  report.paused_ms = ms_since(start);
+  release_writes(lock);
+  spdlog::info("switched primary: {} -> {} (writes held {:.1f} ms, {} entries drained)", to_string(report.from),
+               to_string(report.to), report.paused_ms, report.drained);
+  return report;
+}
+
+backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseconds max_pause) {
+  std::unique_lock lock(mu_);
+  const mode from = mode_;
+  if (m == from) return switch_report{from, m, 0, 0};
+  if (is_dual(from) && is_dual(m)) {
+    lock.unlock();
+    return switch_primary(max_pause);
+  }
+  const bool allowed = (from == mode::sqlite_only && m == mode::dual_sqlite) || (from == mode::dual_sqlite && m == mode::sqlite_only) ||
+                       (from == mode::dual_d1 && m == mode::d1_only);
+  if (!allowed || only_) {
+    return protocol::error{errc::bad_request,
+                           "cannot go from " + std::string(to_string(from)) + " to " + std::string(to_string(m)) +
+                               " directly: the path is sqlite-only, dual-sqlite, dual-d1 (switch-primary), d1-only; "
+                               "going back from d1-only needs D1 copied to SQLite first",
+                           {}, {}};
+  }
+  if (!sqlite_ || !d1_) return protocol::error{errc::bad_request, "both stores must be configured", {}, {}};
+  const auto start = clock::now();
+  if (auto h = hold_writes(lock, start + max_pause); !h) return h.error();
+  if (is_dual(from)) {
+    auto rep = std::move(replicator_);
+    lock.unlock();
+    rep->stop();
+    lock.lock();
+  }
+  mode_ = m;
+  if (is_dual(m)) start_replication_locked();
+  switch_report report{from, m, ms_since(start), 0};
+  release_writes(lock);
+  spdlog::info("mode {} -> {}", to_string(from), to_string(m));
+  return report;
 }
 
 void router::shutdown() {
-  if (primary_) primary_->shutdown();
+  std::shared_ptr<replicator> rep;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    rep = std::move(replicator_);
+  }
+  // Replication first (its batch in flight uses the stores), then the stores finish what they
+  // accepted.
+  if (rep) rep->stop();
+  if (sqlite_) sqlite_->shutdown();
+  if (d1_) d1_->shutdown();
+  if (only_) only_->shutdown();
 }
 
 }  // namespace tandem::proxy

@@ -1,39 +1,129 @@
-// The router decides which store serves a request. In the single-store modes (sqlite-only,
-// d1-only) every request goes to that store; the dual modes (one leader, one follower, read
-// percentages) extend this class.
+// The router decides which store serves a request (DESIGN.md, "Modes and rollout").
+//
+//   sqlite-only   everything on SQLite
+//   dual-sqlite   writes on SQLite (the leader) with their journal entries; the replicator
+//                 copies them to D1; reads from SQLite, or from D1 for read_percent of keys
+//   dual-d1       the same with D1 leading and SQLite following (the rollback path)
+//   d1-only       everything on D1
+//
+// Reads are classified by SQLite itself. A read routed to the follower waits for the session's
+// own last write to be applied there (read-your-writes), up to a bound, then goes to the leader.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "backends/d1_store.hpp"
+#include "backends/sqlite_store.hpp"
 #include "backends/store.hpp"
+#include "proxy/metrics.hpp"
+#include "proxy/replicator.hpp"
 
 namespace tandem::proxy {
 
-// What the router knows about the client a request came from.
+enum class mode { sqlite_only, dual_sqlite, dual_d1, d1_only };
+std::string_view to_string(mode m) noexcept;
+std::optional<mode> mode_from_string(std::string_view s) noexcept;
+
+struct router_options {
+  mode initial = mode::sqlite_only;
+  int read_percent = 0;         // routing keys whose reads go to D1 (dual modes)
+  int shadow_read_percent = 0;  // reads also run on the other store and compared (dual modes)
+  bool ack_both = false;        // acknowledge a write once the follower applied it too
+  std::chrono::milliseconds ack_timeout{5000};
+  bool continue_on_follower_failure = true;  // with ack_both: acknowledge anyway at the timeout
+  std::chrono::milliseconds read_your_writes_wait{100};
+  replicator_options replication;
+};
+
+// What the router knows about the client a request came from. Owned by its session, which
+// waits for each request's completion before the next (so the router may update it there).
 struct client_context {
-  std::string routing_key;  // from hello; stable per user, for sticky read routing
+  std::string routing_key;         // from hello, else the connection's own; sticky read routing
+  std::int64_t last_write_seq = 0;  // journal sequence of this session's last write (dual modes)
+};
+
+// How a switch-primary went.
+struct switch_report {
+  mode from = mode::dual_sqlite;
+  mode to = mode::dual_d1;
+  double paused_ms = 0;         // writes were held this long
+  std::int64_t drained = 0;     // entries the follower applied during the pause
 };
 
 class router {
  public:
-  explicit router(std::unique_ptr<backends::store> primary);
+  // Either store may be null when the mode (and every mode reachable at runtime) does not need
+  // it. In a dual mode, creates tandem's tables on SQLite and starts the replicator.
+  router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<backends::d1_store> d1,
+         router_options options = {});
+  // Single-store form (tests, tools): sqlite-only or d1-only by the store's name.
+  explicit router(std::unique_ptr<backends::store> only);
   ~router();
 
-  // Thread-safe. `done` is called exactly once, on a store thread.
-  void execute(const client_context& client, protocol::statement st, backends::exec_options options,
+  // Thread-safe. `done` is called exactly once, on a store or replicator thread.
+  void execute(client_context& client, protocol::statement st, backends::exec_options options,
                backends::query_done done);
-  void execute_batch(const client_context& client, std::vector<protocol::statement> statements,
+  void execute_batch(client_context& client, std::vector<protocol::statement> statements,
                      backends::exec_options options, backends::batch_done done);
 
-  // Finishes accepted work and stops the stores. Idempotent.
+  // Finishes accepted work, stops replication and the stores. Idempotent.
   void shutdown();
 
-  backends::store& leader() { return *primary_; }
+  // The runtime API the operator plane uses. Each returns at once, except switch_primary and
+  // mode changes that hold writes while the follower drains (bounded by `max_pause`).
+  mode current_mode() const;
+  backends::outcome<switch_report> switch_primary(std::chrono::milliseconds max_pause);
+  // sqlite-only <-> dual-sqlite, dual-d1 <-> d1-only, and the dual modes by switch_primary.
+  backends::outcome<switch_report> set_mode(mode m, std::chrono::milliseconds max_pause);
+  void set_read_percent(int percent);
+  int read_percent() const;
+  void set_shadow_read_percent(int percent);
+  void pause_replication();
+  void resume_replication();
+  // The replicator in a dual mode, else null. Shared: reads waiting on it may outlive a switch.
+  std::shared_ptr<replicator> replication() const;
+
+  dual_metrics& metrics() { return metrics_; }
+  backends::store& leader();
+
+  // Whether reads of `routing_key` go to D1 at `percent`: a stable hash picks a bucket 0-99;
+  // raising the percent only adds keys.
+  static int bucket_of(std::string_view routing_key) noexcept;
 
  private:
-  std::unique_ptr<backends::store> primary_;
+  struct write_gate;
+  void write(client_context& client, std::vector<protocol::statement> statements, bool is_batch,
+             backends::exec_options options, std::function<void(backends::outcome<std::vector<protocol::query_result>>)> done);
+  void read(client_context& client, protocol::statement st, backends::exec_options options, backends::query_done done);
+  void start_replication_locked();
+  backends::outcome<void> hold_writes(std::unique_lock<std::mutex>& lock, backends::clock::time_point deadline);
+  void release_writes(std::unique_lock<std::mutex>& lock);
+  backends::store* store_for(mode m, bool leader) const;
+
+  std::unique_ptr<backends::sqlite_store> sqlite_;
+  std::unique_ptr<backends::d1_store> d1_;
+  std::unique_ptr<backends::store> only_;  // the single-store form
+  router_options options_;
+  dual_metrics metrics_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  mode mode_;
+  int read_percent_;
+  int shadow_percent_;
+  bool gate_closed_ = false;  // writes wait (a switch in progress)
+  std::size_t writes_in_flight_ = 0;
+  std::deque<std::function<void()>> held_;  // writes that arrived while the gate was closed
+  std::shared_ptr<replicator> replicator_;
+  bool stopped_ = false;
 };
 
 }  // namespace tandem::proxy

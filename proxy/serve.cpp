@@ -60,29 +60,28 @@ void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
   }
 }
 
-backends::outcome<std::unique_ptr<backends::store>> open_store(const config& c) {
-  if (c.mode == "d1-only") {
-    backends::d1_options o;
-    o.endpoint = c.d1.endpoint;
-    o.account_id = c.d1.account_id;
-    o.database_id = c.d1.database_id;
-    const char* token = std::getenv(c.d1.token_env.c_str());
-    if (token == nullptr || *token == '\0') {
-      throw config_error("d1.token_env names " + c.d1.token_env + ", but that environment variable is unset or empty");
-    }
-    o.api_token = token;
-    o.ca_file = c.d1.ca_file;
-    o.verify_tls = c.d1.verify_tls;
-    o.connect_timeout = std::chrono::milliseconds(c.d1.connect_timeout_ms);
-    o.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
-    o.max_connections = static_cast<std::size_t>(c.d1.max_connections);
-    o.max_attempts = c.d1.max_attempts;
-    o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
-    o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
-    auto s = backends::d1_store::open(o);
-    if (!s) return s.error();
-    return std::unique_ptr<backends::store>(std::move(*s));
+backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) {
+  backends::d1_options o;
+  o.endpoint = c.d1.endpoint;
+  o.account_id = c.d1.account_id;
+  o.database_id = c.d1.database_id;
+  const char* token = std::getenv(c.d1.token_env.c_str());
+  if (token == nullptr || *token == '\0') {
+    throw config_error("d1.token_env names " + c.d1.token_env + ", but that environment variable is unset or empty");
   }
+  o.api_token = token;
+  o.ca_file = c.d1.ca_file;
+  o.verify_tls = c.d1.verify_tls;
+  o.connect_timeout = std::chrono::milliseconds(c.d1.connect_timeout_ms);
+  o.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
+  o.max_connections = static_cast<std::size_t>(c.d1.max_connections);
+  o.max_attempts = c.d1.max_attempts;
+  o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
+  o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
+  return backends::d1_store::open(o);
+}
+
+backends::outcome<std::unique_ptr<backends::sqlite_store>> open_sqlite(const config& c) {
   backends::sqlite_store_options so;
   so.db.path = c.sqlite.path;
   so.db.synchronous = c.sqlite.synchronous;
@@ -95,21 +94,57 @@ backends::outcome<std::unique_ptr<backends::store>> open_store(const config& c) 
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
   }
-  auto s = backends::sqlite_store::open(so);
-  if (!s) return s.error();
-  return std::unique_ptr<backends::store>(std::move(*s));
+  return backends::sqlite_store::open(so);
+}
+
+router_options router_options_from(const config& c) {
+  router_options o;
+  o.initial = *mode_from_string(c.mode);
+  o.read_percent = c.dual.read_percent;
+  o.shadow_read_percent = c.dual.shadow_read_percent;
+  o.ack_both = c.dual.ack == "both";
+  o.ack_timeout = std::chrono::milliseconds(c.dual.ack_timeout_ms);
+  o.continue_on_follower_failure = c.dual.continue_on_follower_failure;
+  o.read_your_writes_wait = std::chrono::milliseconds(c.dual.read_your_writes_wait_ms);
+  auto& r = o.replication;
+  r.batch_entries = static_cast<std::size_t>(c.dual.batch_entries);
+  r.batch_bytes = static_cast<std::size_t>(c.dual.batch_bytes);
+  r.retry_min = std::chrono::milliseconds(c.dual.retry_min_ms);
+  r.retry_max = std::chrono::milliseconds(c.dual.retry_max_ms);
+  r.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
+  r.journal_retention = std::chrono::milliseconds(c.dual.journal_retention_ms);
+  r.verify_writes = c.dual.verify_writes;
+  r.pause_on_verification_failure = c.dual.pause_on_verification_failure;
+  return o;
+}
+
+backends::outcome<std::unique_ptr<router>> open_router(const config& c) {
+  std::unique_ptr<backends::sqlite_store> sqlite;
+  std::unique_ptr<backends::d1_store> d1;
+  if (c.mode != "d1-only") {
+    auto s = open_sqlite(c);
+    if (!s) return s.error();
+    sqlite = std::move(*s);
+  }
+  // In sqlite-only mode D1 is opened when configured, so that dual-sqlite can start at runtime.
+  if (c.mode != "sqlite-only" || !c.d1.account_id.empty()) {
+    auto d = open_d1(c);
+    if (!d) return d.error();
+    d1 = std::move(*d);
+  }
+  return std::make_unique<router>(std::move(sqlite), std::move(d1), router_options_from(c));
 }
 
 int serve(const config& c) {
   validate(c);
   auto tokens = resolve_tokens(c.token_envs);
 
-  auto store = open_store(c);
-  if (!store) {
-    spdlog::critical("{}", store.error().message);
+  auto opened = open_router(c);
+  if (!opened) {
+    spdlog::critical("{}", opened.error().message);
     return 1;
   }
-  router route(std::move(*store));
+  router& route = **opened;
 
   asio::io_context ioc(c.io_threads);
   server srv(ioc, server_options{c.listen, c.tls, c.limits, tokens}, route);
@@ -139,7 +174,10 @@ int serve(const config& c) {
   };
   signals.async_wait(on_signal);
   spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION,
-               c.mode == "d1-only" ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint : c.sqlite.path, c.mode,
+               c.mode == "sqlite-only" ? c.sqlite.path
+               : c.mode == "d1-only"   ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint
+                                       : c.sqlite.path + " and D1 database " + c.d1.database_id + " at " + c.d1.endpoint,
+               c.mode,
                ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
                tokens.empty() ? " without authentication" : "");
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;

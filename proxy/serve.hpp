@@ -7,6 +7,7 @@
 
 #include "backends/store.hpp"
 #include "proxy/config.hpp"
+#include "proxy/router.hpp"
 
 namespace tandem::proxy {
 
@@ -20,8 +21,10 @@ int serve(const config& c);
 // polls for that long before sleeping (lower latency, some CPU).
 void run_io(boost::asio::io_context& ioc, std::chrono::microseconds spin);
 
-// Opens the store the mode calls for. Throws config_error for a missing token variable.
-backends::outcome<std::unique_ptr<backends::store>> open_store(const config& c);
+// Opens the stores the mode calls for (and D1 in sqlite-only mode when it is configured, so
+// that dual-sqlite can start at runtime), and the router over them. Throws config_error for a
+// missing token variable.
+backends::outcome<std::unique_ptr<router>> open_router(const config& c);
 
 // Sets up spdlog (stderr) at the given level ("info", "debug", ...).
 void setup_logging(const std::string& level);

@@ -87,6 +87,8 @@ session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> s
   boost::system::error_code ec;
   auto ep = stream_.next_layer().remote_endpoint(ec);
   peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  // Without a routing key from hello, the connection is the key (sticky for its lifetime).
+  client_.routing_key = "connection-" + std::to_string(id_) + "@" + peer_;
   stream_.next_layer().set_option(asio::ip::tcp::no_delay(true), ec);
   ++shared_->active;
 }
@@ -239,7 +241,7 @@ protocol::response session::hello(const protocol::request& req) {
     return make_error(req.id_json, errc::unauthorized, "wrong or missing token");
   }
   authenticated_ = true;
-  client_.routing_key = req.hello.routing_key;
+  if (!req.hello.routing_key.empty()) client_.routing_key = req.hello.routing_key;
   protocol::hello_result h;
   h.version = TANDEM_VERSION;
   return {req.id_json, protocol::success{h}};

@@ -60,6 +60,23 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
   EXPECT_NE(error_of("{\"mode\": \"everything\"}").find("mode"), std::string::npos);
 }
 
+TEST(Config, DualSection) {
+  auto c = parse_config(R"({"mode": "dual-sqlite", "dual": {"read_percent": 25, "ack": "both",
+    "continue_on_follower_failure": false, "batch_entries": 50}})", "t");
+  EXPECT_EQ(c.mode, "dual-sqlite");
+  EXPECT_EQ(c.dual.read_percent, 25);
+  EXPECT_EQ(c.dual.ack, "both");
+  EXPECT_FALSE(c.dual.continue_on_follower_failure);
+  EXPECT_EQ(c.dual.batch_entries, 50);
+  EXPECT_NE(error_of(R"({"dual": {"read_percent": 101}})").find("dual.read_percent"), std::string::npos);
+  EXPECT_NE(error_of(R"({"dual": {"ack": "follower"}})").find("must be one of leader, both"), std::string::npos);
+  // A dual mode needs D1 configured.
+  EXPECT_THROW(validate(c), config_error);
+  c.d1.account_id = "a";
+  c.d1.database_id = "d";
+  EXPECT_NO_THROW(validate(c));
+}
+
 TEST(Config, InvalidJsonNamesTheLine) {
   auto e = error_of("{\n\"listen\": {\n\"port\": 1,,\n}}");
   EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;

@@ -42,16 +42,21 @@ test_server::test_server(proxy::server_options options, backends::sqlite_store_o
   store.db.path = db_path_;
   auto s = backends::sqlite_store::open(store);
   if (!s) throw std::runtime_error(s.error().message);
-  start(std::move(*s));
+  start(std::make_unique<proxy::router>(std::unique_ptr<backends::store>(std::move(*s))));
 }
 
 test_server::test_server(proxy::server_options options, std::unique_ptr<backends::store> store)
     : ioc_(2), options_(options) {
-  start(std::move(store));
+  start(std::make_unique<proxy::router>(std::move(store)));
 }
 
-void test_server::start(std::unique_ptr<backends::store> store) {
-  router_ = std::make_unique<proxy::router>(std::move(store));
+test_server::test_server(proxy::server_options options, std::unique_ptr<proxy::router> route)
+    : ioc_(2), options_(options) {
+  start(std::move(route));
+}
+
+void test_server::start(std::unique_ptr<proxy::router> route) {
+  router_ = std::move(route);
   server_ = std::make_unique<proxy::server>(ioc_, options_, *router_);
   port_ = server_->start().port();
   for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });

@@ -37,6 +37,8 @@ class test_server {
   explicit test_server(proxy::server_options options = default_options(), backends::sqlite_store_options store = {});
   // Serves the given store (e.g. a D1 store) instead of a SQLite file.
   test_server(proxy::server_options options, std::unique_ptr<backends::store> store);
+  // Serves through the given router (the dual modes).
+  test_server(proxy::server_options options, std::unique_ptr<proxy::router> route);
   ~test_server();
 
   static proxy::server_options default_options();
@@ -46,6 +48,7 @@ class test_server {
   std::uint16_t port() const { return port_; }
   const std::string& db_path() const { return db_path_; }
   proxy::server& server() { return *server_; }
+  proxy::router& router() { return *router_; }
   // Graceful stop, waiting until every session has ended.
   void stop();
 
@@ -60,7 +63,7 @@ class test_server {
   proxy::server_options options_;
   bool stopped_ = false;
 
-  void start(std::unique_ptr<backends::store> store);
+  void start(std::unique_ptr<proxy::router> route);
 };
 
 // A blocking TCP connection that sends raw bytes and reads lines.

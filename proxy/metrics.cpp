@@ -1,0 +1,42 @@
+#include "proxy/metrics.hpp"
+
+#include <algorithm>
+
+namespace tandem::proxy {
+
+void histogram::record(double ms) noexcept {
+  const auto it = std::lower_bound(k_bounds.begin(), k_bounds.end(), ms);
+  buckets_[static_cast<std::size_t>(it - k_bounds.begin())].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<std::uint64_t>(std::max(ms, 0.0) * 1000.0), std::memory_order_relaxed);
+}
+
+double histogram::quantile(double q) const noexcept {
+  const std::uint64_t n = count();
+  if (n == 0) return 0;
+  const auto rank = static_cast<std::uint64_t>(q * static_cast<double>(n - 1)) + 1;
+  std::uint64_t seen = 0;
+  for (std::size_t i = 0; i < k_bounds.size(); ++i) {
+    seen += bucket(i);
+    if (seen >= rank) return k_bounds[i];
+  }
+  return k_bounds.back();
+}
+
+boost::json::object dual_metrics::snapshot() const {
+  boost::json::object o;
+#define TANDEM_PUT(member, name, help) o[name] = member.load(std::memory_order_relaxed);
+  TANDEM_COUNTERS(TANDEM_PUT)
+  TANDEM_GAUGES(TANDEM_PUT)
+#undef TANDEM_PUT
+#define TANDEM_PUT(member, name, help)                                                               \
+  o[name] = boost::json::object{{"count", member.count()}, {"average", member.average()},           \
+                                {"p50", member.quantile(0.5)}, {"p99", member.quantile(0.99)}};
+  TANDEM_HISTOGRAMS(TANDEM_PUT)
+#undef TANDEM_PUT
+  o["averagePrimaryLatency"] = primary_latency.average();
+  o["averageSecondaryLatency"] = secondary_latency.average();
+  return o;
+}
+
+}  // namespace tandem::proxy

@@ -1,0 +1,81 @@
+// The dual-write metrics, declared once in the lists below. Everything that publishes them (the
+// admin plane's /metrics and /health/database, the control socket's status) is generated from
+// these lists. The migration guide's six adapter metrics keep their names (its `getMetrics()`).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include <boost/json/object.hpp>
+
+namespace tandem::proxy {
+
+// X(member, guide or wire name, help)
+#define TANDEM_COUNTERS(X)                                                                                  \
+  X(total_writes, "totalWrites", "Writes acknowledged by the leader")                                       \
+  X(successful_dual_writes, "successfulDualWrites", "Journal entries applied on the follower")              \
+  X(secondary_failures, "secondaryFailures", "Failed attempts to apply journal entries on the follower")    \
+  X(verification_failures, "verificationFailures", "Entries whose follower result differed from the leader's") \
+  X(reads_sqlite, "readsSqlite", "Reads served by SQLite")                                                  \
+  X(reads_d1, "readsD1", "Reads served by D1")                                                              \
+  X(read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the session's own write") \
+  X(read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead")     \
+  X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
+  X(shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                           \
+  X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
+  X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")
+
+// X(member, wire name, help)
+#define TANDEM_GAUGES(X)                                                                       \
+  X(leader_seq, "leaderSeq", "Highest journal sequence number committed on the leader")        \
+  X(applied_seq, "appliedSeq", "Highest journal sequence number applied on the follower")      \
+  X(lag_entries, "replicationLagEntries", "Journal entries committed but not yet applied")     \
+  X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
+  X(replication_paused, "replicationPaused", "1 while replication is paused")
+
+// X(member, wire name, help)
+#define TANDEM_HISTOGRAMS(X)                                                               \
+  X(primary_latency, "primaryLatency", "Leader write latency in milliseconds")             \
+  X(secondary_latency, "secondaryLatency", "Follower apply latency per entry in milliseconds") \
+  X(read_latency_sqlite, "readLatencySqlite", "SQLite read latency in milliseconds")       \
+  X(read_latency_d1, "readLatencyD1", "D1 read latency in milliseconds")
+
+// A latency histogram with fixed bucket bounds in milliseconds. Lock-free; thread-safe.
+class histogram {
+ public:
+  static constexpr std::array<double, 16> k_bounds{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+  void record(double ms) noexcept;
+  std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  double sum() const noexcept { return static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1000.0; }
+  double average() const noexcept { return count() ? sum() / static_cast<double>(count()) : 0.0; }
+  // Observations at or below k_bounds[i] (not cumulative); the last slot holds the rest.
+  std::uint64_t bucket(std::size_t i) const noexcept { return buckets_[i].load(std::memory_order_relaxed); }
+  // An estimate of quantile q (0..1) from the buckets: the upper bound of its bucket.
+  double quantile(double q) const noexcept;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, k_bounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+struct dual_metrics {
+#define TANDEM_DECLARE(member, name, help) std::atomic<std::uint64_t> member{0};
+  TANDEM_COUNTERS(TANDEM_DECLARE)
+#undef TANDEM_DECLARE
+#define TANDEM_DECLARE(member, name, help) std::atomic<std::int64_t> member{0};
+  TANDEM_GAUGES(TANDEM_DECLARE)
+#undef TANDEM_DECLARE
+#define TANDEM_DECLARE(member, name, help) histogram member;
+  TANDEM_HISTOGRAMS(TANDEM_DECLARE)
+#undef TANDEM_DECLARE
+
+  // The migration guide's getMetrics() shape plus everything above, by wire name. Histograms
+  // appear as {count, average, p50, p99}; averagePrimaryLatency and averageSecondaryLatency as
+  // the guide names them.
+  boost::json::object snapshot() const;
+};
+
+}  // namespace tandem::proxy

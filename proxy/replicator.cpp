@@ -1,0 +1,372 @@
+#include "proxy/replicator.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <random>
+
+namespace tandem::proxy {
+namespace {
+
+using backends::clock;
+using backends::entry_kind;
+using backends::journal_entry;
+using protocol::query_result;
+using protocol::statement;
+
+backends::exec_options internal_until(clock::time_point deadline) {
+  backends::exec_options o;
+  o.deadline = deadline;
+  o.internal = true;
+  return o;
+}
+
+statement sql(std::string text, std::vector<protocol::value> params = {}) {
+  statement st;
+  st.sql = std::move(text);
+  st.params.positional = std::move(params);
+  return st;
+}
+
+}  // namespace
+
+backends::outcome<std::vector<query_result>> run_batch(backends::store& s, std::vector<statement> statements,
+                                                       backends::exec_options options) {
+  std::promise<backends::outcome<std::vector<query_result>>> p;
+  auto f = p.get_future();
+  s.execute_batch(std::move(statements), options, [&p](auto r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+replicator::replicator(backends::store& leader, backends::store& follower, replicator_options options,
+                       dual_metrics& metrics)
+    : leader_(leader), follower_(follower), options_(options), metrics_(metrics), source_(leader.name()) {}
+
+replicator::~replicator() { stop(); }
+
+void replicator::start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable() || stop_) return;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void replicator::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  fire_waiters(true);
+}
+
+void replicator::notify(std::int64_t seq) {
+  {
+    std::lock_guard lock(mu_);
+    if (seq > known_leader_seq_) known_leader_seq_ = seq;
+  }
+  metrics_.leader_seq.store(seq, std::memory_order_relaxed);
+  cv_.notify_all();
+}
+
+void replicator::wait_applied(std::int64_t seq, clock::time_point deadline, std::function<void(bool)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (applied_ < seq && !stop_) {
+      waiters_.emplace(seq, std::make_pair(deadline, std::move(done)));
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(applied() >= seq);
+}
+
+void replicator::fire_waiters(bool all_expired) {
+  std::vector<std::pair<std::function<void(bool)>, bool>> ready;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = clock::now();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      const bool reached = it->first <= applied_;
+      if (reached || all_expired || it->second.first <= now) {
+        ready.emplace_back(std::move(it->second.second), reached);
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [done, reached] : ready) done(reached);
+}
+
+// The next time the loop must look up by itself: the earliest waiter's deadline, or a poll
+// (an entry committed before a restart, or by another process, sends no notify).
+clock::time_point replicator::next_wake_locked() const {
+  auto wake = clock::now() + std::chrono::milliseconds(200);
+  for (const auto& [seq, w] : waiters_) wake = std::min(wake, w.first);
+  return wake;
+}
+
+void replicator::pause() {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = true;
+  }
+  metrics_.replication_paused.store(1);
+}
+
+void replicator::resume() {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = false;
+  }
+  metrics_.replication_paused.store(0);
+  cv_.notify_all();
+}
+
+bool replicator::paused() const {
+  std::lock_guard lock(mu_);
+  return paused_;
+}
+
+std::int64_t replicator::applied() const {
+  std::lock_guard lock(mu_);
+  return applied_;
+}
+
+std::string replicator::last_error() const {
+  std::lock_guard lock(mu_);
+  return last_error_;
+}
+
+void replicator::set_error(std::string e) {
+  std::lock_guard lock(mu_);
+  if (e != last_error_) spdlog::warn("replication {} -> {}: {}", source_, follower_.name(), e);
+  last_error_ = std::move(e);
+  ready_ = false;  // the outcome of what was in flight is unknown: read the applied sequence again
+}
+
+backends::outcome<std::int64_t> replicator::leader_max_seq() {
+  auto r = run_batch(leader_, {sql("SELECT coalesce(max(seq), 0) FROM _tandem_journal")},
+                     internal_until(clock::now() + options_.request_timeout));
+  if (!r) return r.error();
+  const auto& rows = r->at(0).rows;
+  const auto* v = rows.empty() ? nullptr : std::get_if<std::int64_t>(&rows[0][0]);
+  return v ? *v : 0;
+}
+
+bool replicator::wait_caught_up(clock::time_point deadline) {
+  auto target = leader_max_seq();
+  if (!target) return false;
+  std::unique_lock lock(mu_);
+  if (*target > known_leader_seq_) known_leader_seq_ = *target;
+  cv_.notify_all();
+  return cv_.wait_until(lock, deadline, [&] { return applied_ >= *target || stop_; }) && applied_ >= *target;
+}
+
+// Creates tandem's tables on both stores if missing, and reads where the follower stands.
+bool replicator::prepare() {
+  const auto deadline = clock::now() + options_.request_timeout;
+  std::vector<statement> schema;
+  for (const char* s : backends::k_journal_schema) schema.push_back(sql(s));
+  for (backends::store* s : {&follower_, &leader_}) {
+    if (auto r = run_batch(*s, schema, internal_until(deadline)); !r) {
+      set_error("cannot create tandem's tables on " + std::string(s->name()) + ": " + r.error().message);
+      return false;
+    }
+  }
+  auto r = run_batch(follower_, {sql("SELECT seq FROM _tandem_applied WHERE source = ?", {source_})}, internal_until(deadline));
+  if (!r) {
+    set_error("cannot read the applied sequence on " + std::string(follower_.name()) + ": " + r.error().message);
+    return false;
+  }
+  const auto& rows = r->at(0).rows;
+  const auto* v = rows.empty() ? nullptr : std::get_if<std::int64_t>(&rows[0][0]);
+  std::lock_guard lock(mu_);
+  applied_ = v ? *v : 0;
+  ready_ = true;
+  metrics_.applied_seq.store(applied_);
+  return true;
+}
+
+backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_entries) {
+  std::int64_t after;
+  {
+    std::lock_guard lock(mu_);
+    after = applied_;
+  }
+  auto r = run_batch(leader_,
+                     {sql("SELECT seq, kind, body, changes, created_ms FROM _tandem_journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                          {after, static_cast<std::int64_t>(max_entries)})},
+                     internal_until(clock::now() + options_.request_timeout));
+  if (!r) return r.error();
+  std::vector<journal_entry> out;
+  std::size_t bytes = 0, statements = 1;
+  for (const auto& row : r->at(0).rows) {
+    journal_entry e;
+    const auto* seq = std::get_if<std::int64_t>(&row.at(0));
+    const auto* kind = std::get_if<std::int64_t>(&row.at(1));
+    const auto* body = std::get_if<std::string>(&row.at(2));
+    const auto* changes = std::get_if<std::string>(&row.at(3));
+    const auto* created = std::get_if<std::int64_t>(&row.at(4));
+    if (!seq || !kind || !body || !changes || !created) {
+      return protocol::error{protocol::errc::internal, "a journal row has unexpected types", std::string(leader_.name()), {}};
+    }
+    auto sts = backends::decode_statements(*body);
+    if (!sts) {
+      auto err = sts.error();
+      err.message += " at seq " + std::to_string(*seq);
+      return err;
+    }
+    // The first entry always goes, whatever its size; the others while the batch has room.
+    if (!out.empty() && (bytes + body->size() > options_.batch_bytes || statements + sts->size() > options_.batch_statements)) break;
+    bytes += body->size();
+    statements += sts->size();
+    e.seq = *seq;
+    e.kind = static_cast<entry_kind>(*kind);
+    e.statements = std::move(*sts);
+    e.changes = backends::decode_changes(*changes);
+    e.created_ms = *created;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
+  if (!options_.verify_writes || e.kind != entry_kind::statements || e.changes.size() != e.statements.size()) return;
+  for (std::size_t k = 0; k < e.statements.size(); ++k) {
+    const auto follower_changes = results.at(first + k).meta.changes;
+    if (follower_changes == e.changes[k]) continue;
+    metrics_.verification_failures.fetch_add(1);
+    // The statement, never its parameter values.
+    spdlog::error("verification failed at seq {} statement {}: {} changed {} row(s), {} changed {}: {}", e.seq, k,
+                  source_, e.changes[k], follower_.name(), follower_changes, e.statements[k].sql);
+    if (options_.pause_on_verification_failure) {
+      pause();
+      spdlog::error("replication paused for the operator (dual.pause_on_verification_failure)");
+    }
+    return;
+  }
+}
+
+// Applies the entries (consecutive, starting right after applied_) in one atomic batch.
+bool replicator::apply(std::vector<journal_entry>& entries) {
+  std::vector<statement> batch;
+  for (const auto& e : entries) batch.insert(batch.end(), e.statements.begin(), e.statements.end());
+  batch.push_back(backends::applied_statement(source_, entries.back().seq));
+  const auto start = clock::now();
+  auto r = run_batch(follower_, std::move(batch), internal_until(start + options_.request_timeout));
+  const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+  if (!r) {
+    metrics_.secondary_failures.fetch_add(1);
+    std::string what = "applying seq " + std::to_string(entries.front().seq);
+    if (entries.size() > 1) what += "-" + std::to_string(entries.back().seq);
+    if (entries.size() == 1 && r.error().index && *r.error().index < entries[0].statements.size()) {
+      what += " (statement: " + entries[0].statements[*r.error().index].sql + ")";
+    }
+    set_error(what + " on " + std::string(follower_.name()) + " failed: " + r.error().message);
+    std::lock_guard lock(mu_);
+    if (entries.size() > 1) single_until_ = entries.back().seq;
+    return false;
+  }
+  std::size_t at = 0;
+  for (const auto& e : entries) {
+    verify(e, *r, at);
+    at += e.statements.size();
+    metrics_.secondary_latency.record(ms / static_cast<double>(entries.size()));
+  }
+  metrics_.successful_dual_writes.fetch_add(entries.size());
+  const std::int64_t age = backends::wall_ms() - entries.back().created_ms;
+  {
+    std::lock_guard lock(mu_);
+    applied_ = entries.back().seq;
+    last_error_.clear();
+    metrics_.applied_seq.store(applied_);
+    metrics_.lag_entries.store(std::max<std::int64_t>(known_leader_seq_ - applied_, 0));
+    metrics_.lag_ms.store(std::max<std::int64_t>(age, 0));
+  }
+  cv_.notify_all();  // wait_caught_up()
+  fire_waiters(false);
+  return true;
+}
+
+void replicator::prune() {
+  const auto now = clock::now();
+  if (now < next_prune_) return;
+  next_prune_ = now + std::min<std::chrono::milliseconds>(options_.journal_retention / 4 + std::chrono::milliseconds(1), std::chrono::seconds(10));
+  const std::int64_t upto = applied();
+  auto r = run_batch(leader_,
+                     {sql("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?",
+                          {upto, backends::wall_ms() - options_.journal_retention.count()})},
+                     internal_until(now + options_.request_timeout));
+  if (r) metrics_.journal_pruned.fetch_add(static_cast<std::uint64_t>(r->at(0).meta.changes));
+}
+
+void replicator::loop() {
+  std::mt19937_64 rng(std::random_device{}());
+  auto backoff = options_.retry_min;
+  auto failed = [&] {
+    // Exponential backoff with full jitter; wakes early for stop, never for notify.
+    const auto wait = std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(backoff.count() / 2, backoff.count())(rng));
+    backoff = std::min(backoff * 2, options_.retry_max);
+    const auto until = clock::now() + wait;
+    std::unique_lock lock(mu_);
+    while (!stop_ && clock::now() < until) {
+      cv_.wait_until(lock, std::min(until, next_wake_locked()));
+      lock.unlock();
+      fire_waiters(false);
+      lock.lock();
+    }
+  };
+  for (;;) {
+    {
+      // Paused: waiters still get their answer at their deadline.
+      std::unique_lock lock(mu_);
+      while (paused_ && !stop_) {
+        cv_.wait_until(lock, next_wake_locked());
+        lock.unlock();
+        fire_waiters(false);
+        lock.lock();
+      }
+      if (stop_) break;
+    }
+    fire_waiters(false);
+    bool ready;
+    std::size_t max_entries = options_.batch_entries;
+    {
+      std::lock_guard lock(mu_);
+      ready = ready_;
+      if (applied_ < single_until_) max_entries = 1;
+    }
+    if (!ready && !prepare()) {
+      failed();
+      continue;
+    }
+    auto entries = fetch(max_entries);
+    if (!entries) {
+      set_error("cannot read the journal on " + std::string(leader_.name()) + ": " + entries.error().message);
+      failed();
+      continue;
+    }
+    if (entries->empty()) {
+      backoff = options_.retry_min;
+      metrics_.lag_entries.store(0);
+      metrics_.lag_ms.store(0);
+      prune();
+      std::unique_lock lock(mu_);
+      const std::int64_t seen = applied_;
+      // Wake for a new entry, a pause, stop, or a waiter's deadline.
+      const auto poll = clock::now() + std::chrono::milliseconds(200);
+      while (!stop_ && !paused_ && known_leader_seq_ <= seen) {
+        const auto wake = std::min(poll, next_wake_locked());
+        if (clock::now() >= wake) break;
+        cv_.wait_until(lock, wake);
+      }
+      continue;
+    }
+    if (apply(*entries)) backoff = options_.retry_min;
+    else failed();
+  }
+}
+
+}  // namespace tandem::proxy

@@ -1,0 +1,107 @@
+// The replicator: applies the leader's journal to the follower, in sequence order, exactly once.
+//
+// One thread. It reads entries after the follower's applied sequence from the leader's
+// `_tandem_journal`, runs them on the follower as one atomic batch together with the new applied
+// sequence in `_tandem_applied`, and repeats. After any failure (the follower down, a timeout,
+// an answer lost on the way back) it reads the applied sequence from the follower again before
+// going on, so an entry whose outcome was unknown is neither lost nor applied twice. A batch
+// that fails is retried one entry at a time, so one bad entry cannot hold back the others'
+// diagnosis; the failing entry is retried with exponential backoff (and logged) until it
+// applies or the operator steps in.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "backends/journal.hpp"
+#include "backends/store.hpp"
+#include "proxy/metrics.hpp"
+
+namespace tandem::proxy {
+
+struct replicator_options {
+  std::size_t batch_entries = 500;
+  std::size_t batch_bytes = 1000000;
+  std::size_t batch_statements = 998;  // the follower's limit per batch (D1: 1000), applied marker included
+  std::chrono::milliseconds retry_min{100};
+  std::chrono::milliseconds retry_max{10000};
+  std::chrono::milliseconds request_timeout{30000};
+  std::chrono::milliseconds journal_retention{3600000};
+  bool verify_writes = true;
+  bool pause_on_verification_failure = false;
+};
+
+class replicator {
+ public:
+  // `leader` and `follower` must outlive the replicator. Does not start the thread.
+  replicator(backends::store& leader, backends::store& follower, replicator_options options, dual_metrics& metrics);
+  ~replicator();
+  replicator(const replicator&) = delete;
+  replicator& operator=(const replicator&) = delete;
+
+  void start();
+  // Finishes the batch in flight and joins the thread; pending waiters get false. Idempotent.
+  void stop();
+
+  // The leader committed entry `seq`: wake up. Thread-safe, cheap.
+  void notify(std::int64_t seq);
+
+  // Calls done(true) once the follower has applied `seq`, or done(false) at `deadline` (or at
+  // stop). `done` runs on the replicator's thread or, if already satisfied, on the caller's.
+  void wait_applied(std::int64_t seq, backends::clock::time_point deadline, std::function<void(bool)> done);
+
+  // Blocks until the follower has applied everything the leader has committed (read from the
+  // leader now), or until `deadline`. False on timeout or when the leader cannot be read.
+  bool wait_caught_up(backends::clock::time_point deadline);
+
+  void pause();
+  void resume();
+  bool paused() const;
+
+  std::int64_t applied() const;   // -1 until read from the follower
+  std::string last_error() const;  // the last failure, "" once an apply succeeds
+
+ private:
+  void loop();
+  bool prepare();
+  bool apply(std::vector<backends::journal_entry>& entries);
+  backends::outcome<std::vector<backends::journal_entry>> fetch(std::size_t max_entries);
+  void verify(const backends::journal_entry& e, const std::vector<protocol::query_result>& results, std::size_t first);
+  void prune();
+  void fire_waiters(bool all_expired);
+  void set_error(std::string e);
+  backends::clock::time_point next_wake_locked() const;
+  backends::outcome<std::int64_t> leader_max_seq();
+
+  backends::store& leader_;
+  backends::store& follower_;
+  replicator_options options_;
+  dual_metrics& metrics_;
+  const std::string source_;  // the leader's name, the key of its row in _tandem_applied
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool paused_ = false;
+  bool ready_ = false;             // applied_ is known and tandem's tables exist
+  std::int64_t applied_ = -1;
+  std::int64_t known_leader_seq_ = 0;
+  std::int64_t single_until_ = 0;  // apply one entry at a time up to this sequence (isolating a failure)
+  std::string last_error_;
+  std::multimap<std::int64_t, std::pair<backends::clock::time_point, std::function<void(bool)>>> waiters_;
+  backends::clock::time_point next_prune_{};
+  std::thread thread_;
+};
+
+// Runs a batch on a store and waits for it. For tandem's control paths, never an I/O thread.
+backends::outcome<std::vector<protocol::query_result>> run_batch(backends::store& s,
+                                                                  std::vector<protocol::statement> statements,
+                                                                  backends::exec_options options);
+
+}  // namespace tandem::proxy
