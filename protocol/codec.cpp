@@ -141,13 +141,25 @@ std::optional<op> op_from_name(std::string_view s) {
 }
 
 // Decodes {sql, params} (the body of a query, or one element of a batch). `where` prefixes errors.
+// The optional per-request routing_key of query and batch.
+bool read_routing_key(const json::object& o, request& req, std::string& error) {
+  const auto* k = o.if_contains("routing_key");
+  if (k == nullptr || k->is_null()) return true;
+  if (!k->is_string()) {
+    error = "'routing_key' must be a string";
+    return false;
+  }
+  req.routing_key = std::string(k->get_string());
+  return true;
+}
+
 std::optional<statement> decode_statement(const json::object& o, std::string& error,
                                           const std::string& where, bool allow_id_op) {
   statement st;
   for (const auto& kv : o) {
     const auto key = kv.key();
     if (key == "sql" || key == "params") continue;
-    if (allow_id_op && (key == "id" || key == "op")) continue;
+    if (allow_id_op && (key == "id" || key == "op" || key == "routing_key")) continue;
     error = where + "unknown field '" + std::string(key) + "'";
     return std::nullopt;
   }
@@ -282,6 +294,7 @@ std::variant<request, response> decode_request(std::string_view frame,
       }
       break;
     case op::query: {
+      if (!read_routing_key(o, req, error)) return fail(error);
       auto st = decode_statement(o, error, "", true);
       if (!st) return fail(error);
       req.statements.push_back(std::move(*st));
@@ -290,9 +303,10 @@ std::variant<request, response> decode_request(std::string_view frame,
     case op::batch: {
       for (const auto& kv : o) {
         const auto k = kv.key();
-        if (k != "id" && k != "op" && k != "statements")
+        if (k != "id" && k != "op" && k != "statements" && k != "routing_key")
           return fail("unknown field '" + std::string(k) + "' for op 'batch'");
       }
+      if (!read_routing_key(o, req, error)) return fail(error);
       const auto* sts = o.if_contains("statements");
       if (sts == nullptr) return fail("missing field 'statements'");
       if (!sts->is_array()) return fail("'statements' must be an array");
@@ -533,6 +547,10 @@ void encode_request(const request& r, std::string& out) {
       }
       out += ']';
       break;
+  }
+  if ((r.kind == op::query || r.kind == op::batch) && !r.routing_key.empty()) {
+    out += ",\"routing_key\":";
+    append_json_string(out, r.routing_key);
   }
   out += "}\n";
 }

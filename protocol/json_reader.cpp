@@ -1,5 +1,7 @@
 #include "protocol/json_reader.hpp"
 
+#include <charconv>
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value_stack.hpp>
 #include <vector>
@@ -94,12 +96,19 @@ class strict_handler {
     number_.append(s.data(), s.size());
     // A literal without fraction or exponent that still became a double did not fit 64 bits.
     const bool integral = number_.find_first_of(".eE") == std::string::npos;
-    number_.clear();
     if (integral) {
+      number_.clear();
       integer_overflow_ = true;
       ec = json::error::exponent_overflow;  // any error stops the parse; we report our own text
       return false;
     }
+    // Boost.JSON 1.81 rounds some 17-digit literals 1 ulp off; from_chars rounds correctly, so
+    // every double a client prints with enough digits arrives bit for bit. Out of range (1e999)
+    // keeps Boost's answer (infinity).
+    double exact = 0;
+    const auto [end, err] = std::from_chars(number_.data(), number_.data() + number_.size(), exact);
+    if (err == std::errc() && end == number_.data() + number_.size()) d = exact;
+    number_.clear();
     stack_.push_double(d);
     value_done();
     return true;

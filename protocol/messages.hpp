@@ -30,6 +30,9 @@ struct request {
   hello_request hello;
   // One statement for `query`, one or more for `batch`.
   std::vector<statement> statements;
+  // `query` and `batch`: routes this request as this key instead of the session's (empty: the
+  // session's, from hello).
+  std::string routing_key;
 };
 
 struct result_meta {

@@ -35,10 +35,12 @@ int main(int argc, char** argv) {
 
   // serve
   auto* serve = app.add_subcommand("serve", "run the proxy");
-  std::string config_path, listen, sqlite_path, log_level, synchronous;
+  std::string config_path, listen, sqlite_path, log_level, synchronous, mode;
   serve->add_option("-c,--config", config_path, "configuration file (JSON with comments)")->check(CLI::ExistingFile);
   serve->add_option("--listen", listen, "HOST:PORT to listen on (overrides listen.*)");
   serve->add_option("--sqlite", sqlite_path, "SQLite database file (overrides sqlite.path)");
+  serve->add_option("--mode", mode, "mode at start-up (overrides mode)")
+      ->check(CLI::IsMember({"sqlite-only", "dual-sqlite", "dual-d1", "d1-only"}));
   serve->add_option("--synchronous", synchronous, "SQLite synchronous (overrides sqlite.synchronous)")
       ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}));
   serve->add_option("--log-level", log_level, "trace, debug, info, warn, error or off (overrides log.level)")
@@ -64,8 +66,8 @@ int main(int argc, char** argv) {
   bench->add_option("--synchronous", bo.synchronous, "SQLite synchronous for both sides")
       ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}))->capture_default_str();
   bench->add_option("--dir", bo.dir, "directory for the database files (default: a temporary one)");
-  bench->add_option("--store", bo.store, "sqlite, or d1: tandem in d1-only mode against the local D1")
-      ->check(CLI::IsMember({"sqlite", "d1"}))->capture_default_str();
+  bench->add_option("--store", bo.store, "sqlite; d1: tandem in d1-only mode against the local D1; dual: sqlite-only vs dual-sqlite inserts, replication catch-up and lag")
+      ->check(CLI::IsMember({"sqlite", "d1", "dual"}))->capture_default_str();
   bench->add_option("--d1-local", bo.d1_local, "the tools/d1-local folder (default: found from the binary)");
 
   CLI11_PARSE(app, argc, argv);
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
       if (!config_path.empty()) c = tandem::proxy::load_config(config_path);
       if (!listen.empty()) apply_listen(c, listen);
       if (!sqlite_path.empty()) c.sqlite.path = sqlite_path;
+      if (!mode.empty()) c.mode = mode;
       if (!synchronous.empty()) c.sqlite.synchronous = synchronous;
       if (!log_level.empty()) c.log.level = log_level;
       tandem::proxy::setup_logging(c.log.level);

@@ -254,6 +254,15 @@ asio::awaitable<protocol::response> session::execute(protocol::request& req) {
   }
   backends::exec_options opts;
   opts.deadline = backends::clock::now() + shared_->options.limits.query_timeout;
+  // A per-request routing key applies to this request only (requests run one at a time).
+  struct key_override {
+    client_context& client;
+    std::string saved;
+    ~key_override() {
+      if (!saved.empty()) client.routing_key = std::move(saved);
+    }
+  } restore{client_, {}};
+  if (!req.routing_key.empty()) restore.saved = std::exchange(client_.routing_key, req.routing_key);
   switch (req.kind) {
     case protocol::op::ping:
       co_return protocol::response{req.id_json, protocol::success{protocol::ping_result{}}};

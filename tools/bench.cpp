@@ -383,25 +383,50 @@ operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> 
   };
 }
 
-int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
-  const std::string tools = o.d1_local.empty() ? (fs::path(binary).parent_path() / "../../tools/d1-local").string() : o.d1_local;
-  const std::string state = (dir / "d1-state").string();
-  const std::string url = shell_output(tools + "/start.sh --state " + state);
-  struct stopper {
-    std::string cmd;
-    ~stopper() { std::system(cmd.c_str()); }
-  } stop_d1{tools + "/stop.sh --state " + state + " >/dev/null 2>&1"};
-  const std::string account = "0123456789abcdef0123456789abcdef";
-  const std::string database = "00000000-0000-4000-8000-000000000030";
-  shell_output("curl -sf -X POST -H 'Authorization: Bearer local-dev-token' " + url + "/client/v4/accounts/" + account +
-               "/d1/database/" + database + "/reset");
+// The local D1 (tools/d1-local) for a benchmark: started in `dir`, stopped at the end.
+class bench_d1 {
+ public:
+  static constexpr const char* k_account = "0123456789abcdef0123456789abcdef";
+  bench_d1(const bench_options& o, const fs::path& dir, const std::string& binary)
+      : tools_(o.d1_local.empty() ? (fs::path(binary).parent_path() / "../../tools/d1-local").string() : o.d1_local),
+        state_((dir / "d1-state").string()) {
+    start();
+  }
+  ~bench_d1() { stop(); }
+  void start() { url_ = shell_output(tools_ + "/start.sh --state " + state_ + (port_.empty() ? "" : " --port " + port_)); port_ = url_.substr(url_.rfind(':') + 1); }
+  void stop() { std::system((tools_ + "/stop.sh --state " + state_ + " >/dev/null 2>&1").c_str()); }
+  const std::string& url() const { return url_; }
+  // Database DBnn, emptied.
+  std::string fresh(int nn) {
+    char id[64];
+    std::snprintf(id, sizeof id, "00000000-0000-4000-8000-0000000000%02d", nn);
+    shell_output("curl -sf -X POST -H 'Authorization: Bearer local-dev-token' " + url_ + "/client/v4/accounts/" + k_account +
+                 "/d1/database/" + id + "/reset");
+    return id;
+  }
+  backends::d1_options options(const std::string& database) const {
+    backends::d1_options d;
+    d.endpoint = url_;
+    d.account_id = k_account;
+    d.database_id = database;
+    d.api_token = "local-dev-token";
+    return d;
+  }
+  // The "d1" section of a tandem config for `database`.
+  std::string config(const std::string& database) const {
+    return "\"d1\": {\"endpoint\": \"" + url_ + "\", \"account_id\": \"" + k_account + "\", \"database_id\": \"" + database +
+           "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"}";
+  }
 
-  backends::d1_options d1o;
-  d1o.endpoint = url;
-  d1o.account_id = account;
-  d1o.database_id = database;
-  d1o.api_token = "local-dev-token";
-  auto direct = backends::d1_store::open(d1o);
+ private:
+  std::string tools_, state_, url_, port_;
+};
+
+int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
+  bench_d1 local(o, dir, binary);
+  const std::string url = local.url();
+  const std::string database = local.fresh(30);
+  auto direct = backends::d1_store::open(local.options(database));
   if (!direct) throw std::runtime_error(direct.error().message);
   auto& d1 = **direct;
   auto run = [&](std::vector<protocol::statement> sts) {
@@ -423,9 +448,8 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   }
 
   const std::string conf = (dir / "bench-d1.jsonc").string();
-  std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
-                      << "  \"d1\": {\"endpoint\": \"" << url << "\", \"account_id\": \"" << account
-                      << "\", \"database_id\": \"" << database << "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"} }\n";
+  std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n  "
+                      << local.config(database) << " }\n";
   child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}});
   protocol::client_options copts;
   copts.port = child.port();
@@ -499,15 +523,174 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   return 0;
 }
 
+// A scalar from a store (the benchmark's own look at D1 or SQLite), -1 if it cannot be read.
+std::int64_t scalar(backends::store& s, const std::string& sql) {
+  std::promise<std::int64_t> p;
+  backends::exec_options opts;
+  opts.internal = true;
+  s.execute({sql, {}}, opts, [&p](backends::outcome<protocol::query_result> r) {
+    const std::int64_t* v = r && !r->rows.empty() ? std::get_if<std::int64_t>(&r->rows[0][0]) : nullptr;
+    p.set_value(v ? *v : -1);
+  });
+  return p.get_future().get();
+}
+
+std::int64_t scalar(protocol::client& c, const std::string& sql) {
+  auto r = c.query(sql);
+  if (!r || r->rows.empty()) return -1;
+  const auto* v = std::get_if<std::int64_t>(&r->rows[0][0]);
+  return v ? *v : -1;
+}
+
+// Polls until D1 has applied the whole journal of the tandem behind `c`; returns the seconds it took.
+double wait_replicated(protocol::client& c, backends::store& d1) {
+  const auto start = steady::now();
+  const std::int64_t end = scalar(c, "SELECT coalesce(max(seq), 0) FROM _tandem_journal");
+  while (scalar(d1, "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = 'sqlite'") < end) {
+    if (steady::now() - start > std::chrono::minutes(5)) throw std::runtime_error("replication did not catch up in 5 minutes");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return std::chrono::duration<double>(steady::now() - start).count();
+}
+
+// `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
+int run_dual_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
+  bench_d1 local(o, dir, binary);
+  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
+  auto config = [&](const std::string& name, const std::string& mode, const std::string& database, int batch_entries) {
+    const std::string path = (dir / (name + ".jsonc")).string();
+    std::ofstream(path) << "{ \"mode\": \"" << mode << "\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
+                        << "  \"sqlite\": {\"path\": \"" << (dir / (name + ".db")).string() << "\", \"synchronous\": \""
+                        << o.synchronous << "\"},\n  \"limits\": {\"max_connections\": 4096},\n"
+                        << "  \"dual\": {\"batch_entries\": " << batch_entries << ", \"retry_min_ms\": 10, \"retry_max_ms\": 50},\n  "
+                        << local.config(database) << " }\n";
+    return path;
+  };
+  auto prepare = [](const protocol::client_options& co) {
+    auto c = connect_or_throw(co);
+    for (const char* sql : {"CREATE TABLE bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT)",
+                            "CREATE TABLE bench_lag(id INTEGER PRIMARY KEY, at INTEGER)"})
+      if (auto r = c->query(sql); !r) throw std::runtime_error(r.error().message);
+    return c;
+  };
+  std::printf("tandem bench --store dual: local D1 at %s, %.1f s per run, synchronous=%s, %u cores\n", local.url().c_str(),
+              o.seconds, o.synchronous.c_str(), std::thread::hardware_concurrency());
+
+  // 1. What the journal costs a write: sqlite-only against dual-sqlite (ack leader).
+  {
+    const std::string database = local.fresh(31);
+    auto d1 = backends::d1_store::open(local.options(database));
+    if (!d1) throw std::runtime_error(d1.error().message);
+    child_server single(binary, config("single", "sqlite-only", database, 500), env);
+    child_server dual(binary, config("dual", "dual-sqlite", database, 500), env);
+    protocol::client_options so, dopts;
+    so.port = single.port();
+    dopts.port = dual.port();
+    prepare(so);
+    auto dc = prepare(dopts);
+    std::printf("%-14s %5s | %-28s | %-28s | %s\n", "workload", "conns", "sqlite-only: ops/s p50 us p99 us",
+                "dual-sqlite: ops/s p50 us p99 us", "dual/sqlite-only");
+    std::printf("%s\n", std::string(100, '-').c_str());
+    for (int n : o.connections) {
+      auto f = measure(n, o.seconds, [&](int i) { return tandem_insert(so, i); });
+      auto t = measure(n, o.seconds, [&](int i) { return tandem_insert(dopts, i); });
+      row("insert", n, f, t);
+    }
+    const double s = wait_replicated(*dc, **d1);
+    std::printf("(the replicator finished copying to D1 %.1f s after the last insert; the journal costs a write what the\n"
+                " ratio says, including the replicator and the local D1 sharing these cores)\n", s);
+    (*d1)->shutdown();
+  }
+
+  // 2. Catch-up after an outage: N entries journaled while D1 is down, then applied with one
+  //    entry per D1 request against up to 500 per request.
+  const int n_entries = std::clamp(o.rows / 10, 200, 2000);
+  std::printf("%s\n", std::string(100, '-').c_str());
+  double per_s[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    const int batch = k == 0 ? 1 : 500;
+    const std::string database = local.fresh(29 - k);
+    child_server dual(binary, config("catchup" + std::to_string(batch), "dual-sqlite", database, batch), env);
+    protocol::client_options co;
+    co.port = dual.port();
+    auto c = prepare(co);
+    auto d1 = backends::d1_store::open(local.options(database));
+    if (!d1) throw std::runtime_error(d1.error().message);
+    wait_replicated(*c, **d1);
+    local.stop();
+    for (int i = 1; i <= n_entries; ++i) {
+      protocol::params p;
+      p.positional = {std::int64_t{0}, std::int64_t{i}, std::string("while D1 is down")};
+      if (!c->query(k_insert, p)) throw std::runtime_error("insert failed while D1 was down");
+    }
+    local.start();
+    const double s = wait_replicated(*c, **d1);
+    per_s[k] = n_entries / s;
+    std::printf("catch-up of %d entries after a D1 outage, %3d entries per D1 batch: %.2f s, %.0f entries/s\n", n_entries,
+                batch, s, per_s[k]);
+    (*d1)->shutdown();
+  }
+  std::printf("batching: %.0fx the entries/s of one entry per request (target >= 50x)\n", per_s[1] / per_s[0]);
+
+  // 3. Steady lag at a fixed write rate: one writer at 1,000 inserts/s; a watcher polls D1 for
+  //    the highest id it has every 10 ms (so lags are rounded up to the poll).
+  {
+    const std::string database = local.fresh(31);
+    child_server dual(binary, config("lag", "dual-sqlite", database, 500), env);
+    protocol::client_options co;
+    co.port = dual.port();
+    auto c = prepare(co);
+    auto d1 = backends::d1_store::open(local.options(database));
+    if (!d1) throw std::runtime_error(d1.error().message);
+    const int total = std::max(200, static_cast<int>(1000 * o.seconds * 2));
+    std::vector<steady::time_point> acked(static_cast<std::size_t>(total) + 1), seen(static_cast<std::size_t>(total) + 1);
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+      std::int64_t have = 0;
+      while (have < total) {
+        const std::int64_t top = scalar(**d1, "SELECT coalesce(max(id), 0) FROM bench_lag");
+        const auto now = steady::now();
+        for (std::int64_t i = have + 1; i <= top; ++i) seen[static_cast<std::size_t>(i)] = now;
+        have = std::max(have, top);
+        if (done && have < total && now - acked[static_cast<std::size_t>(total)] > std::chrono::seconds(60)) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    });
+    const auto start = steady::now();
+    for (int i = 1; i <= total; ++i) {
+      std::this_thread::sleep_until(start + std::chrono::microseconds(1000) * i);
+      protocol::params p;
+      p.positional = {std::int64_t{i}, std::int64_t{i}};
+      if (!c->query("INSERT INTO bench_lag VALUES (?, ?)", p)) throw std::runtime_error("insert failed");
+      acked[static_cast<std::size_t>(i)] = steady::now();
+    }
+    const double rate = total / std::chrono::duration<double>(steady::now() - start).count();
+    done = true;
+    watcher.join();
+    std::vector<double> lags;
+    for (int i = 1; i <= total; ++i) {
+      if (seen[static_cast<std::size_t>(i)] == steady::time_point{}) continue;
+      lags.push_back(std::chrono::duration<double, std::milli>(seen[static_cast<std::size_t>(i)] - acked[static_cast<std::size_t>(i)]).count());
+    }
+    std::sort(lags.begin(), lags.end());
+    auto pct = [&](double q) { return lags.empty() ? 0.0 : lags[static_cast<std::size_t>(q * static_cast<double>(lags.size() - 1))]; };
+    std::printf("%s\n", std::string(100, '-').c_str());
+    std::printf("replication lag at %.0f writes/s (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms (target p99 < 100 ms)\n", rate,
+                total, pct(0.5), pct(0.99), lags.empty() ? 0.0 : lags.back());
+    (*d1)->shutdown();
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_bench(const bench_options& o) {
   try {
     fs::path dir = o.dir.empty() ? fs::temp_directory_path() / ("tandem-bench-" + std::to_string(::getpid())) : fs::path(o.dir);
     fs::create_directories(dir);
-    if (o.store == "d1") {
+    if (o.store == "d1" || o.store == "dual") {
       const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
-      const int status = run_d1_bench(o, dir, binary);
+      const int status = o.store == "d1" ? run_d1_bench(o, dir, binary) : run_dual_bench(o, dir, binary);
       if (o.dir.empty()) fs::remove_all(dir);
       return status;
     }

@@ -16,62 +16,6 @@ using namespace std::chrono_literals;
 using protocol::errc;
 using protocol::value;
 
-// The rows of `table` on a store, ordered by rowid (or the key), as a comparable value.
-std::vector<std::vector<value>> rows_of(backends::store& s, const std::string& table) {
-  backends::exec_options o;
-  o.internal = true;
-  auto r = proxy::run_batch(s, {{"SELECT * FROM " + backends::quote_identifier(table) + " ORDER BY 1", {}}}, o);
-  EXPECT_TRUE(r) << s.name() << " " << table << ": " << (r ? "" : r.error().message);
-  return r ? r->at(0).rows : std::vector<std::vector<value>>{};
-}
-
-std::vector<std::string> user_tables(backends::store& s) {
-  backends::exec_options o;
-  o.internal = true;
-  auto r = proxy::run_batch(
-      s, {{"SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-           "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_tandem\\_%' ESCAPE '\\' ORDER BY name", {}}}, o);
-  std::vector<std::string> out;
-  if (r) for (const auto& row : r->at(0).rows) out.push_back(std::get<std::string>(row[0]));
-  return out;
-}
-
-// Every cell as (type, exact text): D1 answers integers beyond 2^53 as doubles, so cells are
-// compared through SQL that makes text of them, the same SQL on both stores.
-std::string exact_select(backends::store& schema_source, const std::string& table) {
-  backends::exec_options o;
-  o.internal = true;
-  auto cols = proxy::run_batch(schema_source, {{"SELECT name FROM pragma_table_info(?) ORDER BY cid", {{std::string(table)}, {}, false}}}, o);
-  EXPECT_TRUE(cols);
-  std::string select, order;
-  int n = 0;
-  for (const auto& row : cols->at(0).rows) {
-    const auto q = backends::quote_identifier(std::get<std::string>(row[0]));
-    select += (select.empty() ? "" : ", ") + ("typeof(" + q + "), CASE typeof(" + q + ") WHEN 'blob' THEN hex(" + q +
-                                              ") WHEN 'real' THEN printf('%!.17g', " + q + ") ELSE CAST(" + q + " AS TEXT) END");
-    order += (order.empty() ? "" : ", ") + std::to_string(2 * ++n);
-  }
-  return "SELECT " + select + " FROM " + backends::quote_identifier(table) + " ORDER BY " + order;
-}
-
-std::vector<std::vector<value>> run_rows(backends::store& s, const std::string& sql) {
-  backends::exec_options o;
-  o.internal = true;
-  auto r = proxy::run_batch(s, {{sql, {}}}, o);
-  EXPECT_TRUE(r) << s.name() << ": " << (r ? "" : r.error().message);
-  return r ? r->at(0).rows : std::vector<std::vector<value>>{};
-}
-
-// Table by table, row by row, cell by cell (type and exact value).
-void expect_equal_stores(backends::store& a, backends::store& b) {
-  const auto tables = user_tables(a);
-  EXPECT_EQ(tables, user_tables(b));
-  for (const auto& t : tables) {
-    const auto sql = exact_select(a, t);
-    EXPECT_EQ(run_rows(a, sql), run_rows(b, sql)) << "table " << t;
-  }
-}
-
 class Dual : public ::testing::Test {
  protected:
   // Starts tandem in `m` over a fresh SQLite file and a fresh local D1 database.
@@ -253,6 +197,16 @@ TEST_F(Dual, ReadsSplitByRoutingKeyAndNeverReadOlderThanOwnWrites) {
     EXPECT_EQ(ok(*a, "SELECT count(*) FROM t").meta.served_by, "d1");
     EXPECT_EQ(ok(*b, "SELECT count(*) FROM t").meta.served_by, "sqlite");
   }
+  // A per-request routing key routes that request alone.
+  protocol::request req;
+  req.kind = protocol::op::query;
+  req.statements.push_back({"SELECT count(*) FROM t", {}});
+  req.routing_key = on_d1;
+  ASSERT_TRUE(b->send(req));
+  auto resp = b->receive();
+  ASSERT_TRUE(resp && resp->ok());
+  EXPECT_EQ(std::get<protocol::query_result>(std::get<protocol::success>(resp->body)).meta.served_by, "d1");
+  EXPECT_EQ(ok(*b, "SELECT count(*) FROM t").meta.served_by, "sqlite");
   // With the follower held back, a D1-routed session still reads its own write: from the leader.
   route().pause_replication();
   ok(*a, "INSERT INTO t VALUES (1, 'mine')");
@@ -330,6 +284,47 @@ TEST_F(Dual, SwitchPrimaryToD1AndBackLosesAndReordersNothing) {
   caught_up();
   expect_equal_stores(*sqlite_, *d1_);
   EXPECT_EQ(rows_of(*sqlite_, "seqs").size(), static_cast<std::size_t>(written + 1));
+}
+
+TEST_F(Dual, DivergenceIsCaughtByVerificationAndShadowReads) {
+  proxy::router_options ro;
+  ro.shadow_read_percent = 100;
+  start(proxy::mode::dual_sqlite, ro);
+  auto c = client();
+  ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)");
+  ok(*c, "INSERT INTO t VALUES (1, 0)");
+  caught_up();
+  EXPECT_EQ(ok(*c, "SELECT count(*) FROM t").rows.at(0).at(0), value{std::int64_t{1}});
+  // Someone writes to D1 behind tandem's back: D1 now has a row SQLite does not.
+  backends::exec_options o;
+  ASSERT_TRUE(proxy::run_batch(*d1_, {{"INSERT INTO t VALUES (2, 0)", {}}}, o));
+  ok(*c, "UPDATE t SET v = v + 1");  // 1 row on SQLite, 2 on D1
+  caught_up();
+  ok(*c, "SELECT count(*) FROM t");  // answered by SQLite, shadowed on D1
+  auto shadowed = [&] { return route().metrics().snapshot().at("shadowMismatches").as_uint64() > 0; };
+  for (int i = 0; i < 2000 && !shadowed(); ++i) std::this_thread::sleep_for(5ms);  // the shadow runs after the answer
+  const auto m = route().metrics().snapshot();
+  EXPECT_EQ(m.at("verificationFailures").as_uint64(), 1u);
+  EXPECT_GE(m.at("shadowMismatches").as_uint64(), 1u);
+  EXPECT_GE(m.at("shadowReads").as_uint64(), 2u);
+}
+
+TEST_F(Dual, AppliedEntriesArePrunedAfterTheRetention) {
+  proxy::router_options ro;
+  ro.replication.journal_retention = 0ms;
+  start(proxy::mode::dual_sqlite, ro);
+  auto c = client();
+  ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  for (int i = 0; i < 20; ++i) ok(*c, "INSERT INTO t VALUES (?)", {value{std::int64_t{i}}});
+  caught_up();
+  auto journal_rows = [&] { return rows_of(*sqlite_, "_tandem_journal").size(); };
+  for (int i = 0; i < 2000 && journal_rows() > 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(journal_rows(), 0u);
+  EXPECT_EQ(route().metrics().snapshot().at("journalPruned").as_uint64(), 21u);
+  // Sequence numbers go on after pruning; nothing is replayed twice.
+  ok(*c, "INSERT INTO t VALUES (100)");
+  caught_up();
+  expect_equal_stores(*sqlite_, *d1_);
 }
 
 }  // namespace

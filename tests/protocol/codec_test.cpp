@@ -201,6 +201,36 @@ TEST(RoundTrip, RequestThroughEncodeAndDecode) {
   EXPECT_EQ(back.statements.at(0).params.positional, st.params.positional);
 }
 
+TEST(DecodeRequest, PerRequestRoutingKey) {
+  EXPECT_EQ(decode_ok(R"({"id":1,"op":"query","sql":"SELECT 1","routing_key":"user-7"})").routing_key, "user-7");
+  EXPECT_EQ(decode_ok(R"({"id":1,"op":"batch","statements":[{"sql":"SELECT 1"}],"routing_key":"u"})").routing_key, "u");
+  EXPECT_EQ(decode_ok(R"({"id":1,"op":"query","sql":"SELECT 1","routing_key":null})").routing_key, "");
+  EXPECT_NE(decode_error(R"({"id":1,"op":"query","sql":"SELECT 1","routing_key":7})").find("routing_key"), std::string::npos);
+  EXPECT_NE(decode_error(R"({"id":1,"op":"batch","statements":[{"sql":"SELECT 1","routing_key":"u"}]})").find("unknown field"),
+            std::string::npos);
+  request r;
+  r.id_json = "3";
+  r.kind = op::query;
+  r.statements.push_back({"SELECT 1", {}});
+  r.routing_key = "k";
+  std::string line;
+  encode_request(r, line);
+  line.pop_back();
+  EXPECT_EQ(decode_ok(line).routing_key, "k");
+}
+
+TEST(DecodeRequest, FloatsAreReadCorrectlyRounded) {
+  // Boost.JSON 1.81 alone reads some of these one ulp off (3876267126141512.5 as ...513).
+  auto r = decode_ok(R"({"id":1,"op":"query","sql":"SELECT ?, ?, ?, ?, ?","params":)"
+                     R"([3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 0.30000000000000004, 1e999]})");
+  const auto& p = r.statements.at(0).params.positional;
+  EXPECT_EQ(p.at(0), value{3876267126141512.5});
+  EXPECT_EQ(p.at(1), value{2.818739117790303e-19});
+  EXPECT_EQ(p.at(2), value{-266332876494918.22});
+  EXPECT_EQ(p.at(3), value{0.30000000000000004});
+  EXPECT_EQ(p.at(4), value{std::numeric_limits<double>::infinity()});
+}
+
 TEST(RoundTrip, ResponseThroughEncodeAndDecode) {
   query_result q;
   q.columns = {"a", "b"};

@@ -1,5 +1,8 @@
 #include "tests/support/d1_support.hpp"
 
+#include "backends/journal.hpp"
+#include "proxy/replicator.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -88,6 +91,71 @@ std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_
   if (!s) throw std::runtime_error(s.error().message);
   return std::move(*s);
 }
+
+// ---- comparing stores ---------------------------------------------------------------------------
+
+using protocol::value;
+
+// The rows of `table` on a store, ordered by rowid (or the key), as a comparable value.
+std::vector<std::vector<value>> rows_of(backends::store& s, const std::string& table) {
+  backends::exec_options o;
+  o.internal = true;
+  auto r = proxy::run_batch(s, {{"SELECT * FROM " + backends::quote_identifier(table) + " ORDER BY 1", {}}}, o);
+  EXPECT_TRUE(r) << s.name() << " " << table << ": " << (r ? "" : r.error().message);
+  return r ? r->at(0).rows : std::vector<std::vector<value>>{};
+}
+
+std::vector<std::string> user_tables(backends::store& s) {
+  backends::exec_options o;
+  o.internal = true;
+  auto r = proxy::run_batch(
+      s, {{"SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+           "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_tandem\\_%' ESCAPE '\\' ORDER BY name", {}}}, o);
+  std::vector<std::string> out;
+  if (r) for (const auto& row : r->at(0).rows) out.push_back(std::get<std::string>(row[0]));
+  return out;
+}
+
+namespace {
+
+// Every cell as (type, exact text): D1 answers integers beyond 2^53 as doubles, so cells are
+// compared through SQL that makes text of them, the same SQL on both stores.
+std::string exact_select(backends::store& schema_source, const std::string& table) {
+  backends::exec_options o;
+  o.internal = true;
+  auto cols = proxy::run_batch(schema_source, {{"SELECT name FROM pragma_table_info(?) ORDER BY cid", {{std::string(table)}, {}, false}}}, o);
+  EXPECT_TRUE(cols);
+  std::string select, order;
+  int n = 0;
+  for (const auto& row : cols->at(0).rows) {
+    const auto q = backends::quote_identifier(std::get<std::string>(row[0]));
+    select += (select.empty() ? "" : ", ") + ("typeof(" + q + "), CASE typeof(" + q + ") WHEN 'blob' THEN hex(" + q +
+                                              ") WHEN 'real' THEN printf('%!.17g', " + q + ") ELSE CAST(" + q + " AS TEXT) END");
+    order += (order.empty() ? "" : ", ") + std::to_string(2 * ++n);
+  }
+  return "SELECT " + select + " FROM " + backends::quote_identifier(table) + " ORDER BY " + order;
+}
+
+std::vector<std::vector<value>> run_rows(backends::store& s, const std::string& sql) {
+  backends::exec_options o;
+  o.internal = true;
+  auto r = proxy::run_batch(s, {{sql, {}}}, o);
+  EXPECT_TRUE(r) << s.name() << ": " << (r ? "" : r.error().message);
+  return r ? r->at(0).rows : std::vector<std::vector<value>>{};
+}
+
+}  // namespace
+
+// Table by table, row by row, cell by cell (type and exact value).
+void expect_equal_stores(backends::store& a, backends::store& b) {
+  const auto tables = user_tables(a);
+  EXPECT_EQ(tables, user_tables(b));
+  for (const auto& t : tables) {
+    const auto sql = exact_select(a, t);
+    EXPECT_EQ(run_rows(a, sql), run_rows(b, sql)) << "table " << t;
+  }
+}
+
 
 // ---- scripted_http_server ----------------------------------------------------------------------
 

@@ -40,6 +40,14 @@ class local_d1 {
 // A store for tests: "sqlite" (a file in `dir`) or "d1" (a fresh local D1 database).
 std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_dir& dir);
 
+// The rows of `table` on a store (tandem's internal path), ordered by the first column.
+std::vector<std::vector<protocol::value>> rows_of(backends::store& s, const std::string& table);
+// The user tables of a store (not sqlite_*, _cf_* or _tandem_*), by name.
+std::vector<std::string> user_tables(backends::store& s);
+// Expects both stores to hold the same tables with the same rows, compared cell by cell as
+// (type, exact text), through the same SQL on both sides.
+void expect_equal_stores(backends::store& a, backends::store& b);
+
 // A tiny HTTP/1.1 server on 127.0.0.1 that answers each request with what a script returns:
 // the raw bytes to send, "HANG" to never answer, or "CLOSE" to close at once. Optional TLS.
 class scripted_http_server {
