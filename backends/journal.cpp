@@ -68,6 +68,12 @@ std::string quote_identifier(std::string_view name) {
   return out;
 }
 
+std::vector<protocol::statement> journal_schema_statements() {
+  std::vector<protocol::statement> out;
+  for (const char* sql : k_journal_schema) out.push_back({sql, {}});
+  return out;
+}
+
 std::string encode_statements(const std::vector<protocol::statement>& statements) {
   protocol::request r;
   r.id_json = "0";

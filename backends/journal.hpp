@@ -30,6 +30,9 @@ inline constexpr const char* k_journal_schema[] = {
     "updated_ms INTEGER NOT NULL)",
 };
 
+// k_journal_schema as statements, ready for a store's execute_batch (internal).
+std::vector<protocol::statement> journal_schema_statements();
+
 // What an entry's body holds.
 enum class entry_kind : int {
   statements = 0,  // the client's statements, replayed as they are

@@ -167,10 +167,8 @@ bool replicator::wait_caught_up(clock::time_point deadline) {
 // Creates tandem's tables on both stores if missing, and reads where the follower stands.
 bool replicator::prepare() {
   const auto deadline = clock::now() + options_.request_timeout;
-  std::vector<statement> schema;
-  for (const char* s : backends::k_journal_schema) schema.push_back(sql(s));
   for (backends::store* s : {&follower_, &leader_}) {
-    if (auto r = run_batch(*s, schema, internal_until(deadline)); !r) {
+    if (auto r = run_batch(*s, backends::journal_schema_statements(), internal_until(deadline)); !r) {
       set_error("cannot create tandem's tables on " + std::string(s->name()) + ": " + r.error().message);
       return false;
     }

@@ -105,11 +105,9 @@ void router::start_replication_locked() {
   replicator_ = std::make_shared<replicator>(*leader, *follower, options_.replication, metrics_);
   if (mode_ == mode::dual_sqlite) {
     // The leader's journal must exist before the first write; SQLite is local, so create it now.
-    std::vector<protocol::statement> schema;
-    for (const char* s : backends::k_journal_schema) schema.push_back({s, {}});
     backends::exec_options o;
     o.internal = true;
-    if (auto r = run_batch(*sqlite_, std::move(schema), o); !r) {
+    if (auto r = run_batch(*sqlite_, backends::journal_schema_statements(), o); !r) {
       spdlog::error("cannot create tandem's journal on SQLite: {}", r.error().message);
     }
   }
@@ -146,11 +144,7 @@ void router::resume_replication() {
 
 void router::execute(client_context& client, protocol::statement st, backends::exec_options options,
                      backends::query_done done) {
-  mode m;
-  {
-    std::lock_guard lock(mu_);
-    m = mode_;
-  }
+  const mode m = current_mode();
   if (!is_dual(m)) {
     store_for(m, true)->execute(std::move(st), options, std::move(done));
     return;
@@ -171,11 +165,7 @@ void router::execute(client_context& client, protocol::statement st, backends::e
 
 void router::execute_batch(client_context& client, std::vector<protocol::statement> statements,
                            backends::exec_options options, backends::batch_done done) {
-  mode m;
-  {
-    std::lock_guard lock(mu_);
-    m = mode_;
-  }
+  const mode m = current_mode();
   if (!is_dual(m)) {
     store_for(m, true)->execute_batch(std::move(statements), options, std::move(done));
     return;
@@ -355,9 +345,7 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
   backends::exec_options o;
   o.internal = true;
   o.deadline = deadline;
-  std::vector<protocol::statement> schema;
-  for (const char* s : backends::k_journal_schema) schema.push_back({s, {}});
-  auto made = run_batch(*new_leader, schema, o);
+  auto made = run_batch(*new_leader, backends::journal_schema_statements(), o);
   auto last = made ? run_batch(*new_leader, {{"SELECT coalesce(max(seq), 0) FROM _tandem_journal", {}}}, o) : made;
   const std::int64_t* seq = last && !last->at(0).rows.empty() ? std::get_if<std::int64_t>(&last->at(0).rows[0][0]) : nullptr;
   auto marked = seq ? run_batch(*new_follower, {backends::applied_statement(new_leader->name(), *seq)}, o) : last;
