@@ -1,9 +1,34 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs tandem with the example configuration (SQLite file in var/).
-# Extra arguments go to `tandem serve` (e.g. --listen 127.0.0.1:7000).
+# Sets up, builds, and runs tandem on a local SQLite file (var/tandem.db) and a local D1
+# (tools/d1-local, state in var/d1), in dual-sqlite mode: SQLite leads, every write is copied to
+# D1. The local D1 is stopped when tandem exits.
+#   TANDEM_MODE=sqlite-only|dual-sqlite|dual-d1|d1-only   the mode (default dual-sqlite)
+# Extra arguments go to `tandem serve` (e.g. --listen 127.0.0.1:7000). The settings not written
+# below are conf/tandem.jsonc's defaults.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh" release
 cd "$root"
-exec "$root/build/proxy/tandem" serve --config "$root/conf/tandem.jsonc" "$@"
+mkdir -p var
+
+mode=${TANDEM_MODE:-dual-sqlite}
+d1_url=$("$root/tools/d1-local/start.sh" --state "$root/var/d1")
+trap '"$root/tools/d1-local/stop.sh" --state "$root/var/d1" >/dev/null 2>&1 || true' EXIT
+echo "run.sh: local D1 at $d1_url (database DB00); tandem in $mode mode" >&2
+
+export TANDEM_LOCAL_D1_TOKEN=local-dev-token
+cat >var/tandem.local.jsonc <<EOF
+// Written by scripts/run.sh at every start; see conf/tandem.jsonc for every key.
+{
+  "mode": "$mode",
+  "sqlite": { "path": "var/tandem.db" },
+  "d1": {
+    "endpoint": "$d1_url",
+    "account_id": "0123456789abcdef0123456789abcdef",
+    "database_id": "00000000-0000-4000-8000-000000000000",
+    "token_env": "TANDEM_LOCAL_D1_TOKEN",
+  },
+}
+EOF
+"$root/build/proxy/tandem" serve --config var/tandem.local.jsonc "$@"
