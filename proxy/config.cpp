@@ -178,6 +178,14 @@ config parse_config(std::string_view text, const std::string& source) {
          {"journal_retention_ms", [&](const path& q, const value& w) { d.journal_retention_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
        });
      }},
+    {"admin", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"enabled", [&](const path& q, const value& w) { c.admin.enabled = r.boolean(q, w); }},
+         {"host", [&](const path& q, const value& w) { c.admin.host = r.string(q, w); }},
+         {"port", [&](const path& q, const value& w) { c.admin.port = static_cast<std::uint16_t>(r.integer(q, w, 0, 65535)); }},
+         {"token_env", [&](const path& q, const value& w) { c.admin.token_env = r.string(q, w); }},
+       });
+     }},
     {"log", [&](const path& p, const value& v) {
        r.object(p, v, {
          {"level", [&](const path& q, const value& w) { c.log.level = r.one_of(q, w, {"trace", "debug", "info", "warn", "error", "off"}); }},

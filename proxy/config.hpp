@@ -69,6 +69,14 @@ struct dual_config {
   int journal_retention_ms = 3600000;  // applied entries are pruned once older than this
 };
 
+// The admin HTTP endpoint (proxy/admin.hpp).
+struct admin_config {
+  bool enabled = true;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6441;
+  std::string token_env;  // the variable holding the bearer token; empty: no token
+};
+
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
 };
@@ -83,6 +91,7 @@ struct config {
   tls_config tls;
   limits_config limits;
   dual_config dual;
+  admin_config admin;
   log_config log;
   int io_threads = 2;
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU

@@ -1,6 +1,7 @@
 #include "proxy/metrics.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace tandem::proxy {
 
@@ -37,6 +38,41 @@ boost::json::object dual_metrics::snapshot() const {
   o["averagePrimaryLatency"] = primary_latency.average();
   o["averageSecondaryLatency"] = secondary_latency.average();
   return o;
+}
+
+std::string dual_metrics::prometheus() const {
+  std::string out;
+  auto head = [&](const std::string& name, const char* help, const char* type) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+#define TANDEM_PUT(member, wire, help)                                            \
+  head("tandem_" #member "_total", help, "counter");                              \
+  out += "tandem_" #member "_total " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";
+  TANDEM_COUNTERS(TANDEM_PUT)
+#undef TANDEM_PUT
+#define TANDEM_PUT(member, wire, help) \
+  head("tandem_" #member, help, "gauge"); \
+  out += "tandem_" #member " " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";
+  TANDEM_GAUGES(TANDEM_PUT)
+#undef TANDEM_PUT
+  auto put_histogram = [&](const std::string& name, const char* help, const histogram& h) {
+    head(name, help, "histogram");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < histogram::k_bounds.size(); ++i) {
+      cumulative += h.bucket(i);
+      char le[32];
+      std::snprintf(le, sizeof le, "%g", histogram::k_bounds[i]);
+      out += name + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
+    }
+    out += name + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + "\n";
+    char sum[64];
+    std::snprintf(sum, sizeof sum, "%.3f", h.sum());
+    out += name + "_sum " + sum + "\n" + name + "_count " + std::to_string(h.count()) + "\n";
+  };
+#define TANDEM_PUT(member, wire, help) put_histogram("tandem_" #member "_ms", help, member);
+  TANDEM_HISTOGRAMS(TANDEM_PUT)
+#undef TANDEM_PUT
+  return out;
 }
 
 }  // namespace tandem::proxy

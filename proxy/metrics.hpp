@@ -76,6 +76,11 @@ struct dual_metrics {
   // appear as {count, average, p50, p99}; averagePrimaryLatency and averageSecondaryLatency as
   // the guide names them.
   boost::json::object snapshot() const;
+
+  // Prometheus text exposition (version 0.0.4) of every metric above, each with # HELP and
+  // # TYPE: counters as tandem_<name>_total, gauges as tandem_<name>, histograms as
+  // tandem_<name>_ms with cumulative buckets.
+  std::string prometheus() const;
 };
 
 }  // namespace tandem::proxy

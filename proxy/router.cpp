@@ -134,6 +134,11 @@ void router::set_shadow_read_percent(int percent) {
   shadow_percent_ = std::clamp(percent, 0, 100);
 }
 
+int router::shadow_read_percent() const {
+  std::lock_guard lock(mu_);
+  return shadow_percent_;
+}
+
 void router::pause_replication() {
   if (auto r = replication()) r->pause();
 }

@@ -91,7 +91,11 @@ class router {
   // The replicator in a dual mode, else null. Shared: reads waiting on it may outlive a switch.
   std::shared_ptr<replicator> replication() const;
 
+  int shadow_read_percent() const;
   dual_metrics& metrics() { return metrics_; }
+  // The stores, for health checks; null when not configured.
+  backends::sqlite_store* sqlite() const { return sqlite_.get(); }
+  backends::d1_store* d1() const { return d1_.get(); }
   backends::store& leader();
 
   // Whether reads of `routing_key` go to D1 at `percent`: a stable hash picks a bucket 0-99;

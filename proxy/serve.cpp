@@ -14,6 +14,7 @@
 
 #include "backends/d1_store.hpp"
 #include "backends/sqlite_store.hpp"
+#include "proxy/admin.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
 
@@ -155,6 +156,21 @@ int serve(const config& c) {
     spdlog::critical("cannot listen on {}:{}: {}", c.listen.host, c.listen.port, e.what());
     return 1;
   }
+  std::unique_ptr<admin_server> admin;
+  if (c.admin.enabled) {
+    admin_options ao;
+    ao.host = c.admin.host;
+    ao.port = c.admin.port;
+    if (!c.admin.token_env.empty()) ao.token = resolve_tokens({c.admin.token_env}).at(0);
+    admin = std::make_unique<admin_server>(ioc, ao, route);
+    try {
+      const auto aep = admin->start();
+      std::cout << "tandem admin on " << aep.address().to_string() << ":" << aep.port() << std::endl;
+    } catch (const std::exception& e) {
+      spdlog::critical("cannot listen for admin HTTP on {}:{}: {}", c.admin.host, c.admin.port, e.what());
+      return 1;
+    }
+  }
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal;
   bool stopping = false;
@@ -170,6 +186,7 @@ int serve(const config& c) {
     // Re-arm before stop(): with several I/O threads, the cancel that stop() posts can run on
     // another thread at once, and a wait armed after it would keep the io_context alive forever.
     signals.async_wait(on_signal);
+    if (admin) admin->stop();
     srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
   };
   signals.async_wait(on_signal);

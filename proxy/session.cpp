@@ -1,5 +1,7 @@
 #include "proxy/session.hpp"
 
+#include "proxy/await.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -23,21 +25,10 @@ constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr std::size_t k_flush_threshold = 256 * 1024;
 
-// Awaits a store call: `start(callback)` hands the callback to the store, which calls it on its
-// own thread; the result is posted back to this coroutine's strand.
+// Awaits a store call; the result comes back on this coroutine's strand.
 template <class T, class Start>
 asio::awaitable<backends::outcome<T>> await_store(Start start) {
-  auto ex = co_await asio::this_coro::executor;
-  // Named, not a temporary inside the co_await expression: GCC 12 destroys lambda temporaries
-  // with non-trivial captures twice there (GCC PR 101367).
-  auto initiation = [ex, start](auto handler) mutable {
-    auto h = std::make_shared<decltype(handler)>(std::move(handler));
-    start([ex, h](backends::outcome<T> r) mutable {
-      asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-    });
-  };
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(backends::outcome<T>)>(
-      std::move(initiation), asio::use_awaitable);
+  return await_callback<backends::outcome<T>>(std::move(start));
 }
 
 using digest = std::array<unsigned char, 32>;

@@ -53,6 +53,7 @@ export async function startTandem(options: ServerOptions = {}): Promise<TandemSe
       listen: { host: "127.0.0.1", port: options.port ?? 0 },
       sqlite: { path: path.join(dir, "test.db"), synchronous: "OFF" },
       log: { level: "warn" },
+      admin: { enabled: false },
     },
     options.config ?? {},
   );

@@ -1,0 +1,224 @@
+// The one translation unit of proxy/ that includes Boost.Beast (each costs seconds to compile).
+#include "proxy/admin.hpp"
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <list>
+#include <mutex>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "proxy/await.hpp"
+
+namespace tandem::proxy {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto k_timeout = std::chrono::seconds(30);
+
+using request = http::request<http::string_body>;
+using response = http::response<http::string_body>;
+
+response reply(const request& req, http::status status, std::string body, std::string type = "application/json") {
+  response r{status, req.version()};
+  r.set(http::field::server, "tandem");
+  r.set(http::field::content_type, type);
+  r.set(http::field::cache_control, "no-store");
+  r.keep_alive(req.keep_alive());
+  r.body() = std::move(body);
+  r.prepare_payload();
+  return r;
+}
+
+bool token_ok(const request& req, const std::string& token) {
+  if (token.empty()) return true;
+  const std::string expected = "Bearer " + token;
+  const auto given = req[http::field::authorization];
+  return given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0;
+}
+
+double ms_since(backends::clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(backends::clock::now() - start).count();
+}
+
+}  // namespace
+
+struct admin_server::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& ioc, admin_options options, router& r) : ioc(ioc), acceptor(ioc), options(std::move(options)), route(r) {}
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), k_tuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+        spdlog::warn("admin: accept failed: {}", ec.message());
+        continue;
+      }
+      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      {
+        std::lock_guard lock(mu);
+        if (stopped) continue;
+        open.push_back(stream);
+      }
+      auto ex = stream->get_executor();
+      asio::co_spawn(ex, [self = shared_from_this(), stream] { return self->serve(stream); }, asio::detached);
+    }
+  }
+
+  asio::awaitable<void> serve(std::shared_ptr<beast::tcp_stream> stream) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      request req;
+      stream->expires_after(k_timeout);
+      auto [ec, n] = co_await http::async_read(*stream, buffer, req, k_tuple);
+      if (ec) break;  // closed, timed out, or not HTTP: nothing to answer
+      auto res = co_await handle(req);
+      stream->expires_after(k_timeout);
+      auto [wec, wn] = co_await http::async_write(*stream, res, k_tuple);
+      if (wec || !res.keep_alive()) break;
+    }
+    beast::error_code ignored;
+    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    std::lock_guard lock(mu);
+    open.remove_if([&](const auto& w) { return w.expired() || w.lock() == stream; });
+  }
+
+  asio::awaitable<response> handle(const request& req) {
+    if (!token_ok(req, options.token)) {
+      auto r = reply(req, http::status::unauthorized, R"({"error":"a valid bearer token is required"})");
+      r.set(http::field::www_authenticate, "Bearer");
+      co_return r;
+    }
+    if (req.method() != http::verb::get) {
+      auto r = reply(req, http::status::method_not_allowed, R"({"error":"only GET is supported"})");
+      r.set(http::field::allow, "GET");
+      co_return r;
+    }
+    const auto target = std::string_view(req.target().data(), req.target().size());
+    const auto path = target.substr(0, target.find('?'));
+    if (path == "/health/database") co_return co_await health(req);
+    if (path == "/metrics") co_return reply(req, http::status::ok, metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status()));
+    co_return reply(req, http::status::not_found,
+                    R"({"error":"not found","endpoints":["/health/database","/metrics","/status"]})");
+  }
+
+  // The store's health: `SELECT 1` and its latency.
+  asio::awaitable<json::object> sqlite_health() {
+    auto* s = route.sqlite();
+    if (s == nullptr) co_return json::object{{"ok", false}, {"configured", false}};
+    const auto start = backends::clock::now();
+    backends::exec_options o;
+    o.internal = true;
+    o.deadline = start + std::chrono::seconds(5);
+    auto r = co_await await_callback<backends::outcome<protocol::query_result>>(
+        [s, o](auto done) { s->execute({"SELECT 1", {}}, o, std::move(done)); });
+    json::object h{{"ok", bool(r)}, {"latencyMs", ms_since(start)}};
+    if (!r) h["error"] = r.error().message;
+    co_return h;
+  }
+
+  asio::awaitable<json::object> d1_health() {
+    auto* d = route.d1();
+    if (d == nullptr) co_return json::object{{"ok", false}, {"configured", false}};
+    auto h = co_await await_callback<backends::d1_health>([d](auto done) { d->health(std::move(done)); });
+    json::object o{{"ok", h.ok}, {"latencyMs", h.latency_ms}};
+    if (!h.ok) o["error"] = h.error;
+    co_return o;
+  }
+
+  asio::awaitable<response> health(const request& req) {
+    auto sqlite = co_await sqlite_health();
+    auto d1 = co_await d1_health();
+    const mode m = route.current_mode();
+    const bool leader_ok = (m == mode::sqlite_only || m == mode::dual_sqlite) ? sqlite.at("ok").as_bool() : d1.at("ok").as_bool();
+    json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
+                      {"sqlite", std::move(sqlite)},
+                      {"d1", std::move(d1)},
+                      {"dualWrite", json::object{{"mode", to_string(m)}, {"metrics", route.metrics().snapshot()}}}};
+    co_return reply(req, leader_ok ? http::status::ok : http::status::service_unavailable, json::serialize(body));
+  }
+
+  json::object status() {
+    json::object o{{"mode", to_string(route.current_mode())},
+                   {"readPercent", route.read_percent()},
+                   {"shadowReadPercent", route.shadow_read_percent()}};
+    if (auto rep = route.replication()) {
+      o["replication"] = json::object{{"applied", rep->applied()}, {"paused", rep->paused()}, {"lastError", rep->last_error()}};
+    } else {
+      o["replication"] = nullptr;
+    }
+    o["metrics"] = route.metrics().snapshot();
+    return o;
+  }
+
+  std::string metrics_text() {
+    std::string out = route.metrics().prometheus();
+    const mode current = route.current_mode();
+    out += "# HELP tandem_mode The current mode (1 for the active one)\n# TYPE tandem_mode gauge\n";
+    for (mode m : {mode::sqlite_only, mode::dual_sqlite, mode::dual_d1, mode::d1_only}) {
+      out += "tandem_mode{mode=\"" + std::string(to_string(m)) + "\"} " + (m == current ? "1" : "0") + "\n";
+    }
+    out += "# HELP tandem_read_percent Routing keys (percent) whose reads go to D1\n# TYPE tandem_read_percent gauge\n";
+    out += "tandem_read_percent " + std::to_string(route.read_percent()) + "\n";
+    out += "# HELP tandem_shadow_read_percent Reads (percent) also run on the other store\n# TYPE tandem_shadow_read_percent gauge\n";
+    out += "tandem_shadow_read_percent " + std::to_string(route.shadow_read_percent()) + "\n";
+    return out;
+  }
+
+  asio::io_context& ioc;
+  tcp::acceptor acceptor;
+  admin_options options;
+  router& route;
+  std::mutex mu;
+  bool stopped = false;
+  std::list<std::weak_ptr<beast::tcp_stream>> open;
+};
+
+admin_server::admin_server(asio::io_context& ioc, admin_options options, router& r)
+    : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
+
+admin_server::~admin_server() { stop(); }
+
+tcp::endpoint admin_server::start() {
+  auto& acc = impl_->acceptor;
+  tcp::endpoint ep(asio::ip::make_address(impl_->options.host), impl_->options.port);
+  acc.open(ep.protocol());
+  acc.set_option(tcp::acceptor::reuse_address(true));
+  acc.bind(ep);
+  acc.listen();
+  asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
+  return acc.local_endpoint();
+}
+
+void admin_server::stop() {
+  std::list<std::weak_ptr<beast::tcp_stream>> open;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+    open = std::move(impl_->open);
+  }
+  asio::post(impl_->acceptor.get_executor(), [i = impl_] {
+    beast::error_code ignored;
+    i->acceptor.close(ignored);
+  });
+  for (auto& w : open) {
+    if (auto s = w.lock()) asio::post(s->get_executor(), [s] { s->close(); });
+  }
+}
+
+}  // namespace tandem::proxy

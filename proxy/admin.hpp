@@ -1,0 +1,47 @@
+// The admin HTTP endpoint (Boost.Beast): health, Prometheus metrics and status for operators and
+// monitoring. A separate port from the SQL listener, bound to 127.0.0.1 by default.
+//
+//   GET /health/database  the migration guide's shape: {"sqlite": {...}, "d1": {...},
+//                         "dualWrite": {"mode", "metrics"}}; 200 when the leader is healthy,
+//                         503 otherwise
+//   GET /metrics          Prometheus text format
+//   GET /status           JSON: mode, read split, replication state, metrics
+//
+// With a token configured, every request needs `Authorization: Bearer <token>` (401 otherwise).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "proxy/router.hpp"
+
+namespace tandem::proxy {
+
+struct admin_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6441;
+  std::string token;  // the value (from the environment variable the config names); empty: none
+};
+
+class admin_server {
+ public:
+  admin_server(boost::asio::io_context& ioc, admin_options options, router& r);
+  ~admin_server();
+  admin_server(const admin_server&) = delete;
+  admin_server& operator=(const admin_server&) = delete;
+
+  // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
+  boost::asio::ip::tcp::endpoint start();
+  // Stops accepting and closes open connections. Thread-safe, returns at once. Idempotent.
+  void stop();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace tandem::proxy
