@@ -124,8 +124,9 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     backends::exec_options o;
     o.internal = true;
     o.deadline = start + std::chrono::seconds(5);
-    auto r = co_await await_callback<backends::outcome<protocol::query_result>>(
-        [s, o](auto done) { s->execute({"SELECT 1", {}}, o, std::move(done)); });
+    // Named, not a temporary in the co_await expression (GCC PR 101367, see await.hpp).
+    auto run = [s, o](auto done) { s->execute({"SELECT 1", {}}, o, std::move(done)); };
+    auto r = co_await await_callback<backends::outcome<protocol::query_result>>(std::move(run));
     json::object h{{"ok", bool(r)}, {"latencyMs", ms_since(start)}};
     if (!r) h["error"] = r.error().message;
     co_return h;
@@ -134,7 +135,8 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<json::object> d1_health() {
     auto* d = route.d1();
     if (d == nullptr) co_return json::object{{"ok", false}, {"configured", false}};
-    auto h = co_await await_callback<backends::d1_health>([d](auto done) { d->health(std::move(done)); });
+    auto run = [d](auto done) { d->health(std::move(done)); };
+    auto h = co_await await_callback<backends::d1_health>(std::move(run));
     json::object o{{"ok", h.ok}, {"latencyMs", h.latency_ms}};
     if (!h.ok) o["error"] = h.error;
     co_return o;

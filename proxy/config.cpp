@@ -186,6 +186,14 @@ config parse_config(std::string_view text, const std::string& source) {
          {"token_env", [&](const path& q, const value& w) { c.admin.token_env = r.string(q, w); }},
        });
      }},
+    {"control", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"enabled", [&](const path& q, const value& w) { c.control.enabled = r.boolean(q, w); }},
+         {"socket", [&](const path& q, const value& w) { c.control.socket = r.string(q, w); }},
+         {"state_file", [&](const path& q, const value& w) { c.control.state_file = r.string(q, w); }},
+         {"max_pause_ms", [&](const path& q, const value& w) { c.control.max_pause_ms = static_cast<int>(r.integer(q, w, 1, k_int_max)); }},
+       });
+     }},
     {"log", [&](const path& p, const value& v) {
        r.object(p, v, {
          {"level", [&](const path& q, const value& w) { c.log.level = r.one_of(q, w, {"trace", "debug", "info", "warn", "error", "off"}); }},

@@ -77,6 +77,14 @@ struct admin_config {
   std::string token_env;  // the variable holding the bearer token; empty: no token
 };
 
+// The control socket and the runtime state file (proxy/control.hpp).
+struct control_config {
+  bool enabled = true;
+  std::string socket = "var/tandem.sock";
+  std::string state_file = "var/tandem.state.json";
+  int max_pause_ms = 30000;
+};
+
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
 };
@@ -92,6 +100,7 @@ struct config {
   limits_config limits;
   dual_config dual;
   admin_config admin;
+  control_config control;
   log_config log;
   int io_threads = 2;
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU

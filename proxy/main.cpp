@@ -7,6 +7,7 @@
 #include "proxy/config.hpp"
 #include "proxy/serve.hpp"
 #include "tools/bench.hpp"
+#include "tools/ctl.hpp"
 #include "tools/shell.hpp"
 
 namespace {
@@ -70,6 +71,15 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sqlite", "d1", "dual"}))->capture_default_str();
   bench->add_option("--d1-local", bo.d1_local, "the tools/d1-local folder (default: found from the binary)");
 
+  // ctl
+  auto* ctl = app.add_subcommand("ctl", "send a command to a running tandem's control socket (tandem ctl help)");
+  tandem::tools::ctl_options co;
+  ctl->add_option("--socket", co.socket, "the control socket (control.socket in the config)")->capture_default_str();
+  ctl->add_flag("--raw", co.raw, "print the answer line as it came (one JSON object)");
+  ctl->add_option("command", co.words, "the command and its arguments, e.g. split 25")->expected(0, -1);
+  ctl->footer("commands: help, status, metrics, mode <mode>, split <0-100>, shadow <0-100>, pause-replication,\n"
+              "          resume-replication, switch-primary, verify <on|off>");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -86,6 +96,7 @@ int main(int argc, char** argv) {
     }
     if (shell->parsed()) return tandem::tools::run_shell(so);
     if (bench->parsed()) return tandem::tools::run_bench(bo);
+    if (ctl->parsed()) return tandem::tools::run_ctl(co);
   } catch (const tandem::proxy::config_error& e) {
     std::cerr << "tandem: configuration error: " << e.what() << "\n";
     return 2;

@@ -40,7 +40,12 @@ backends::outcome<std::vector<query_result>> run_batch(backends::store& s, std::
 
 replicator::replicator(backends::store& leader, backends::store& follower, replicator_options options,
                        dual_metrics& metrics)
-    : leader_(leader), follower_(follower), options_(options), metrics_(metrics), source_(leader.name()) {}
+    : leader_(leader),
+      follower_(follower),
+      options_(options),
+      metrics_(metrics),
+      source_(leader.name()),
+      verify_(options.verify_writes) {}
 
 replicator::~replicator() { stop(); }
 
@@ -231,7 +236,7 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
 }
 
 void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
-  if (!options_.verify_writes || e.kind != entry_kind::statements || e.changes.size() != e.statements.size()) return;
+  if (!verify_.load() || e.kind != entry_kind::statements || e.changes.size() != e.statements.size()) return;
   for (std::size_t k = 0; k < e.statements.size(); ++k) {
     const auto follower_changes = results.at(first + k).meta.changes;
     if (follower_changes == e.changes[k]) continue;

@@ -10,6 +10,7 @@
 // applies or the operator steps in.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -63,6 +64,7 @@ class replicator {
   void pause();
   void resume();
   bool paused() const;
+  void set_verify_writes(bool on) { verify_.store(on); }
 
   std::int64_t applied() const;   // -1 until read from the follower
   std::string last_error() const;  // the last failure, "" once an apply succeeds
@@ -84,6 +86,7 @@ class replicator {
   replicator_options options_;
   dual_metrics& metrics_;
   const std::string source_;  // the leader's name, the key of its row in _tandem_applied
+  std::atomic<bool> verify_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

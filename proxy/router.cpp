@@ -139,6 +139,17 @@ int router::shadow_read_percent() const {
   return shadow_percent_;
 }
 
+void router::set_verify_writes(bool on) {
+  std::lock_guard lock(mu_);
+  options_.replication.verify_writes = on;  // for replicators started later (after a switch)
+  if (replicator_) replicator_->set_verify_writes(on);
+}
+
+bool router::verify_writes() const {
+  std::lock_guard lock(mu_);
+  return options_.replication.verify_writes;
+}
+
 void router::pause_replication() {
   if (auto r = replication()) r->pause();
 }
@@ -392,7 +403,12 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
                                "going back from d1-only needs D1 copied to SQLite first",
                            {}, {}};
   }
-  if (!sqlite_ || !d1_) return protocol::error{errc::bad_request, "both stores must be configured", {}, {}};
+  if (!sqlite_ || !d1_) {
+    return protocol::error{errc::bad_request,
+                           std::string(to_string(m)) + " needs both stores, and " + (d1_ ? "SQLite" : "D1") +
+                               " is not configured (set d1.account_id, d1.database_id and d1.token_env, then restart)",
+                           {}, {}};
+  }
   const auto start = clock::now();
   if (auto h = hold_writes(lock, start + max_pause); !h) return h.error();
   if (is_dual(from)) {

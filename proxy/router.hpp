@@ -88,6 +88,8 @@ class router {
   void set_shadow_read_percent(int percent);
   void pause_replication();
   void resume_replication();
+  void set_verify_writes(bool on);
+  bool verify_writes() const;
   // The replicator in a dual mode, else null. Shared: reads waiting on it may outlive a switch.
   std::shared_ptr<replicator> replication() const;
 

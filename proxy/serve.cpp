@@ -15,6 +15,7 @@
 #include "backends/d1_store.hpp"
 #include "backends/sqlite_store.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/control.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
 
@@ -140,12 +141,26 @@ int serve(const config& c) {
   validate(c);
   auto tokens = resolve_tokens(c.token_envs);
 
-  auto opened = open_router(c);
+  // The runtime state the control plane saved wins over the config's initial values.
+  config effective = c;
+  std::optional<runtime_state> saved;
+  if (c.control.enabled && !c.control.state_file.empty()) saved = load_runtime_state(c.control.state_file);
+  if (saved) {
+    effective.mode = std::string(to_string(saved->current));
+    effective.dual.read_percent = saved->read_percent;
+    effective.dual.shadow_read_percent = saved->shadow_read_percent;
+    effective.dual.verify_writes = saved->verify_writes;
+    spdlog::info("resuming the runtime state saved in {}: mode {}, read split {}%{}", c.control.state_file, effective.mode,
+                 saved->read_percent, saved->replication_paused ? ", replication paused" : "");
+    validate(effective);
+  }
+  auto opened = open_router(effective);
   if (!opened) {
     spdlog::critical("{}", opened.error().message);
     return 1;
   }
   router& route = **opened;
+  if (saved && saved->replication_paused) route.pause_replication();
 
   asio::io_context ioc(c.io_threads);
   server srv(ioc, server_options{c.listen, c.tls, c.limits, tokens}, route);
@@ -171,6 +186,20 @@ int serve(const config& c) {
       return 1;
     }
   }
+  std::unique_ptr<control_server> control;
+  if (c.control.enabled) {
+    control_options co;
+    co.socket_path = c.control.socket;
+    co.state_path = c.control.state_file;
+    co.max_pause = std::chrono::milliseconds(c.control.max_pause_ms);
+    control = std::make_unique<control_server>(ioc, co, route);
+    try {
+      control->start();
+    } catch (const std::exception& e) {
+      spdlog::critical("{}", e.what());
+      return 1;
+    }
+  }
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal;
   bool stopping = false;
@@ -187,14 +216,15 @@ int serve(const config& c) {
     // another thread at once, and a wait armed after it would keep the io_context alive forever.
     signals.async_wait(on_signal);
     if (admin) admin->stop();
+    if (control) control->stop();
     srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
   };
   signals.async_wait(on_signal);
   spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION,
-               c.mode == "sqlite-only" ? c.sqlite.path
-               : c.mode == "d1-only"   ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint
+               effective.mode == "sqlite-only" ? c.sqlite.path
+               : effective.mode == "d1-only"   ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint
                                        : c.sqlite.path + " and D1 database " + c.d1.database_id + " at " + c.d1.endpoint,
-               c.mode,
+               effective.mode,
                ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
                tokens.empty() ? " without authentication" : "");
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;

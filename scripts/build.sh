@@ -12,6 +12,8 @@ case "$kind" in
                               -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang) ;;
   *) echo "usage: $0 [release|ci|fuzz]" >&2; exit 2 ;;
 esac
+# Paths relative to the checkout in ccache's keys, so that another clone (CI) reuses the cache.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 cmake -S "$root" -B "$root/$dir" -G Ninja "${flags[@]}" >/dev/null
 # Two cores: two jobs, so Beast/Asio translation units do not swap each other out.
 ninja -C "$root/$dir" -j "$(nproc)"

@@ -448,7 +448,7 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   }
 
   const std::string conf = (dir / "bench-d1.jsonc").string();
-  std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false},\n  "
+  std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false},\n  "
                       << local.config(database) << " }\n";
   child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}});
   protocol::client_options copts;
@@ -563,7 +563,7 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
     const std::string path = (dir / (name + ".jsonc")).string();
     std::ofstream(path) << "{ \"mode\": \"" << mode << "\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
                         << "  \"sqlite\": {\"path\": \"" << (dir / (name + ".db")).string() << "\", \"synchronous\": \""
-                        << o.synchronous << "\"},\n  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false},\n"
+                        << o.synchronous << "\"},\n  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false},\n"
                         << "  \"dual\": {\"batch_entries\": " << batch_entries << ", \"retry_min_ms\": 10, \"retry_max_ms\": "
                         << (d1_section.empty() ? 50 : 60000) << "},\n  " << (d1_section.empty() ? local.config(database) : d1_section)
                         << " }\n";
@@ -729,7 +729,7 @@ int run_bench(const bench_options& o) {
       const std::string conf = (dir / "bench.jsonc").string();
       std::ofstream(conf) << "{ \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
                           << "  \"sqlite\": {\"path\": \"" << tandem_db << "\", \"synchronous\": \"" << o.synchronous << "\"},\n"
-                          << "  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false} }\n";
+                          << "  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false} }\n";
       const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
       child = std::make_unique<child_server>(binary, conf);
       copts.port = child->port();

@@ -104,7 +104,7 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
   const std::string config = dir.file("tandem.json");
   {
     std::ofstream f(config);
-    f << "{\"mode\": \"" << mode << "\", \"listen\": {\"port\": " << port << "}, \"admin\": {\"port\": 0},"
+    f << "{\"mode\": \"" << mode << "\", \"listen\": {\"port\": " << port << "}, \"admin\": {\"port\": 0}, \"control\": {\"enabled\": false},"
       << "\"sqlite\": {\"path\": \"" << db_path << "\", \"synchronous\": \"NORMAL\"},"
       << "\"d1\": {\"endpoint\": \"" << d1.url() << "\", \"account_id\": \"" << k_d1_account << "\", \"database_id\": \""
       << database << "\", \"token_env\": \"TANDEM_CHAOS_D1_TOKEN\", \"max_attempts\": 2, \"backoff_base_ms\": 20,"

@@ -54,6 +54,7 @@ export async function startTandem(options: ServerOptions = {}): Promise<TandemSe
       sqlite: { path: path.join(dir, "test.db"), synchronous: "OFF" },
       log: { level: "warn" },
       admin: { enabled: false },
+      control: { enabled: false },
     },
     options.config ?? {},
   );

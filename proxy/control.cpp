@@ -1,0 +1,386 @@
+#include "proxy/control.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "protocol/json_reader.hpp"
+#include "proxy/await.hpp"
+#include "proxy/config.hpp"
+
+namespace tandem::proxy {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+
+namespace {
+
+constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t k_max_line = 4096;
+constexpr std::size_t k_max_events = 100;
+
+constexpr const char* k_help =
+    "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
+    "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off>";
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json::object to_json(const runtime_state& s) {
+  return {{"mode", to_string(s.current)},
+          {"readPercent", s.read_percent},
+          {"shadowReadPercent", s.shadow_read_percent},
+          {"verifyWrites", s.verify_writes},
+          {"replicationPaused", s.replication_paused}};
+}
+
+bool operator_equal(const runtime_state& a, const runtime_state& b) {
+  return a.current == b.current && a.read_percent == b.read_percent && a.shadow_read_percent == b.shadow_read_percent &&
+         a.verify_writes == b.verify_writes && a.replication_paused == b.replication_paused;
+}
+
+std::optional<int> percent(const std::string& word) {
+  if (word.empty() || word.size() > 3 || word.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const int v = std::stoi(word);
+  if (v > 100) return std::nullopt;
+  return v;
+}
+
+// Runs blocking work (switch-primary waits for the follower) off the I/O threads, in order.
+class worker {
+ public:
+  worker() : thread_([this] { loop(); }) {}
+  ~worker() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(f));
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        f = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      f();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+runtime_state current_state(router& r) {
+  runtime_state s;
+  s.current = r.current_mode();
+  s.read_percent = r.read_percent();
+  s.shadow_read_percent = r.shadow_read_percent();
+  s.verify_writes = r.verify_writes();
+  auto rep = r.replication();
+  s.replication_paused = rep && rep->paused();
+  return s;
+}
+
+std::optional<runtime_state> load_runtime_state(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto doc = protocol::read_json(text.str());
+  const json::object* o = doc.ok() ? doc.value.if_object() : nullptr;
+  auto bad = [&](const std::string& why) -> runtime_state {
+    throw config_error(path + ": the runtime state file is unreadable (" + why +
+                       "); fix or remove it (tandem then starts from the config)");
+  };
+  if (o == nullptr) return bad(doc.ok() ? "not a JSON object" : doc.error);
+  runtime_state s;
+  auto get = [&](const char* key) -> const json::value& {
+    const auto* v = o->if_contains(key);
+    if (v == nullptr) bad(std::string("no '") + key + "'");
+    return *v;
+  };
+  const auto& m = get("mode");
+  auto parsed = m.is_string() ? mode_from_string(std::string(m.get_string())) : std::nullopt;
+  if (!parsed) return bad("'mode' is not a mode");
+  s.current = *parsed;
+  for (auto [key, target] : {std::pair{"readPercent", &s.read_percent}, std::pair{"shadowReadPercent", &s.shadow_read_percent}}) {
+    const auto& v = get(key);
+    if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > 100) return bad(std::string("'") + key + "' is not 0-100");
+    *target = static_cast<int>(v.get_int64());
+  }
+  for (auto [key, target] : {std::pair{"verifyWrites", &s.verify_writes}, std::pair{"replicationPaused", &s.replication_paused}}) {
+    const auto& v = get(key);
+    if (!v.is_bool()) return bad(std::string("'") + key + "' is not true or false");
+    *target = v.get_bool();
+  }
+  return s;
+}
+
+bool save_runtime_state(const std::string& path, const runtime_state& s) {
+  auto o = to_json(s);
+  o["updated"] = utc_now();
+  const std::string text = json::serialize(o) + "\n";
+  const std::string tmp = path + ".tmp";
+  std::error_code ec;
+  if (auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) std::filesystem::create_directories(parent, ec);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return false;
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+  std::fclose(f);
+  return written && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+struct control_server::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& ioc, control_options o, router& r) : ioc(ioc), acceptor(ioc), options(std::move(o)), route(r) {}
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), k_tuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+        continue;
+      }
+      auto s = std::make_shared<local::socket>(std::move(socket));
+      {
+        std::lock_guard lock(mu);
+        if (stopped) continue;
+        open.push_back(s);
+      }
+      asio::co_spawn(s->get_executor(), [self = shared_from_this(), s] { return self->serve(s); }, asio::detached);
+    }
+  }
+
+  asio::awaitable<void> serve(std::shared_ptr<local::socket> s) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    const std::uint32_t uid = ::getsockopt(s->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : ~0u;
+    std::string buf;
+    for (;;) {
+      auto [ec, n] = co_await asio::async_read_until(*s, asio::dynamic_buffer(buf, k_max_line), '\n', k_tuple);
+      std::string answer;
+      if (ec == asio::error::not_found) {
+        answer = json::serialize(json::object{{"ok", false}, {"error", "a command line is at most 4096 bytes"}}) + "\n";
+        co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+        break;
+      }
+      if (ec) break;
+      std::string line = buf.substr(0, n - 1);
+      buf.erase(0, n);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      auto self = shared_from_this();
+      // Named, not a temporary in the co_await expression (GCC PR 101367, see await.hpp).
+      auto run = [self, line, uid](auto done) {
+        self->blocking.post([self, line, uid, done]() mutable { done(self->execute(line, uid)); });
+      };
+      answer = co_await await_callback<std::string>(std::move(run));
+      answer += "\n";
+      auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+      if (wec) break;
+    }
+    boost::system::error_code ignored;
+    s->close(ignored);
+  }
+
+  std::string execute(const std::string& line, std::uint32_t uid) {
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    for (std::string x; words >> x;) w.push_back(x);
+    const std::string command = w.empty() ? "" : w[0];
+    const runtime_state before = current_state(route);
+    json::object out{{"command", line}};
+    auto refuse = [&](const std::string& why) {
+      out["ok"] = false;
+      out["error"] = why;
+      out["state"] = to_json(before);
+      return json::serialize(out);
+    };
+    auto arity = [&](std::size_t n) { return w.size() == n + 1; };
+    std::optional<switch_report> report;
+    if (command == "help" && arity(0)) {
+      out["ok"] = true;
+      out["commands"] = k_help;
+      return json::serialize(out);
+    } else if (command == "status" && arity(0)) {
+      out["ok"] = true;
+      out["state"] = to_json(before);
+      if (auto rep = route.replication()) {
+        out["replication"] = json::object{{"applied", rep->applied()}, {"lastError", rep->last_error()}};
+      }
+      out["metrics"] = route.metrics().snapshot();
+      json::array ev;
+      {
+        std::lock_guard lock(mu);
+        for (const auto& e : events) ev.push_back(e);
+      }
+      out["events"] = std::move(ev);
+      return json::serialize(out);
+    } else if (command == "metrics" && arity(0)) {
+      out["ok"] = true;
+      out["metrics"] = route.metrics().snapshot();
+      return json::serialize(out);
+    } else if ((command == "split" || command == "shadow") && arity(1)) {
+      auto p = percent(w[1]);
+      if (!p) return refuse(command + " takes a percentage from 0 to 100, not '" + w[1] + "'");
+      if (command == "split") route.set_read_percent(*p);
+      else route.set_shadow_read_percent(*p);
+    } else if (command == "verify" && arity(1)) {
+      if (w[1] != "on" && w[1] != "off") return refuse("verify takes on or off, not '" + w[1] + "'");
+      route.set_verify_writes(w[1] == "on");
+    } else if ((command == "pause-replication" || command == "resume-replication") && arity(0)) {
+      if (!route.replication()) return refuse(command + " needs a dual mode; the mode is " + std::string(to_string(before.current)));
+      if (command == "pause-replication") route.pause_replication();
+      else route.resume_replication();
+    } else if (command == "switch-primary" && arity(0)) {
+      auto r = route.switch_primary(options.max_pause);
+      if (!r) return refuse(r.error().message);
+      report = *r;
+    } else if (command == "mode" && arity(1)) {
+      auto m = mode_from_string(w[1]);
+      if (!m) return refuse("unknown mode '" + w[1] + "' (sqlite-only, dual-sqlite, dual-d1, d1-only)");
+      auto r = route.set_mode(*m, options.max_pause);
+      if (!r) return refuse(r.error().message);
+      report = *r;
+    } else if (command.empty()) {
+      return refuse("empty command; try help");
+    } else {
+      return refuse("unknown command or wrong arguments: '" + line + "'; commands: " + k_help);
+    }
+    const runtime_state after = current_state(route);
+    out["ok"] = true;
+    out["before"] = to_json(before);
+    out["after"] = to_json(after);
+    if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
+    if (!operator_equal(before, after)) {
+      json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
+      spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
+      std::lock_guard lock(mu);
+      events.push_back(std::move(event));
+      if (events.size() > k_max_events) events.pop_front();
+      if (!options.state_path.empty() && !save_runtime_state(options.state_path, after)) {
+        spdlog::error("control: cannot write the runtime state to {}; a restart would not keep this change", options.state_path);
+        out["warning"] = "the runtime state could not be saved to " + options.state_path;
+      }
+    }
+    return json::serialize(out);
+  }
+
+  asio::io_context& ioc;
+  local::acceptor acceptor;
+  control_options options;
+  router& route;
+  worker blocking;
+  std::mutex mu;
+  bool stopped = false;
+  std::list<std::weak_ptr<local::socket>> open;
+  std::deque<json::object> events;
+};
+
+control_server::control_server(asio::io_context& ioc, control_options options, router& r)
+    : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
+
+control_server::~control_server() { stop(); }
+
+void control_server::start() {
+  const std::string& path = impl_->options.socket_path;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode)) throw std::runtime_error("control socket path " + path + " is a symlink; refusing to use it");
+    if (!S_ISSOCK(st.st_mode)) throw std::runtime_error("control socket path " + path + " exists and is not a socket");
+    if (st.st_uid != ::geteuid()) {
+      throw std::runtime_error("control socket path " + path + " belongs to uid " + std::to_string(st.st_uid) + ", not to us");
+    }
+    // Ours: live (another tandem is serving it) or stale (a previous run was killed).
+    boost::asio::io_context probe_ctx;
+    local::socket probe(probe_ctx);
+    boost::system::error_code probe_ec;
+    probe.connect(local::endpoint(path), probe_ec);
+    if (!probe_ec) throw std::runtime_error("control socket " + path + " is in use by another tandem");
+    ::unlink(path.c_str());
+  }
+  std::error_code ec;
+  if (auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) std::filesystem::create_directories(parent, ec);
+  auto& acc = impl_->acceptor;
+  acc.open(local());
+  // Created 0600 from the start (umask), not chmod-ed after a window where others could connect.
+  const mode_t old = ::umask(0177);
+  boost::system::error_code bind_ec;
+  acc.bind(local::endpoint(path), bind_ec);
+  ::umask(old);
+  if (bind_ec) throw std::runtime_error("cannot create the control socket " + path + ": " + bind_ec.message());
+  acc.listen();
+  asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
+}
+
+void control_server::stop() {
+  std::list<std::weak_ptr<local::socket>> open;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+    open = std::move(impl_->open);
+  }
+  asio::post(impl_->acceptor.get_executor(), [i = impl_] {
+    if (!i->acceptor.is_open()) return;
+    boost::system::error_code ignored;
+    i->acceptor.close(ignored);
+    ::unlink(i->options.socket_path.c_str());
+  });
+  for (auto& w : open) {
+    if (auto s = w.lock()) asio::post(s->get_executor(), [s] {
+        boost::system::error_code ignored;
+        s->close(ignored);
+      });
+  }
+}
+
+std::string control_server::execute(const std::string& line, std::uint32_t peer_uid) { return impl_->execute(line, peer_uid); }
+
+}  // namespace tandem::proxy

@@ -1,0 +1,68 @@
+// The control socket: a unix socket taking one command per line and answering one JSON object
+// per line (usable with `socat - UNIX-CONNECT:PATH`, `nc -U PATH` or `tandem ctl`).
+//
+// Each command answers at once with the state before and after it. A refused command (unknown,
+// bad argument, unsafe now) says why and changes nothing. Every change is logged as an event
+// with the peer's uid and the time, kept for `status`, and the runtime state (mode, read split,
+// shadow percent, verification, replication paused) is written to the state file, so that a
+// restart (even after kill -9) resumes it instead of the config's initial values.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "proxy/router.hpp"
+
+namespace tandem::proxy {
+
+struct control_options {
+  std::string socket_path = "var/tandem.sock";
+  std::string state_path = "var/tandem.state.json";  // empty: state is not persisted
+  std::chrono::milliseconds max_pause{30000};          // switch-primary and mode changes
+};
+
+// What the control plane changes at runtime, persisted across restarts.
+struct runtime_state {
+  mode current = mode::sqlite_only;
+  int read_percent = 0;
+  int shadow_read_percent = 0;
+  bool verify_writes = true;
+  bool replication_paused = false;
+};
+
+// The state file's content, if there is a readable one. A corrupt file is an error (start-up
+// refuses rather than silently falling back to the config). Throws config_error.
+std::optional<runtime_state> load_runtime_state(const std::string& path);
+// Writes the file atomically (temporary file, fsync, rename). Returns false on failure.
+bool save_runtime_state(const std::string& path, const runtime_state& s);
+// The router's current runtime state.
+runtime_state current_state(router& r);
+
+class control_server {
+ public:
+  control_server(boost::asio::io_context& ioc, control_options options, router& r);
+  ~control_server();
+  control_server(const control_server&) = delete;
+  control_server& operator=(const control_server&) = delete;
+
+  // Creates the socket (mode 0600). Refuses (throws std::runtime_error) when the path is a
+  // symlink, or is something other than a socket, or belongs to another user; a stale socket
+  // of ours is replaced.
+  void start();
+  // Stops accepting, closes connections, removes the socket. Thread-safe. Idempotent.
+  void stop();
+
+  // Runs one command line as if it came from `peer_uid` (the socket's sessions use this too).
+  // Blocks for switch-primary and mode changes: never call it on an I/O thread.
+  std::string execute(const std::string& line, std::uint32_t peer_uid);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace tandem::proxy
