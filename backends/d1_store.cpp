@@ -270,7 +270,9 @@ struct d1_store::impl {
     if (journaled) {
       std::string part =
           "{\"sql\":\"INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (0, ?, " +
-          std::string(is_batch ? "'[]'" : "json_array(changes())") + ", ?) RETURNING seq\",\"params\":[";
+          // changes() is the last INSERT/UPDATE/DELETE's count, which a schema change leaves
+          // as it was: recorded only for a single DML statement ('[]' means not recorded).
+          std::string(is_batch || changes_schema ? "'[]'" : "json_array(changes())") + ", ?) RETURNING seq\",\"params\":[";
       protocol::append_json_string(part, encode_statements(sts));
       part += "," + std::to_string(wall_ms()) + "]}";
       parts.push_back(std::move(part));

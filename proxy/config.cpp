@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 
 #include "protocol/json_reader.hpp"
 
@@ -62,6 +63,25 @@ class reader {
     return n;
   }
 
+  double number(const std::string& path, const json::value& v, double lo, double hi) const {
+    double n = 0;
+    if (v.is_double()) n = v.get_double();
+    else if (v.is_int64()) n = static_cast<double>(v.get_int64());
+    else if (v.is_uint64()) n = static_cast<double>(v.get_uint64());
+    else fail(path, "must be a number");
+    if (n < lo || n > hi) fail(path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return n;
+  }
+
+  std::chrono::milliseconds duration(const std::string& path, const json::value& v) const {
+    const auto text = string(path, v);
+    try {
+      return parse_duration(text);
+    } catch (const std::invalid_argument& e) {
+      fail(path, std::string("must be a duration: ") + e.what());
+    }
+  }
+
   std::string one_of(const std::string& path, const json::value& v, std::initializer_list<const char*> allowed) const {
     auto s = string(path, v);
     std::string list;
@@ -80,6 +100,23 @@ class reader {
 constexpr std::int64_t k_int_max = std::numeric_limits<int>::max();
 
 }  // namespace
+
+std::chrono::milliseconds parse_duration(const std::string& text) {
+  std::size_t end = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &end);
+  } catch (const std::exception&) {
+  }
+  const std::string unit = text.substr(end);
+  if (n < 0 || end == 0) throw std::invalid_argument("'" + text + "' is not a duration (e.g. 500ms, 30s, 5m, 24h, 7d)");
+  if (unit == "ms") return std::chrono::milliseconds(n);
+  if (unit == "s") return std::chrono::seconds(n);
+  if (unit == "m") return std::chrono::minutes(n);
+  if (unit == "h") return std::chrono::hours(n);
+  if (unit == "d") return std::chrono::hours(24 * n);
+  throw std::invalid_argument("'" + text + "' is not a duration (e.g. 500ms, 30s, 5m, 24h, 7d)");
+}
 
 config parse_config(std::string_view text, const std::string& source) {
   protocol::json_read_options opts;
@@ -192,6 +229,41 @@ config parse_config(std::string_view text, const std::string& source) {
          {"socket", [&](const path& q, const value& w) { c.control.socket = r.string(q, w); }},
          {"state_file", [&](const path& q, const value& w) { c.control.state_file = r.string(q, w); }},
          {"max_pause_ms", [&](const path& q, const value& w) { c.control.max_pause_ms = static_cast<int>(r.integer(q, w, 1, k_int_max)); }},
+       });
+     }},
+    {"rollout", [&](const path& p, const value& v) {
+       auto& ro = c.rollout;
+       r.object(p, v, {
+         {"stages", [&](const path& q, const value& w) {
+            if (!w.is_array() || w.get_array().empty()) r.fail(q, "must be a non-empty array of {percent, hold}");
+            ro.stages.clear();
+            int previous = 0;
+            for (std::size_t i = 0; i < w.get_array().size(); ++i) {
+              const path at = q + "[" + std::to_string(i) + "]";
+              rollout_config::stage st;
+              r.object(at, w.get_array()[i], {
+                {"percent", [&](const path& k, const value& x) { st.percent = static_cast<int>(r.integer(k, x, 1, 100)); }},
+                {"hold", [&](const path& k, const value& x) { st.hold = r.duration(k, x); }},
+              });
+              if (st.percent <= previous) r.fail(at, "percentages must rise from stage to stage");
+              previous = st.percent;
+              ro.stages.push_back(st);
+            }
+          }},
+         {"auto_advance", [&](const path& q, const value& w) { ro.auto_advance = r.boolean(q, w); }},
+         {"tick_ms", [&](const path& q, const value& w) { ro.tick_ms = static_cast<int>(r.integer(q, w, 10, 3600000)); }},
+         {"guards", [&](const path& q, const value& w) {
+            r.object(q, w, {
+              {"window", [&](const path& k, const value& x) { ro.window = r.duration(k, x); }},
+              {"max_d1_error_rate", [&](const path& k, const value& x) { ro.max_d1_error_rate = r.number(k, x, 0, 1); }},
+              {"min_reads", [&](const path& k, const value& x) { ro.min_reads = static_cast<int>(r.integer(k, x, 1, k_int_max)); }},
+              {"max_d1_read_p99_ms", [&](const path& k, const value& x) { ro.max_d1_read_p99_ms = r.number(k, x, 0, 1e9); }},
+              {"max_lag_entries", [&](const path& k, const value& x) { ro.max_lag_entries = r.integer(k, x, 0, std::numeric_limits<std::int64_t>::max()); }},
+              {"max_lag_ms", [&](const path& k, const value& x) { ro.max_lag_ms = r.integer(k, x, 0, std::numeric_limits<std::int64_t>::max()); }},
+              {"max_verification_failures", [&](const path& k, const value& x) { ro.max_verification_failures = static_cast<int>(r.integer(k, x, 0, k_int_max)); }},
+              {"max_shadow_mismatches", [&](const path& k, const value& x) { ro.max_shadow_mismatches = static_cast<int>(r.integer(k, x, 0, k_int_max)); }},
+            });
+          }},
        });
      }},
     {"log", [&](const path& p, const value& v) {

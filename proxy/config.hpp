@@ -85,6 +85,28 @@ struct control_config {
   int max_pause_ms = 30000;
 };
 
+// The staged rollout (proxy/rollout.hpp): stages, auto-advance and guards.
+struct rollout_config {
+  struct stage {
+    int percent = 0;
+    std::chrono::milliseconds hold{0};
+  };
+  std::vector<stage> stages{{5, std::chrono::hours(24)},
+                            {25, std::chrono::hours(24)},
+                            {50, std::chrono::hours(24)},
+                            {100, std::chrono::hours(24 * 7)}};
+  bool auto_advance = false;
+  int tick_ms = 1000;
+  std::chrono::milliseconds window{300000};
+  double max_d1_error_rate = 0.01;
+  int min_reads = 20;
+  double max_d1_read_p99_ms = 1000;
+  std::int64_t max_lag_entries = 10000;
+  std::int64_t max_lag_ms = 60000;
+  int max_verification_failures = 0;
+  int max_shadow_mismatches = 0;
+};
+
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
 };
@@ -101,6 +123,7 @@ struct config {
   dual_config dual;
   admin_config admin;
   control_config control;
+  rollout_config rollout;
   log_config log;
   int io_threads = 2;
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU
@@ -113,6 +136,9 @@ class config_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// "500ms", "30s", "5m", "24h", "7d" as a duration. Throws std::invalid_argument.
+std::chrono::milliseconds parse_duration(const std::string& text);
 
 // Parses JSON-with-comments text. Unknown keys and wrong types throw config_error naming the key
 // and its line. `source` names the text in messages (usually the file path).

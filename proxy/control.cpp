@@ -44,7 +44,8 @@ constexpr std::size_t k_max_events = 100;
 
 constexpr const char* k_help =
     "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
-    "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off>";
+    "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
+    "next | prev | hold | release | fallback";
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -60,12 +61,15 @@ json::object to_json(const runtime_state& s) {
           {"readPercent", s.read_percent},
           {"shadowReadPercent", s.shadow_read_percent},
           {"verifyWrites", s.verify_writes},
-          {"replicationPaused", s.replication_paused}};
+          {"replicationPaused", s.replication_paused},
+          {"stage", s.stage},
+          {"held", s.held}};
 }
 
 bool operator_equal(const runtime_state& a, const runtime_state& b) {
   return a.current == b.current && a.read_percent == b.read_percent && a.shadow_read_percent == b.shadow_read_percent &&
-         a.verify_writes == b.verify_writes && a.replication_paused == b.replication_paused;
+         a.verify_writes == b.verify_writes && a.replication_paused == b.replication_paused && a.stage == b.stage &&
+         a.held == b.held;
 }
 
 std::optional<int> percent(const std::string& word) {
@@ -118,8 +122,12 @@ class worker {
 
 }  // namespace
 
-runtime_state current_state(router& r) {
+runtime_state current_state(router& r, const rollout* ro) {
   runtime_state s;
+  if (ro) {
+    s.stage = ro->stage();
+    s.held = ro->held();
+  }
   s.current = r.current_mode();
   s.read_percent = r.read_percent();
   s.shadow_read_percent = r.shadow_read_percent();
@@ -160,6 +168,15 @@ std::optional<runtime_state> load_runtime_state(const std::string& path) {
     const auto& v = get(key);
     if (!v.is_bool()) return bad(std::string("'") + key + "' is not true or false");
     *target = v.get_bool();
+  }
+  // The rollout's place (absent in files written before the rollout existed).
+  if (const auto* v = o->if_contains("stage")) {
+    if (!v->is_int64() || v->get_int64() < -1 || v->get_int64() > 1000) return bad("'stage' is not a stage");
+    s.stage = static_cast<int>(v->get_int64());
+  }
+  if (const auto* v = o->if_contains("held")) {
+    if (!v->is_bool()) return bad("'held' is not true or false");
+    s.held = v->get_bool();
   }
   return s;
 }
@@ -234,7 +251,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     std::vector<std::string> w;
     for (std::string x; words >> x;) w.push_back(x);
     const std::string command = w.empty() ? "" : w[0];
-    const runtime_state before = current_state(route);
+    const runtime_state before = current_state(route, ro);
     json::object out{{"command", line}};
     auto refuse = [&](const std::string& why) {
       out["ok"] = false;
@@ -254,6 +271,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (auto rep = route.replication()) {
         out["replication"] = json::object{{"applied", rep->applied()}, {"lastError", rep->last_error()}};
       }
+      if (ro) out["rollout"] = ro->status();
       out["metrics"] = route.metrics().snapshot();
       json::array ev;
       {
@@ -288,12 +306,22 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       auto r = route.set_mode(*m, options.max_pause);
       if (!r) return refuse(r.error().message);
       report = *r;
+    } else if ((command == "next" || command == "prev" || command == "hold" || command == "release" || command == "fallback") &&
+               arity(0)) {
+      if (ro == nullptr) return refuse(command + ": there is no rollout (rollout.stages is empty)");
+      std::string why;
+      if (command == "next") why = ro->next();
+      else if (command == "prev") why = ro->prev();
+      else if (command == "hold") ro->hold();
+      else if (command == "release") ro->release();
+      else ro->fallback();
+      if (!why.empty()) return refuse(why);
     } else if (command.empty()) {
       return refuse("empty command; try help");
     } else {
       return refuse("unknown command or wrong arguments: '" + line + "'; commands: " + k_help);
     }
-    const runtime_state after = current_state(route);
+    const runtime_state after = current_state(route, ro);
     out["ok"] = true;
     out["before"] = to_json(before);
     out["after"] = to_json(after);
@@ -301,21 +329,28 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     if (!operator_equal(before, after)) {
       json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
       spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
-      std::lock_guard lock(mu);
-      events.push_back(std::move(event));
-      if (events.size() > k_max_events) events.pop_front();
-      if (!options.state_path.empty() && !save_runtime_state(options.state_path, after)) {
-        spdlog::error("control: cannot write the runtime state to {}; a restart would not keep this change", options.state_path);
-        out["warning"] = "the runtime state could not be saved to " + options.state_path;
-      }
+      if (!keep(std::move(event), after)) out["warning"] = "the runtime state could not be saved to " + options.state_path;
     }
     return json::serialize(out);
+  }
+
+  // Adds the event to the log and saves `state`; false when the state could not be saved.
+  bool keep(json::object event, const runtime_state& state) {
+    std::lock_guard lock(mu);
+    events.push_back(std::move(event));
+    if (events.size() > k_max_events) events.pop_front();
+    if (!options.state_path.empty() && !save_runtime_state(options.state_path, state)) {
+      spdlog::error("control: cannot write the runtime state to {}; a restart would not keep this change", options.state_path);
+      return false;
+    }
+    return true;
   }
 
   asio::io_context& ioc;
   local::acceptor acceptor;
   control_options options;
   router& route;
+  rollout* ro = nullptr;
   worker blocking;
   std::mutex mu;
   bool stopped = false;
@@ -379,6 +414,13 @@ void control_server::stop() {
         s->close(ignored);
       });
   }
+}
+
+void control_server::set_rollout(rollout* r) { impl_->ro = r; }
+
+void control_server::record(const std::string& what, json::object details) {
+  json::object event{{"at", utc_now()}, {"uid", "tandem"}, {"command", what}, {"details", std::move(details)}};
+  impl_->keep(std::move(event), current_state(impl_->route, impl_->ro));
 }
 
 std::string control_server::execute(const std::string& line, std::uint32_t peer_uid) { return impl_->execute(line, peer_uid); }

@@ -15,6 +15,9 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <boost/json/object.hpp>
+
+#include "proxy/rollout.hpp"
 #include "proxy/router.hpp"
 
 namespace tandem::proxy {
@@ -32,6 +35,8 @@ struct runtime_state {
   int shadow_read_percent = 0;
   bool verify_writes = true;
   bool replication_paused = false;
+  int stage = -1;     // rollout stage (-1: before the first)
+  bool held = false;  // rollout auto-advance held
 };
 
 // The state file's content, if there is a readable one. A corrupt file is an error (start-up
@@ -39,8 +44,8 @@ struct runtime_state {
 std::optional<runtime_state> load_runtime_state(const std::string& path);
 // Writes the file atomically (temporary file, fsync, rename). Returns false on failure.
 bool save_runtime_state(const std::string& path, const runtime_state& s);
-// The router's current runtime state.
-runtime_state current_state(router& r);
+// The router's (and the rollout's, if any) current runtime state.
+runtime_state current_state(router& r, const rollout* ro = nullptr);
 
 class control_server {
  public:
@@ -55,6 +60,11 @@ class control_server {
   void start();
   // Stops accepting, closes connections, removes the socket. Thread-safe. Idempotent.
   void stop();
+
+  // Adds the rollout commands (next, prev, hold, release, fallback). Call before start().
+  void set_rollout(rollout* r);
+  // Records an event tandem did by itself (a guard fallback, an advance) and saves the state.
+  void record(const std::string& what, boost::json::object details);
 
   // Runs one command line as if it came from `peer_uid` (the socket's sessions use this too).
   // Blocks for switch-primary and mode changes: never call it on an I/O thread.

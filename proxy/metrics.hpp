@@ -20,6 +20,9 @@ namespace tandem::proxy {
   X(verification_failures, "verificationFailures", "Entries whose follower result differed from the leader's") \
   X(reads_sqlite, "readsSqlite", "Reads served by SQLite")                                                  \
   X(reads_d1, "readsD1", "Reads served by D1")                                                              \
+  X(read_errors_sqlite, "readErrorsSqlite", "Reads SQLite answered with an error")                          \
+  X(read_errors_d1, "readErrorsD1", "Reads D1 answered with an error")                                      \
+  X(rollout_fallbacks, "rolloutFallbacks", "Times a breached guard moved the rollout back a stage")         \
   X(read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the session's own write") \
   X(read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead")     \
   X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
@@ -33,7 +36,8 @@ namespace tandem::proxy {
   X(applied_seq, "appliedSeq", "Highest journal sequence number applied on the follower")      \
   X(lag_entries, "replicationLagEntries", "Journal entries committed but not yet applied")     \
   X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
-  X(replication_paused, "replicationPaused", "1 while replication is paused")
+  X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
+  X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")
 
 // X(member, wire name, help)
 #define TANDEM_HISTOGRAMS(X)                                                               \

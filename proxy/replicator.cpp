@@ -185,10 +185,14 @@ bool replicator::prepare() {
   }
   const auto& rows = r->at(0).rows;
   const auto* v = rows.empty() ? nullptr : std::get_if<std::int64_t>(&rows[0][0]);
-  std::lock_guard lock(mu_);
-  applied_ = v ? *v : 0;
-  ready_ = true;
-  metrics_.applied_seq.store(applied_);
+  {
+    std::lock_guard lock(mu_);
+    applied_ = v ? *v : 0;
+    ready_ = true;
+    metrics_.applied_seq.store(applied_);
+  }
+  cv_.notify_all();  // wait_caught_up() may already be satisfied
+  fire_waiters(false);
   return true;
 }
 

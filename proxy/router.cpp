@@ -279,6 +279,11 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                  done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
                   (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
+                  if (!r && r.error().code != errc::bad_request && r.error().code != errc::sql_error &&
+                      r.error().code != errc::unsupported) {
+                    // The store failing, not the client's SQL: what the rollout's error guard watches.
+                    (d1 ? metrics_.read_errors_d1 : metrics_.read_errors_sqlite).fetch_add(1);
+                  }
                   (d1 ? metrics_.read_latency_d1 : metrics_.read_latency_sqlite).record(ms_since(start));
                   if (shadow && r) {
                     // Compared after the client has its answer: a shadow read adds no latency.

@@ -16,6 +16,7 @@
 #include "backends/sqlite_store.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/control.hpp"
+#include "proxy/rollout.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
 
@@ -120,6 +121,24 @@ router_options router_options_from(const config& c) {
   return o;
 }
 
+rollout_options rollout_options_from(const rollout_config& c) {
+  rollout_options o;
+  o.stages.clear();
+  for (const auto& s : c.stages) o.stages.push_back({s.percent, s.hold});
+  o.auto_advance = c.auto_advance;
+  o.tick = std::chrono::milliseconds(c.tick_ms);
+  auto& g = o.guards;
+  g.window = c.window;
+  g.max_d1_error_rate = c.max_d1_error_rate;
+  g.min_reads = static_cast<std::uint64_t>(c.min_reads);
+  g.max_d1_read_p99_ms = c.max_d1_read_p99_ms;
+  g.max_lag_entries = c.max_lag_entries;
+  g.max_lag_ms = c.max_lag_ms;
+  g.max_verification_failures = static_cast<std::uint64_t>(c.max_verification_failures);
+  g.max_shadow_mismatches = static_cast<std::uint64_t>(c.max_shadow_mismatches);
+  return o;
+}
+
 backends::outcome<std::unique_ptr<router>> open_router(const config& c) {
   std::unique_ptr<backends::sqlite_store> sqlite;
   std::unique_ptr<backends::d1_store> d1;
@@ -193,6 +212,19 @@ int serve(const config& c) {
     co.state_path = c.control.state_file;
     co.max_pause = std::chrono::milliseconds(c.control.max_pause_ms);
     control = std::make_unique<control_server>(ioc, co, route);
+  }
+  // The rollout resumes where the saved state left it, else before its first stage (the read
+  // split from the config, or saved by `split`, stays until the operator's first `next`).
+  std::unique_ptr<rollout> stages;
+  if (!c.rollout.stages.empty()) {
+    stages = std::make_unique<rollout>(route, rollout_options_from(c.rollout), saved ? saved->stage : -1, saved && saved->held,
+                                       [&control](const std::string& what, boost::json::object details) {
+                                         if (control) control->record(what, std::move(details));
+                                       });
+    stages->start();
+    if (control) control->set_rollout(stages.get());
+  }
+  if (control) {
     try {
       control->start();
     } catch (const std::exception& e) {
@@ -234,6 +266,7 @@ int serve(const config& c) {
   for (int i = 1; i < c.io_threads; ++i) threads.emplace_back([&] { run_io(ioc, spin); });
   run_io(ioc, spin);
   for (auto& t : threads) t.join();
+  if (stages) stages->stop();
   route.shutdown();
   spdlog::info("stopped");
   return 0;

@@ -400,7 +400,7 @@ class bench_d1 {
   std::string fresh(int nn) {
     char id[64];
     std::snprintf(id, sizeof id, "00000000-0000-4000-8000-0000000000%02d", nn);
-    shell_output("curl -sf -X POST -H 'Authorization: Bearer local-dev-token' " + url_ + "/client/v4/accounts/" + k_account +
+    shell_output("curl -sf --retry 2 --max-time 30 -X POST -H 'Authorization: Bearer local-dev-token' " + url_ + "/client/v4/accounts/" + k_account +
                  "/d1/database/" + id + "/reset");
     return id;
   }

@@ -60,8 +60,14 @@ class proxy_process {
       seen.append(buf, static_cast<std::size_t>(n));
     }
     ::close(out[0]);
-    ASSERT_NE(seen.find("tandem listening on"), std::string::npos) << "tandem did not start: " << seen;
+    if (seen.find("tandem listening on") == std::string::npos) {
+      ADD_FAILURE() << "tandem did not start: " << seen;
+      started_ = false;
+      return;
+    }
+    started_ = true;
   }
+  bool started() const { return started_; }
   void kill9() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
@@ -80,6 +86,7 @@ class proxy_process {
  private:
   std::string config_;
   pid_t pid_ = -1;
+  bool started_ = false;
 };
 
 // What one client knows about its own writes.
@@ -114,6 +121,7 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
   ::setenv("TANDEM_CHAOS_D1_TOKEN", k_d1_token, 1);
   proxy_process proxy(config);
   proxy.start();
+  ASSERT_TRUE(proxy.started());
 
   protocol::client_options co;
   co.port = port;
@@ -210,9 +218,23 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
     });
   }
 
+  // Waits for the clients to make `more` attempts. A watchdog, not a speed limit: if no client
+  // gets an answer of any kind for two minutes, something is stuck, and the test says so
+  // instead of hanging CI.
+  bool stuck = false;
   auto progress = [&](std::int64_t more) {
     const auto target = attempts.load() + more;
-    while (attempts.load() < target) std::this_thread::sleep_for(5ms);
+    auto last = attempts.load();
+    auto since = std::chrono::steady_clock::now();
+    while (!stuck && attempts.load() < target) {
+      std::this_thread::sleep_for(5ms);
+      if (attempts.load() != last) {
+        last = attempts.load();
+        since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - since > 120s) {
+        stuck = true;
+      }
+    }
   };
   progress(150);
   for (int round = 0; round < 3; ++round) {
@@ -223,11 +245,13 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
     if (round < 2) {
       proxy.kill9();
       proxy.start();
+      if (!proxy.started()) stuck = true;
       progress(100);
     }
   }
   stop = true;
   for (auto& t : clients) t.join();
+  ASSERT_FALSE(stuck) << "no client made progress for two minutes (attempts: " << attempts << ")";
   {
     auto c = protocol::client::connect(co);
     ASSERT_TRUE(c);

@@ -77,6 +77,21 @@ TEST(Config, DualSection) {
   EXPECT_NO_THROW(validate(c));
 }
 
+TEST(Config, RolloutSection) {
+  auto c = parse_config(R"({"rollout": {"stages": [{"percent": 10, "hold": "30s"}, {"percent": 100, "hold": "7d"}],
+    "auto_advance": true, "guards": {"window": "2m", "max_d1_error_rate": 0.05}}})", "t");
+  ASSERT_EQ(c.rollout.stages.size(), 2u);
+  EXPECT_EQ(c.rollout.stages[0].percent, 10);
+  EXPECT_EQ(c.rollout.stages[0].hold, std::chrono::seconds(30));
+  EXPECT_EQ(c.rollout.stages[1].hold, std::chrono::hours(24 * 7));
+  EXPECT_TRUE(c.rollout.auto_advance);
+  EXPECT_EQ(c.rollout.window, std::chrono::minutes(2));
+  EXPECT_DOUBLE_EQ(c.rollout.max_d1_error_rate, 0.05);
+  EXPECT_NE(error_of(R"({"rollout": {"stages": [{"percent": 50}, {"percent": 25}]}})").find("rise"), std::string::npos);
+  EXPECT_NE(error_of(R"({"rollout": {"stages": [{"percent": 5, "hold": "soon"}]}})").find("rollout.stages[0].hold"), std::string::npos);
+  EXPECT_NE(error_of(R"({"rollout": {"guards": {"max_d1_error_rate": 2}}})").find("between"), std::string::npos);
+}
+
 TEST(Config, InvalidJsonNamesTheLine) {
   auto e = error_of("{\n\"listen\": {\n\"port\": 1,,\n}}");
   EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;

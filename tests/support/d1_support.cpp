@@ -62,7 +62,7 @@ void local_d1::stop() { run_command(script_dir() + "/stop.sh --state " + state_.
 std::string local_d1::fresh_database() {
   char id[64];
   std::snprintf(id, sizeof id, "00000000-0000-4000-8000-0000000000%02d", next_++ % 32);
-  run_command("curl -sf -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + url_ +
+  run_command("curl -sf --retry 2 --max-time 30 -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + url_ +
               "/client/v4/accounts/" + k_d1_account + "/d1/database/" + id + "/reset -o /dev/null");
   return id;
 }
