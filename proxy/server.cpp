@@ -30,9 +30,15 @@ struct server::impl {
       }
       const bool over = shared->active.load() >= static_cast<std::size_t>(shared->options.limits.max_connections);
       if (over) spdlog::warn("connection limit {} reached; refusing a connection", shared->options.limits.max_connections);
-      auto s = std::make_shared<session>(std::move(socket), shared, over);
-      auto ex = s->executor();
-      asio::co_spawn(ex, [s] { return s->run(); }, asio::detached);
+      // A failure to set up one connection (out of memory, TLS) must not end the accept loop:
+      // with `detached`, an exception here would end it silently, and the listener with it.
+      try {
+        auto s = std::make_shared<session>(std::move(socket), shared, over);
+        auto ex = s->executor();
+        asio::co_spawn(ex, [s] { return s->run(); }, asio::detached);
+      } catch (const std::exception& e) {
+        spdlog::error("cannot set up a connection: {}", e.what());
+      }
     }
   }
 

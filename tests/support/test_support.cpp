@@ -76,8 +76,16 @@ void test_server::stop() {
     cv.notify_all();
   });
   {
+    // If the io_context ran out of work before stop() (its accept loop ended and a session was
+    // lost), the callback can never run: fail the test with that, rather than hang.
     std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return done; });
+    while (!cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; })) {
+      if (ioc_.stopped()) {
+        ADD_FAILURE() << "the server's io_context ran out of work before stop(): its accept loop ended, "
+                      << server_->connections() << " session(s) left";
+        break;
+      }
+    }
   }
   for (auto& t : threads_) t.join();
   router_->shutdown();
