@@ -40,20 +40,10 @@ http_answer get(std::uint16_t port, const std::string& target, const std::string
 class Admin : public ::testing::Test {
  protected:
   void start(const std::string& token = {}) {
-    backends::sqlite_store_options so;
-    so.db.path = dir_.file("admin.db");
-    auto s = backends::sqlite_store::open(so);
-    ASSERT_TRUE(s);
-    auto& d1 = local_d1::instance();
-    auto d = backends::d1_store::open(d1.options(d1.fresh_database()));
-    ASSERT_TRUE(d);
     proxy::router_options ro;
     ro.initial = proxy::mode::dual_sqlite;
     ro.read_percent = 25;
-    ro.replication.retry_min = 20ms;
-    ro.replication.retry_max = 200ms;
-    srv_ = std::make_unique<test_server>(test_server::default_options(),
-                                         std::make_unique<proxy::router>(std::move(*s), std::move(*d), ro));
+    srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro).route);
     proxy::admin_options ao;
     ao.port = 0;
     ao.token = token;

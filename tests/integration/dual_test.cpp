@@ -20,21 +20,12 @@ class Dual : public ::testing::Test {
  protected:
   // Starts tandem in `m` over a fresh SQLite file and a fresh local D1 database.
   void start(proxy::mode m, proxy::router_options ro = {}) {
-    backends::sqlite_store_options so;
-    so.db.path = dir_.file("dual.db");
-    auto s = backends::sqlite_store::open(so);
-    ASSERT_TRUE(s);
-    auto& d1 = local_d1::instance();
-    if (database_.empty()) database_ = d1.fresh_database();
-    auto d = backends::d1_store::open(d1.options(database_));
-    ASSERT_TRUE(d);
-    sqlite_ = s->get();
-    d1_ = d->get();
     ro.initial = m;
-    ro.replication.retry_min = 20ms;
-    ro.replication.retry_max = 200ms;
-    srv_ = std::make_unique<test_server>(test_server::default_options(),
-                                         std::make_unique<proxy::router>(std::move(*s), std::move(*d), ro));
+    auto made = make_dual_router(dir_, ro, database_);
+    database_ = made.database;
+    sqlite_ = made.sqlite;
+    d1_ = made.d1;
+    srv_ = std::make_unique<test_server>(test_server::default_options(), std::move(made.route));
   }
   proxy::router& route() { return srv_->router(); }
 

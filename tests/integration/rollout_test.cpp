@@ -14,19 +14,9 @@ using namespace std::chrono_literals;
 class Rollout : public ::testing::Test {
  protected:
   void SetUp() override {
-    backends::sqlite_store_options so;
-    so.db.path = dir_.file("rollout.db");
-    auto s = backends::sqlite_store::open(so);
-    ASSERT_TRUE(s);
-    auto& d1 = local_d1::instance();
-    auto d = backends::d1_store::open(d1.options(d1.fresh_database()));
-    ASSERT_TRUE(d);
     proxy::router_options ro;
     ro.initial = proxy::mode::dual_sqlite;
-    ro.replication.retry_min = 20ms;
-    ro.replication.retry_max = 200ms;
-    srv_ = std::make_unique<test_server>(test_server::default_options(),
-                                         std::make_unique<proxy::router>(std::move(*s), std::move(*d), ro));
+    srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro).route);
   }
   std::unique_ptr<proxy::rollout> make(std::vector<proxy::rollout_stage> stages, bool auto_advance) {
     proxy::rollout_options o;

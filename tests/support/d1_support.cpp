@@ -92,6 +92,25 @@ std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_
   return std::move(*s);
 }
 
+dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database) {
+  backends::sqlite_store_options so;
+  so.db.path = dir.file("dual.db");
+  auto s = backends::sqlite_store::open(so);
+  if (!s) throw std::runtime_error(s.error().message);
+  auto& d1 = local_d1::instance();
+  if (database.empty()) database = d1.fresh_database();
+  auto d = backends::d1_store::open(d1.options(database));
+  if (!d) throw std::runtime_error(d.error().message);
+  dual_router out;
+  out.sqlite = s->get();
+  out.d1 = d->get();
+  out.database = database;
+  options.replication.retry_min = std::chrono::milliseconds(20);
+  options.replication.retry_max = std::chrono::milliseconds(200);
+  out.route = std::make_unique<proxy::router>(std::move(*s), std::move(*d), options);
+  return out;
+}
+
 // ---- comparing stores ---------------------------------------------------------------------------
 
 using protocol::value;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "backends/d1_store.hpp"
+#include "proxy/router.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace tandem::testing {
@@ -39,6 +40,17 @@ class local_d1 {
 
 // A store for tests: "sqlite" (a file in `dir`) or "d1" (a fresh local D1 database).
 std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_dir& dir);
+
+// A router over a SQLite file in `dir` and a local D1 database (a fresh one unless `database`
+// names one), in `options.initial` mode, with short replication backoffs. The store pointers
+// stay valid while `route` lives.
+struct dual_router {
+  std::unique_ptr<proxy::router> route;
+  backends::sqlite_store* sqlite = nullptr;
+  backends::d1_store* d1 = nullptr;
+  std::string database;
+};
+dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database = {});
 
 // The rows of `table` on a store (tandem's internal path), ordered by the first column.
 std::vector<std::vector<protocol::value>> rows_of(backends::store& s, const std::string& table);
