@@ -89,11 +89,6 @@ backends::store* router::store_for(mode m, bool leader) const {
   return nullptr;
 }
 
-backends::store& router::leader() {
-  std::lock_guard lock(mu_);
-  return *store_for(mode_, true);
-}
-
 mode router::current_mode() const {
   std::lock_guard lock(mu_);
   return mode_;

@@ -98,14 +98,12 @@ class router {
   // The stores, for health checks; null when not configured.
   backends::sqlite_store* sqlite() const { return sqlite_.get(); }
   backends::d1_store* d1() const { return d1_.get(); }
-  backends::store& leader();
 
   // Whether reads of `routing_key` go to D1 at `percent`: a stable hash picks a bucket 0-99;
   // raising the percent only adds keys.
   static int bucket_of(std::string_view routing_key) noexcept;
 
  private:
-  struct write_gate;
   void write(client_context& client, std::vector<protocol::statement> statements, bool is_batch,
              backends::exec_options options, std::function<void(backends::outcome<std::vector<protocol::query_result>>)> done);
   void read(client_context& client, protocol::statement st, backends::exec_options options, backends::query_done done);
