@@ -214,13 +214,15 @@ void admin_server::stop() {
     impl_->stopped = true;
     open = std::move(impl_->open);
   }
-  asio::post(impl_->acceptor.get_executor(), [i = impl_] {
+  // Posted from inside one handler, so the io_context cannot run out of work in between
+  // (see server::stop).
+  asio::post(impl_->acceptor.get_executor(), [i = impl_, open = std::move(open)] {
     beast::error_code ignored;
     i->acceptor.close(ignored);
+    for (auto& w : open) {
+      if (auto s = w.lock()) asio::post(s->get_executor(), [s] { s->close(); });
+    }
   });
-  for (auto& w : open) {
-    if (auto s = w.lock()) asio::post(s->get_executor(), [s] { s->close(); });
-  }
 }
 
 }  // namespace tandem::proxy

@@ -402,18 +402,20 @@ void control_server::stop() {
     impl_->stopped = true;
     open = std::move(impl_->open);
   }
-  asio::post(impl_->acceptor.get_executor(), [i = impl_] {
+  // Posted from inside one handler, so the io_context cannot run out of work in between
+  // (see server::stop).
+  asio::post(impl_->acceptor.get_executor(), [i = impl_, open = std::move(open)] {
+    for (auto& w : open) {
+      if (auto s = w.lock()) asio::post(s->get_executor(), [s] {
+          boost::system::error_code ignored;
+          s->close(ignored);
+        });
+    }
     if (!i->acceptor.is_open()) return;
     boost::system::error_code ignored;
     i->acceptor.close(ignored);
     ::unlink(i->options.socket_path.c_str());
   });
-  for (auto& w : open) {
-    if (auto s = w.lock()) asio::post(s->get_executor(), [s] {
-        boost::system::error_code ignored;
-        s->close(ignored);
-      });
-  }
 }
 
 void control_server::set_rollout(rollout* r) { impl_->ro = r; }

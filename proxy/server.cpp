@@ -73,23 +73,28 @@ tcp::endpoint server::start() {
 }
 
 void server::stop(std::function<void()> on_stopped) {
-  asio::post(impl_->acceptor.get_executor(), [i = impl_] {
+  // Everything happens inside one handler on the io_context. Done from the calling thread, there
+  // was a race: the last session and the accept loop could end between collecting the live
+  // sessions and posting close_gracefully to them, the io_context ran out of work and stopped,
+  // and the posted handler (holding the session) never ran, so on_stopped was never called.
+  // Inside a handler the io_context has work until the nested posts are queued.
+  asio::post(impl_->acceptor.get_executor(), [i = impl_, on_stopped = std::move(on_stopped)]() mutable {
     boost::system::error_code ec;
     i->acceptor.close(ec);
-  });
-  std::vector<std::shared_ptr<session>> live;
-  {
-    std::lock_guard lock(impl_->shared->mu);
-    impl_->shared->stopping = true;
-    impl_->shared->on_stopped = std::move(on_stopped);
-    for (auto& [id, weak] : impl_->shared->sessions) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
+    std::vector<std::shared_ptr<session>> live;
+    {
+      std::lock_guard lock(i->shared->mu);
+      i->shared->stopping = true;
+      i->shared->on_stopped = std::move(on_stopped);
+      for (auto& [id, weak] : i->shared->sessions) {
+        if (auto s = weak.lock()) live.push_back(std::move(s));
+      }
+      i->shared->maybe_stopped();
     }
-    impl_->shared->maybe_stopped();
-  }
-  for (auto& s : live) {
-    asio::post(s->executor(), [s] { s->close_gracefully(); });
-  }
+    for (auto& s : live) {
+      asio::post(s->executor(), [s] { s->close_gracefully(); });
+    }
+  });
 }
 
 std::size_t server::connections() const { return impl_->shared->active.load(); }

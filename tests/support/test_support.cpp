@@ -67,21 +67,25 @@ test_server::~test_server() { stop(); }
 void test_server::stop() {
   if (stopped_) return;
   stopped_ = true;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  server_->stop([&] {
-    std::lock_guard lock(mu);
-    done = true;
-    cv.notify_all();
+  // Shared, not on this stack: if the wait below gives up, a late callback must not touch it.
+  struct stop_state {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto st = std::make_shared<stop_state>();
+  server_->stop([st] {
+    std::lock_guard lock(st->mu);
+    st->done = true;
+    st->cv.notify_all();
   });
   {
-    // If the io_context ran out of work before stop() (its accept loop ended and a session was
-    // lost), the callback can never run: fail the test with that, rather than hang.
-    std::unique_lock lock(mu);
-    while (!cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; })) {
+    // If the io_context ran out of work before the sessions ended, the callback can never run:
+    // fail the test with that, rather than hang.
+    std::unique_lock lock(st->mu);
+    while (!st->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return st->done; })) {
       if (ioc_.stopped()) {
-        ADD_FAILURE() << "the server's io_context ran out of work before stop(): its accept loop ended, "
+        ADD_FAILURE() << "the server's io_context ran out of work before its sessions ended: "
                       << server_->connections() << " session(s) left";
         break;
       }
