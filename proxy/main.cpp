@@ -7,7 +7,9 @@
 #include "proxy/config.hpp"
 #include "proxy/serve.hpp"
 #include "tools/bench.hpp"
+#include "tools/commands.hpp"
 #include "tools/ctl.hpp"
+#include "tools/database.hpp"
 #include "tools/shell.hpp"
 
 namespace {
@@ -80,6 +82,10 @@ int main(int argc, char** argv) {
   ctl->footer("commands: help, status, metrics, mode <mode>, split <0-100>, shadow <0-100>, pause-replication,\n"
               "          resume-replication, switch-primary, verify <on|off>");
 
+  // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate
+  tandem::tools::move_commands move;
+  move.add(app, *bench);
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -95,6 +101,16 @@ int main(int argc, char** argv) {
       return tandem::proxy::serve(c);
     }
     if (shell->parsed()) return tandem::tools::run_shell(so);
+    if (auto status = move.run([](const std::string& path, tandem::tools::d1_settings& d1) {
+          const auto c = tandem::proxy::load_config(path).d1;
+          if (d1.endpoint.empty()) d1.endpoint = c.endpoint;
+          if (d1.account_id.empty()) d1.account_id = c.account_id;
+          if (d1.database_id.empty()) d1.database_id = c.database_id;
+          if (d1.token_env.empty() || d1.token_env == "CLOUDFLARE_API_TOKEN") d1.token_env = c.token_env;
+          if (d1.ca_file.empty()) d1.ca_file = c.ca_file;
+          d1.verify_tls = c.verify_tls;
+        }))
+      return *status;
     if (bench->parsed()) return tandem::tools::run_bench(bo);
     if (ctl->parsed()) return tandem::tools::run_ctl(co);
   } catch (const tandem::proxy::config_error& e) {

@@ -25,6 +25,7 @@
 
 #include "backends/d1_store.hpp"
 #include "protocol/client.hpp"
+#include "tools/local_d1.hpp"
 
 namespace tandem::tools {
 namespace {
@@ -363,17 +364,6 @@ void row(const std::string& name, int conns, const figures& floor, const figures
   std::fflush(stdout);
 }
 
-std::string shell_output(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run " + cmd);
-  char buf[4096];
-  while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  if (::pclose(p) != 0) throw std::runtime_error(cmd + " failed: " + out);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
 // The same statement straight to D1's REST API, in process, over keep-alive connections.
 operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> next) {
   return [&s, next] {
@@ -384,42 +374,10 @@ operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> 
 }
 
 // The local D1 (tools/d1-local) for a benchmark: started in `dir`, stopped at the end.
-class bench_d1 {
+class bench_d1 : public d1_local_process {
  public:
-  static constexpr const char* k_account = "0123456789abcdef0123456789abcdef";
   bench_d1(const bench_options& o, const fs::path& dir, const std::string& binary)
-      : tools_(o.d1_local.empty() ? (fs::path(binary).parent_path() / "../../tools/d1-local").string() : o.d1_local),
-        state_((dir / "d1-state").string()) {
-    start();
-  }
-  ~bench_d1() { stop(); }
-  void start() { url_ = shell_output(tools_ + "/start.sh --state " + state_ + (port_.empty() ? "" : " --port " + port_)); port_ = url_.substr(url_.rfind(':') + 1); }
-  void stop() { std::system((tools_ + "/stop.sh --state " + state_ + " >/dev/null 2>&1").c_str()); }
-  const std::string& url() const { return url_; }
-  // Database DBnn, emptied.
-  std::string fresh(int nn) {
-    char id[64];
-    std::snprintf(id, sizeof id, "00000000-0000-4000-8000-0000000000%02d", nn);
-    shell_output("curl -sf --retry 2 --max-time 30 -X POST -H 'Authorization: Bearer local-dev-token' " + url_ + "/client/v4/accounts/" + k_account +
-                 "/d1/database/" + id + "/reset");
-    return id;
-  }
-  backends::d1_options options(const std::string& database) const {
-    backends::d1_options d;
-    d.endpoint = url_;
-    d.account_id = k_account;
-    d.database_id = database;
-    d.api_token = "local-dev-token";
-    return d;
-  }
-  // The "d1" section of a tandem config for `database`.
-  std::string config(const std::string& database) const {
-    return "\"d1\": {\"endpoint\": \"" + url_ + "\", \"account_id\": \"" + k_account + "\", \"database_id\": \"" + database +
-           "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"}";
-  }
-
- private:
-  std::string tools_, state_, url_, port_;
+      : d1_local_process(o.d1_local.empty() ? default_d1_local_dir(binary) : o.d1_local, (dir / "d1-state").string()) {}
 };
 
 int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {

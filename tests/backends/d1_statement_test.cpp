@@ -45,6 +45,19 @@ TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
   EXPECT_EQ(r->sql, "SELECT 5-(-9007199254740995)") << "parentheses keep '--' from starting a comment";
 }
 
+TEST(D1Statement, LargeWholeFloatsAreWrittenAsExactProducts) {
+  EXPECT_EQ(whole_float_literal(3.0), "3.0");
+  EXPECT_EQ(whole_float_literal(-9007199254740990.0), "-9007199254740990.0");
+  EXPECT_EQ(whole_float_literal(9007199254740992.0), "4503599627370496.0*2.0");
+  EXPECT_EQ(whole_float_literal(1e20), "6103515625000000.0*16384.0");
+  const auto big = whole_float_literal(4.447782551545296e+135);
+  EXPECT_EQ(big.find('e'), std::string::npos) << big;
+  auto r = to_d1_statement(positional("SELECT ?", {value{-std::numeric_limits<double>::max()}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->sql.rfind("SELECT (-", 0), 0u) << r->sql;
+  EXPECT_NE(r->sql.find("*4294967296.0"), std::string::npos) << r->sql;
+}
+
 TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {
   auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::int64_t{1}}}));
   ASSERT_TRUE(r) << r.error().message;

@@ -1,0 +1,156 @@
+#include "tools/commands.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include "tools/bench_migrate.hpp"
+#include "tools/database.hpp"
+#include "tools/migrate.hpp"
+#include "tools/validate.hpp"
+
+namespace tandem::tools {
+
+struct move_commands::state {
+  CLI::App* migrate = nullptr;
+  CLI::App* validate = nullptr;
+  CLI::App* bench_migrate = nullptr;
+  bench_migrate_options bm;
+
+  // One set of D1 settings per command, so that each --help lists its own flags.
+  d1_settings migrate_d1, validate_d1;
+  std::string migrate_config, validate_config;
+
+  migrate_command mc;
+  validate_command vc;
+  std::vector<std::string> validate_positional;
+  bool quick = false, full = false;
+  std::optional<std::size_t> sample;
+  bool no_json_check = false;
+};
+
+namespace {
+
+void add_d1_flags(CLI::App* cmd, d1_settings& d1, std::string& config) {
+  cmd->add_option("-c,--config", config, "tandem config file: its \"d1\" section says how to reach D1")->check(CLI::ExistingFile);
+  cmd->add_option("--d1-endpoint", d1.endpoint, "D1's REST API (default $TANDEM_D1_ENDPOINT, else https://api.cloudflare.com)");
+  cmd->add_option("--d1-account", d1.account_id, "Cloudflare account id (default $CLOUDFLARE_ACCOUNT_ID)");
+  cmd->add_option("--d1-database", d1.database_id, "D1 database id, a UUID (default $TANDEM_D1_DATABASE_ID; or write d1:ID)");
+  cmd->add_option("--d1-token-env", d1.token_env, "environment variable holding the API token")->capture_default_str();
+  cmd->add_option("--d1-ca-file", d1.ca_file, "extra CA certificate to trust");
+}
+
+constexpr const char* k_d1_footer =
+    "Databases: sqlite:PATH, d1 (the D1 database from --d1-database, the config or the environment), d1:DATABASE_ID.\n"
+    "D1 is reached over its REST API with the token in $CLOUDFLARE_API_TOKEN (or --d1-token-env).";
+
+}  // namespace
+
+move_commands::move_commands() : s_(std::make_unique<state>()) {}
+move_commands::~move_commands() = default;
+
+void move_commands::add(CLI::App& app, CLI::App& bench) {
+  auto& s = *s_;
+
+  // migrate
+  s.migrate = app.add_subcommand("migrate", "copy a database's schema and rows from SQLite to D1, or back (the rollback)");
+  auto* m = s.migrate;
+  auto& mc = s.mc;
+  m->add_option("--from", mc.from, "the source: sqlite:PATH or d1")->required();
+  m->add_option("--to", mc.to, "the target: d1 or sqlite:PATH")->required();
+  m->add_option("--batch-size", mc.batch_size, "rows per committed batch (env MIGRATION_BATCH_SIZE, default 1000)");
+  m->add_flag_callback("--validate", [&mc] { mc.validate = true; }, "compare every row afterwards (env MIGRATION_VALIDATE, default true)");
+  m->add_flag_callback("--no-validate", [&mc] { mc.validate = false; }, "skip the validation");
+  m->add_flag_callback("--continue-on-error", [&mc] { mc.continue_on_error = true; },
+                       "a failing table does not stop the others (env MIGRATION_CONTINUE_ON_ERROR, default false)");
+  m->add_flag_callback("--dry-run", [&mc] { mc.dry_run = true; },
+                       "read everything and check every limit, write nothing (env MIGRATION_DRY_RUN, default false)");
+  m->add_option("--parallel-tables", mc.parallel_tables, "tables copied at once (env MIGRATION_PARALLEL_TABLES, default 1)");
+  m->add_option("--timeout", mc.timeout_ms, "ms one batch may take, retries included, before the run stops (env MIGRATION_TIMEOUT, default 60000)");
+  m->add_flag("--schema-only", mc.schema_only, "create tables, indexes, views and triggers; copy no rows");
+  m->add_flag("--data-only", mc.data_only, "copy rows into tables that already exist");
+  m->add_flag("--resume", mc.resume, "continue an interrupted migration from the checkpoint in the target");
+  m->add_option("--tables", mc.tables, "only these tables (comma-separated)")->delimiter(',');
+  m->add_option("--progress", mc.progress, "auto (bars on a terminal, lines otherwise), bars, lines or none")
+      ->check(CLI::IsMember({"auto", "bars", "lines", "none"}))
+      ->capture_default_str();
+  add_d1_flags(m, s.migrate_d1, s.migrate_config);
+  m->footer(std::string(k_d1_footer) +
+            "\nExamples:\n"
+            "  tandem migrate --from sqlite:var/app.db --to d1 --dry-run\n"
+            "  tandem migrate --from sqlite:var/app.db --to d1 --batch-size 5000\n"
+            "  tandem migrate --from sqlite:var/app.db --to d1 --resume      # after an interruption\n"
+            "  tandem migrate --from d1 --to sqlite:var/rollback.db           # the rollback\n"
+            "Exit status: 0 migrated and validated, 1 failed (see the summary), 2 bad arguments or unreachable database.");
+
+  // validate
+  s.validate = app.add_subcommand("validate", "compare two databases (SQLite and D1): row counts, sampled rows, or every row");
+  auto* v = s.validate;
+  auto& vc = s.vc;
+  v->add_option("databases", s.validate_positional, "the two databases, e.g. sqlite:var/app.db d1")->expected(0, 2);
+  v->add_option("--from", vc.first, "the first database (where chunks are cut and samples picked)");
+  v->add_option("--to", vc.second, "the second database");
+  v->add_flag("--quick", s.quick, "row counts per table only");
+  v->add_option("--sample", s.sample, "N random rows per table, compared by primary key");
+  v->add_flag("--full", s.full, "every row, by checksums over primary-key chunks (the default)");
+  v->add_option("--chunk-rows", vc.options.chunk_rows, "rows per checksum chunk with --full")->capture_default_str();
+  v->add_option("--parallel", vc.options.parallel, "tables compared at once")->capture_default_str();
+  v->add_option("--tables", vc.tables, "only these tables (comma-separated)")->delimiter(',');
+  v->add_flag("--no-json-check", s.no_json_check, "do not check that JSON columns parse");
+  v->add_flag("--json", vc.json, "print one JSON object instead of the readable report");
+  v->add_option("--timeout", vc.timeout_ms, "ms each request to D1 may take")->capture_default_str();
+  add_d1_flags(v, s.validate_d1, s.validate_config);
+  v->footer(std::string(k_d1_footer) +
+            "\nExamples:\n"
+            "  tandem validate sqlite:var/app.db d1 --quick\n"
+            "  tandem validate --from sqlite:var/app.db --to d1 --full --json\n"
+            "Exit status: 0 equal, 1 different (each differing key is named), 2 could not compare.");
+
+  // bench migrate
+  s.bench_migrate = bench.add_subcommand(
+      "migrate", "time tandem migrate and validate --full on a guide-scale database against the local D1, beside sqlite3 .dump | wrangler");
+  auto* b = s.bench_migrate;
+  b->add_option("--tables", s.bm.tables, "tables in the generated database")->capture_default_str();
+  b->add_option("--rows", s.bm.rows, "rows in the generated database")->capture_default_str();
+  b->add_option("--batch-size", s.bm.batch_size, "tandem migrate's batch size")->capture_default_str();
+  b->add_option("--parallel-tables", s.bm.parallel_tables, "tandem migrate's tables at once")->capture_default_str();
+  b->add_flag("!--no-wrangler", s.bm.wrangler, "skip the sqlite3 .dump | wrangler d1 execute route (it takes minutes)");
+  b->add_flag("--large-blobs", s.bm.large_blobs, "include blobs larger than one D1 statement (the wrangler route cannot carry them)");
+  b->add_option("--dir", s.bm.dir, "working folder, kept afterwards (default: a temporary one)");
+  b->add_option("--d1-local", s.bm.d1_local, "the tools/d1-local folder (default: found from the binary)");
+  b->add_option("--generate", s.bm.generate, "only write the generated database to this path");
+}
+
+std::optional<int> move_commands::run(const config_loader& load_config) {
+  auto& s = *s_;
+  if (s.bench_migrate->parsed()) return run_bench_migrate(s.bm);
+  if (s.migrate->parsed()) {
+    if (!s.migrate_config.empty()) load_config(s.migrate_config, s.migrate_d1);
+    s.mc.d1 = s.migrate_d1;
+    return run_migrate(s.mc);
+  }
+  if (s.validate->parsed()) {
+    if (!s.validate_config.empty()) load_config(s.validate_config, s.validate_d1);
+    auto& vc = s.vc;
+    vc.d1 = s.validate_d1;
+    if (s.validate_positional.size() >= 1 && vc.first.empty()) vc.first = s.validate_positional[0];
+    if (s.validate_positional.size() >= 2 && vc.second.empty()) vc.second = s.validate_positional[1];
+    if (vc.first.empty() || vc.second.empty()) {
+      std::fprintf(stderr, "tandem validate: name two databases, e.g. tandem validate sqlite:var/app.db d1\n");
+      return 2;
+    }
+    if (static_cast<int>(s.quick) + static_cast<int>(s.full) + static_cast<int>(s.sample.has_value()) > 1) {
+      std::fprintf(stderr, "tandem validate: choose one of --quick, --sample N and --full\n");
+      return 2;
+    }
+    if (s.quick) vc.options.how = validate_options::mode::quick;
+    if (s.sample) {
+      vc.options.how = validate_options::mode::sample;
+      vc.options.sample = *s.sample;
+    }
+    vc.options.check_json = !s.no_json_check;
+    if (vc.options.chunk_rows == 0) vc.options.chunk_rows = 1;
+    return run_validate(vc);
+  }
+  return std::nullopt;
+}
+
+}  // namespace tandem::tools

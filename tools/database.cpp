@@ -1,0 +1,489 @@
+#include "tools/database.hpp"
+
+#include <sqlite3.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+
+#include "backends/d1_statement.hpp"
+#include "backends/journal.hpp"
+#include "backends/sqlite_store.hpp"
+#include "protocol/text.hpp"
+
+namespace tandem::tools {
+
+using backends::outcome;
+using protocol::errc;
+using protocol::error;
+using protocol::value;
+
+namespace {
+
+error fail(errc code, std::string message, std::string store = {}) {
+  return error{code, std::move(message), std::move(store), {}};
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+}
+
+constexpr char k_hex[] = "0123456789ABCDEF";
+
+void append_hex(std::string& out, std::string_view bytes) {
+  out.reserve(out.size() + bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(k_hex[c >> 4]);
+    out.push_back(k_hex[c & 15]);
+  }
+}
+
+std::string double_text(double d) {
+  if (std::isnan(d)) return "NULL";
+  if (std::isinf(d)) return d > 0 ? "9e999" : "-9e999";
+  if (d == std::trunc(d)) return backends::whole_float_literal(d);
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  std::string s(buf, end);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+}  // namespace
+
+// ---- settings and endpoints -------------------------------------------------------------------
+
+outcome<backends::d1_options> resolve(const d1_settings& s) {
+  backends::d1_options o;
+  o.endpoint = !s.endpoint.empty() ? s.endpoint : env_or("TANDEM_D1_ENDPOINT", "https://api.cloudflare.com");
+  o.account_id = !s.account_id.empty() ? s.account_id : env_or("CLOUDFLARE_ACCOUNT_ID", "");
+  o.database_id = !s.database_id.empty() ? s.database_id : env_or("TANDEM_D1_DATABASE_ID", "");
+  o.ca_file = s.ca_file;
+  o.verify_tls = s.verify_tls;
+  if (o.account_id.empty())
+    return fail(errc::bad_request, "no D1 account id: pass --d1-account, set CLOUDFLARE_ACCOUNT_ID, or give a config with d1.account_id");
+  if (o.database_id.empty())
+    return fail(errc::bad_request, "no D1 database id: pass --d1-database (or d1:ID), set TANDEM_D1_DATABASE_ID, or give a config with d1.database_id");
+  const std::string var = s.token_env.empty() ? "CLOUDFLARE_API_TOKEN" : s.token_env;
+  o.api_token = env_or(var.c_str(), "");
+  if (o.api_token.empty())
+    return fail(errc::bad_request, "no D1 API token: the environment variable " + var + " is not set (--d1-token-env names another)");
+  return o;
+}
+
+std::string endpoint::describe() const {
+  if (type == kind::sqlite) return "sqlite:" + path;
+  return database_id.empty() ? "d1" : "d1:" + database_id;
+}
+
+outcome<endpoint> parse_endpoint(std::string_view text) {
+  endpoint e;
+  if (text.substr(0, 7) == "sqlite:") {
+    e.path = std::string(text.substr(7));
+    if (e.path.empty()) return fail(errc::bad_request, "'sqlite:' needs a path: sqlite:PATH");
+    return e;
+  }
+  if (text == "d1" || text.substr(0, 3) == "d1:") {
+    e.type = endpoint::kind::d1;
+    if (text.size() > 3) e.database_id = std::string(text.substr(3));
+    return e;
+  }
+  return fail(errc::bad_request, "'" + std::string(text) + "' is not a database: use sqlite:PATH, d1 or d1:DATABASE_ID");
+}
+
+// ---- quoting and display ------------------------------------------------------------------------
+
+std::string quote_name(std::string_view name) { return backends::quote_identifier(name); }
+
+std::string sql_literal(const value& v) {
+  switch (v.index()) {
+    case 0: return "NULL";
+    case 1: {
+      return std::to_string(std::get<std::int64_t>(v));  // SQLite reads -9223372036854775808 as an integer too
+    }
+    case 2: return double_text(std::get<double>(v));
+    case 3: {
+      const auto& s = std::get<std::string>(v);
+      if (s.find('\0') != std::string::npos || !protocol::is_valid_utf8(s)) {
+        std::string out = "CAST(X'";
+        append_hex(out, s);
+        return out + "' AS TEXT)";
+      }
+      std::string out = "'";
+      for (char c : s) {
+        if (c == '\'') out += '\'';
+        out += c;
+      }
+      return out + "'";
+    }
+    default: {
+      std::string out = "X'";
+      append_hex(out, std::get<protocol::blob>(v).bytes);
+      return out + "'";
+    }
+  }
+}
+
+std::string show_value(const value& v, std::size_t max_text) {
+  if (const auto* s = std::get_if<std::string>(&v); s && s->size() > max_text) {
+    std::size_t cut = max_text;
+    while (cut > 0 && (static_cast<unsigned char>((*s)[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters
+    return sql_literal(value{s->substr(0, cut)}).insert(cut + 1, "…") + " (" + std::to_string(s->size()) + " bytes)";
+  }
+  if (const auto* b = std::get_if<protocol::blob>(&v); b && b->bytes.size() * 2 > max_text) {
+    return sql_literal(value{protocol::blob{b->bytes.substr(0, max_text / 2)}}) + "… (" + std::to_string(b->bytes.size()) + " bytes)";
+  }
+  return sql_literal(v);
+}
+
+std::string show_key(const std::vector<std::string>& names, const row& key) {
+  if (names.size() == 1 && key.size() == 1) return names[0] + "=" + show_value(key[0]);
+  std::string n = "(", k = "(";
+  for (std::size_t i = 0; i < names.size() && i < key.size(); ++i) {
+    n += (i ? ", " : "") + names[i];
+    k += (i ? ", " : "") + show_value(key[i]);
+  }
+  return n + ")=" + k + ")";
+}
+
+std::string select_sql(const select_spec& spec) {
+  std::string sql = "SELECT ";
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) sql += (i ? ", " : "") + quote_name(spec.columns[i]);
+  sql += " FROM " + quote_name(spec.table);
+  if (!spec.where.empty()) sql += " WHERE " + spec.where;
+  if (!spec.order_by.empty()) sql += " ORDER BY " + spec.order_by;
+  if (spec.limit > 0) sql += " LIMIT " + std::to_string(spec.limit);
+  return sql;
+}
+
+// ---- reader ----------------------------------------------------------------------------------------
+
+outcome<std::vector<row>> reader::select_one(const select_spec& spec) {
+  auto r = select({spec});
+  if (!r) return r.error();
+  return std::move(r->at(0));
+}
+
+outcome<protocol::query_result> reader::query_one(std::string sql, std::vector<value> params) {
+  protocol::statement st{std::move(sql), {}};
+  st.params.positional = std::move(params);
+  std::vector<protocol::statement> sts;
+  sts.push_back(std::move(st));
+  auto r = query(std::move(sts));
+  if (!r) return r.error();
+  return std::move(r->at(0));
+}
+
+// ---- sqlite_reader ---------------------------------------------------------------------------------
+
+sqlite_reader::sqlite_reader(sqlite3* db, bool owned, std::string description)
+    : db_(db), owned_(owned), description_(std::move(description)) {}
+
+sqlite_reader::~sqlite_reader() {
+  for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+  if (in_snapshot_) sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  if (owned_) sqlite3_close_v2(db_);
+}
+
+outcome<std::unique_ptr<sqlite_reader>> sqlite_reader::open(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return fail(errc::unavailable, "no SQLite database at '" + path + "' (" +
+                                       (std::filesystem::exists(path, ec) ? "not a regular file" : "no such file") + ")",
+                "sqlite");
+  }
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite_reader> r(new sqlite_reader(raw, true, "sqlite:" + path));
+  if (rc != SQLITE_OK) {
+    return fail(errc::unavailable, "cannot open SQLite database '" + path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)), "sqlite");
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, 5000);
+  if (auto probe = r->query_one("SELECT count(*) FROM sqlite_schema"); !probe) {
+    return fail(errc::unavailable, "'" + path + "' is not a usable SQLite database: " + probe.error().message, "sqlite");
+  }
+  return r;
+}
+
+std::unique_ptr<sqlite_reader> sqlite_reader::borrow(sqlite3* db, std::string description) {
+  return std::unique_ptr<sqlite_reader>(new sqlite_reader(db, false, std::move(description)));
+}
+
+outcome<void> sqlite_reader::snapshot() {
+  std::lock_guard lock(mu_);
+  if (in_snapshot_) return {};
+  // BEGIN alone takes no lock: the first read does, and fixes the snapshot.
+  if (sqlite3_exec(db_, "BEGIN; SELECT count(*) FROM sqlite_schema;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail(errc::unavailable, "cannot start a read transaction on " + description_ + ": " + sqlite3_errmsg(db_), "sqlite");
+  }
+  in_snapshot_ = true;
+  return {};
+}
+
+outcome<sqlite3_stmt*> sqlite_reader::prepare(const std::string& sql) {
+  if (auto it = cache_.find(sql); it != cache_.end()) return it->second;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK) {
+    return fail(errc::sql_error, std::string(sqlite3_errmsg(db_)) + " (in: " + sql.substr(0, 200) + ")", "sqlite");
+  }
+  if (cache_.size() > 512) {
+    for (auto& [s, old] : cache_) sqlite3_finalize(old);
+    cache_.clear();
+  }
+  cache_.emplace(sql, st);
+  return st;
+}
+
+outcome<protocol::query_result> sqlite_reader::run(sqlite3_stmt* st, const std::vector<value>& params) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (static_cast<int>(params.size()) != sqlite3_bind_parameter_count(st)) {
+    return fail(errc::bad_request, "the statement has " + std::to_string(sqlite3_bind_parameter_count(st)) + " parameters, " +
+                                       std::to_string(params.size()) + " given", "sqlite");
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const int at = static_cast<int>(i + 1);
+    const auto& p = params[i];
+    switch (p.index()) {
+      case 0: sqlite3_bind_null(st, at); break;
+      case 1: sqlite3_bind_int64(st, at, std::get<std::int64_t>(p)); break;
+      case 2: sqlite3_bind_double(st, at, std::get<double>(p)); break;
+      case 3: {
+        const auto& s = std::get<std::string>(p);
+        sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+        break;
+      }
+      default: {
+        const auto& b = std::get<protocol::blob>(p).bytes;
+        sqlite3_bind_blob64(st, at, b.data(), b.size(), SQLITE_TRANSIENT);
+        break;
+      }
+    }
+  }
+  protocol::query_result out;
+  const int n = sqlite3_column_count(st);
+  for (int c = 0; c < n; ++c) out.columns.emplace_back(sqlite3_column_name(st, c));
+  for (;;) {
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) {
+      auto e = fail(errc::sql_error, sqlite3_errmsg(db_), "sqlite");
+      sqlite3_reset(st);
+      return e;
+    }
+    row r;
+    r.reserve(static_cast<std::size_t>(n));
+    for (int c = 0; c < n; ++c) {
+      switch (sqlite3_column_type(st, c)) {
+        case SQLITE_INTEGER: r.emplace_back(static_cast<std::int64_t>(sqlite3_column_int64(st, c))); break;
+        case SQLITE_FLOAT: r.emplace_back(sqlite3_column_double(st, c)); break;
+        case SQLITE_TEXT: {
+          const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, c));
+          r.emplace_back(std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, c))));
+          break;
+        }
+        case SQLITE_BLOB: {
+          const auto* p = static_cast<const char*>(sqlite3_column_blob(st, c));
+          const auto len = static_cast<std::size_t>(sqlite3_column_bytes(st, c));
+          r.emplace_back(protocol::blob{len ? std::string(p, len) : std::string()});
+          break;
+        }
+        default: r.emplace_back(value{}); break;
+      }
+    }
+    out.rows.push_back(std::move(r));
+  }
+  sqlite3_reset(st);
+  return out;
+}
+
+outcome<std::vector<std::vector<row>>> sqlite_reader::select(const std::vector<select_spec>& specs) {
+  std::lock_guard lock(mu_);
+  std::vector<std::vector<row>> out;
+  for (const auto& spec : specs) {
+    auto st = prepare(select_sql(spec));
+    if (!st) return st.error();
+    auto r = run(*st, spec.params);
+    if (!r) return r.error();
+    out.push_back(std::move(r->rows));
+  }
+  return out;
+}
+
+outcome<std::vector<protocol::query_result>> sqlite_reader::query(std::vector<protocol::statement> statements) {
+  std::lock_guard lock(mu_);
+  std::vector<protocol::query_result> out;
+  for (const auto& s : statements) {
+    auto st = prepare(s.sql);
+    if (!st) return st.error();
+    auto r = run(*st, s.params.positional);
+    if (!r) return r.error();
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+// ---- d1_reader -------------------------------------------------------------------------------------
+
+d1_reader::d1_reader(backends::store& store, std::string description, std::chrono::milliseconds timeout)
+    : store_(store), description_(std::move(description)), timeout_(timeout) {}
+
+namespace {
+
+// The select with, first, one type letter per cell (i, r, t, b, n) and then each cell in a form
+// JSON carries exactly: integers beyond 2^53 and ±Inf as text; floats beyond 2^63 as text of an
+// integer and a power of two ("m p e", exact: dividing by a power of two loses nothing, where
+// D1's printf and CAST lose digits); everything else as it is (a float with a fraction is exact
+// in JSON; a whole-number one comes back as an integer, which its type letter turns back into
+// a float).
+std::string exact_sql(const select_spec& spec) {
+  std::string types, cells;
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    const auto q = quote_name(spec.columns[i]);
+    types += (i ? " || " : "") + ("substr(typeof(" + q + "), 1, 1)");
+    cells += ", CASE WHEN typeof(" + q + ") = 'integer' AND (" + q + " < -9007199254740991 OR " + q +
+             " > 9007199254740991) THEN CAST(" + q + " AS TEXT) WHEN typeof(" + q + ") = 'real' AND (" + q + " = 9e999 OR " + q +
+             " = -9e999) THEN CAST(" + q + " AS TEXT) WHEN typeof(" + q + ") = 'real' AND (" + q + " >= 9223372036854775807.0 OR " + q +
+             " <= -9223372036854775807.0) THEN CAST(CAST(" + q + " / pow(2.0, floor(log2(abs(" + q + "))) - 60) AS INTEGER) AS TEXT) || 'p' || CAST(floor(log2(abs(" +
+             q + "))) - 60 AS INTEGER) ELSE " + q + " END";
+  }
+  if (spec.columns.empty()) types = "''";
+  std::string sql = "SELECT " + types + cells + " FROM " + quote_name(spec.table);
+  if (!spec.where.empty()) sql += " WHERE " + spec.where;
+  if (!spec.order_by.empty()) sql += " ORDER BY " + spec.order_by;
+  if (spec.limit > 0) sql += " LIMIT " + std::to_string(spec.limit);
+  return sql;
+}
+
+outcome<value> typed(char type, value v) {
+  auto bad = [&] { return fail(errc::internal, std::string("D1 returned a cell that does not match its type '") + type + "'", "d1"); };
+  switch (type) {
+    case 'n': return value{};
+    case 'i':
+      if (std::holds_alternative<std::int64_t>(v)) return v;
+      if (const auto* s = std::get_if<std::string>(&v)) {
+        std::int64_t i = 0;
+        auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), i);
+        if (ec == std::errc() && end == s->data() + s->size()) return value{i};
+      }
+      return bad();
+    case 'r':
+      if (const auto* d = std::get_if<double>(&v)) return value{*d};
+      if (const auto* i = std::get_if<std::int64_t>(&v)) return value{static_cast<double>(*i)};
+      if (const auto* s = std::get_if<std::string>(&v)) {
+        if (s->find("Inf") != std::string::npos || s->find("inf") != std::string::npos)
+          return value{(*s)[0] == '-' ? -HUGE_VAL : HUGE_VAL};
+        if (const auto p = s->find('p'); p != std::string::npos) {  // mantissa 'p' exponent of two
+          std::int64_t m = 0;
+          int e = 0;
+          const char* end = s->data() + s->size();
+          auto [m_end, m_ec] = std::from_chars(s->data(), s->data() + p, m);
+          auto [e_end, e_ec] = std::from_chars(s->data() + p + 1, end, e);
+          if (m_ec == std::errc() && e_ec == std::errc() && m_end == s->data() + p && e_end == end) return value{std::ldexp(static_cast<double>(m), e)};
+        }
+        double d = 0;
+        auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), d);
+        if (ec == std::errc() && end == s->data() + s->size()) return value{d};
+      }
+      return bad();
+    case 't':
+      if (std::holds_alternative<std::string>(v)) return v;
+      return bad();
+    case 'b':
+      if (std::holds_alternative<protocol::blob>(v)) return v;
+      return bad();
+    default: return bad();
+  }
+}
+
+}  // namespace
+
+outcome<std::vector<std::vector<row>>> d1_reader::select(const std::vector<select_spec>& specs) {
+  std::vector<protocol::statement> sts;
+  for (const auto& spec : specs) {
+    protocol::statement st{exact_sql(spec), {}};
+    st.params.positional = spec.params;
+    sts.push_back(std::move(st));
+  }
+  auto results = run_sync(store_, std::move(sts), backends::clock::now() + timeout_);
+  if (!results) return results.error();
+  std::vector<std::vector<row>> out;
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    auto& rows = out.emplace_back();
+    rows.reserve((*results)[k].rows.size());
+    for (auto& raw : (*results)[k].rows) {
+      const auto* types = raw.empty() ? nullptr : std::get_if<std::string>(&raw[0]);
+      if (types == nullptr || types->size() != specs[k].columns.size() || raw.size() != types->size() + 1) {
+        return fail(errc::internal, "D1 returned a row of an unexpected shape for " + specs[k].table, "d1");
+      }
+      row r;
+      r.reserve(types->size());
+      for (std::size_t c = 0; c < types->size(); ++c) {
+        auto v = typed((*types)[c], std::move(raw[c + 1]));
+        if (!v) return v.error();
+        r.push_back(std::move(*v));
+      }
+      rows.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+outcome<std::vector<protocol::query_result>> d1_reader::query(std::vector<protocol::statement> statements) {
+  return run_sync(store_, std::move(statements), backends::clock::now() + timeout_);
+}
+
+// ---- stores ------------------------------------------------------------------------------------------
+
+outcome<std::vector<protocol::query_result>> run_sync(backends::store& s, std::vector<protocol::statement> statements,
+                                                      backends::clock::time_point deadline) {
+  backends::exec_options o;
+  o.internal = true;
+  o.deadline = deadline;
+  std::promise<outcome<std::vector<protocol::query_result>>> done;
+  auto f = done.get_future();
+  s.execute_batch(std::move(statements), o, [&done](outcome<std::vector<protocol::query_result>> r) { done.set_value(std::move(r)); });
+  return f.get();
+}
+
+outcome<opened> open_database(const endpoint& e, const d1_settings& d1, bool for_write, std::chrono::milliseconds timeout) {
+  opened out;
+  out.where = e;
+  if (e.type == endpoint::kind::sqlite) {
+    if (for_write) {
+      std::error_code ec;
+      const auto parent = std::filesystem::path(e.path).parent_path();
+      if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
+        return fail(errc::unavailable, "cannot create '" + e.path + "': no folder " + parent.string(), "sqlite");
+      backends::sqlite_store_options so;
+      so.db.path = e.path;
+      so.readers = 1;
+      auto s = backends::sqlite_store::open(so);
+      if (!s) return s.error();
+      out.store = std::move(*s);
+    }
+    auto r = sqlite_reader::open(e.path);
+    if (!r) return r.error();
+    out.read = std::move(*r);
+    return out;
+  }
+  d1_settings settings = d1;
+  if (!e.database_id.empty()) settings.database_id = e.database_id;
+  auto options = resolve(settings);
+  if (!options) return options.error();
+  options->request_timeout = std::min<std::chrono::milliseconds>(options->request_timeout, timeout);
+  auto s = backends::d1_store::open(*options);
+  if (!s) return s.error();
+  out.store = std::move(*s);
+  out.read = std::make_unique<d1_reader>(*out.store, "d1:" + options->database_id, timeout);
+  if (auto probe = out.read->query_one("SELECT 1"); !probe) {
+    return fail(probe.error().code, "cannot use D1 database " + options->database_id + " at " + options->endpoint + ": " + probe.error().message, "d1");
+  }
+  return out;
+}
+
+}  // namespace tandem::tools
