@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tools/backup.hpp"
 #include "tools/bench_migrate.hpp"
 #include "tools/database.hpp"
 #include "tools/migrate.hpp"
@@ -13,6 +14,13 @@ struct move_commands::state {
   CLI::App* migrate = nullptr;
   CLI::App* validate = nullptr;
   CLI::App* bench_migrate = nullptr;
+  CLI::App* backup = nullptr;
+  CLI::App* restore = nullptr;
+  backup_command bc;
+  restore_command rc;
+  d1_settings backup_d1, restore_d1;
+  std::string backup_config, restore_config;
+  bool restore_no_validate = false;
   bench_migrate_options bm;
 
   // One set of D1 settings per command, so that each --help lists its own flags.
@@ -104,6 +112,38 @@ void move_commands::add(CLI::App& app, CLI::App& bench) {
             "  tandem validate --from sqlite:var/app.db --to d1 --full --json\n"
             "Exit status: 0 equal, 1 different (each differing key is named), 2 could not compare.");
 
+  // backup
+  s.backup = app.add_subcommand("backup", "copy a SQLite file (online, consistent) or a D1 database (JSON and SQL) into a folder");
+  auto* bk = s.backup;
+  bk->add_option("database", s.bc.from, "sqlite:PATH, d1 or d1:ID")->required();
+  bk->add_option("--to", s.bc.dir, "the folder to write the backup into (created if missing)")->required();
+  bk->add_option("--timeout", s.bc.timeout_ms, "ms each request to D1 may take")->capture_default_str();
+  add_d1_flags(bk, s.backup_d1, s.backup_config);
+  bk->footer(std::string(k_d1_footer) +
+             "\nsqlite:PATH gives DIR/<name>-YYYY-MM-DD.db, made with SQLite's backup API while others keep writing.\n"
+             "d1 gives DIR/d1-<id>-YYYY-MM-DD/ with tables/*.json (wrangler d1 execute --json's shape, exact values),\n"
+             "dump.sql and manifest.json. A backup never overwrites another (-2, -3, ... are added).\n"
+             "Examples:\n"
+             "  tandem backup sqlite:.monotask/project.db --to .monotask/backups\n"
+             "  tandem backup d1 --to backups");
+
+  // restore
+  s.restore = app.add_subcommand("restore", "restore a backup (a .db file or a D1 backup folder) into SQLite or D1");
+  auto* rs = s.restore;
+  rs->add_option("backup", s.rc.from, "a .db file made by tandem backup (or any SQLite file), or a D1 backup folder")->required();
+  rs->add_option("--to", s.rc.to, "sqlite:PATH, d1 or d1:ID")->required();
+  rs->add_flag("--force", s.rc.force, "replace the target's content if it is not empty");
+  rs->add_flag("--no-validate", s.restore_no_validate, "into D1: skip comparing every row afterwards");
+  rs->add_option("--progress", s.rc.progress, "auto, bars, lines or none")->check(CLI::IsMember({"auto", "bars", "lines", "none"}))->capture_default_str();
+  rs->add_option("--timeout", s.rc.timeout_ms, "ms each request to D1 may take")->capture_default_str();
+  add_d1_flags(rs, s.restore_d1, s.restore_config);
+  rs->footer(std::string(k_d1_footer) +
+             "\nA target that holds any table, view, index or trigger is refused unless --force.\n"
+             "Examples:\n"
+             "  tandem restore .monotask/backups/project-2026-12-01.db --to sqlite:.monotask/project.db --force\n"
+             "  tandem restore backups/d1-<id>-2026-12-01 --to d1\n"
+             "Exit status: 0 restored (and, into D1, validated), 1 refused or failed, 2 bad arguments.");
+
   // bench migrate
   s.bench_migrate = bench.add_subcommand(
       "migrate", "time tandem migrate and validate --full on a guide-scale database against the local D1, beside sqlite3 .dump | wrangler");
@@ -126,6 +166,17 @@ std::optional<int> move_commands::run(const config_loader& load_config) {
     if (!s.migrate_config.empty()) load_config(s.migrate_config, s.migrate_d1);
     s.mc.d1 = s.migrate_d1;
     return run_migrate(s.mc);
+  }
+  if (s.backup->parsed()) {
+    if (!s.backup_config.empty()) load_config(s.backup_config, s.backup_d1);
+    s.bc.d1 = s.backup_d1;
+    return run_backup(s.bc);
+  }
+  if (s.restore->parsed()) {
+    if (!s.restore_config.empty()) load_config(s.restore_config, s.restore_d1);
+    s.rc.d1 = s.restore_d1;
+    s.rc.validate = !s.restore_no_validate;
+    return run_restore(s.rc);
   }
   if (s.validate->parsed()) {
     if (!s.validate_config.empty()) load_config(s.validate_config, s.validate_d1);

@@ -137,6 +137,19 @@ std::vector<std::string> user_tables(backends::store& s) {
 
 namespace {
 
+// A REAL as exact text, "<integer mantissa>p<power of two>": printf('%!.17g') is not exact in
+// every SQLite (Debian's 3.40 misprints some large and tiny doubles, and differs from D1's).
+// Dividing by a power of two is exact; the CASE corrects a log2() that rounded across a power
+// of two, so both stores give the same text for the same double.
+std::string exact_real(const std::string& q) {
+  const std::string m = "(" + q + " / pow(2.0, e))";
+  return "CASE WHEN " + q + " = 0 THEN '0' WHEN " + q + " = 9e999 THEN 'Inf' WHEN " + q + " = -9e999 THEN '-Inf' ELSE (SELECT CASE " +
+         "WHEN abs(" + m + ") >= 9007199254740992.0 THEN CAST(CAST(" + m + " / 2 AS INTEGER) AS TEXT) || 'p' || (e + 1) " +
+         "WHEN abs(" + m + ") < 4503599627370496.0 AND e > -1074 THEN CAST(CAST(" + m + " * 2 AS INTEGER) AS TEXT) || 'p' || (e - 1) " +
+         "ELSE CAST(CAST(" + m + " AS INTEGER) AS TEXT) || 'p' || e END FROM (SELECT max(CAST(floor(log2(abs(" + q +
+         "))) AS INTEGER) - 52, -1074) AS e)) END";
+}
+
 // Every cell as (type, exact text): D1 answers integers beyond 2^53 as doubles, so cells are
 // compared through SQL that makes text of them, the same SQL on both stores.
 std::string exact_select(backends::store& schema_source, const std::string& table) {
@@ -149,7 +162,7 @@ std::string exact_select(backends::store& schema_source, const std::string& tabl
   for (const auto& row : cols->at(0).rows) {
     const auto q = backends::quote_identifier(std::get<std::string>(row[0]));
     select += (select.empty() ? "" : ", ") + ("typeof(" + q + "), CASE typeof(" + q + ") WHEN 'blob' THEN hex(" + q +
-                                              ") WHEN 'real' THEN printf('%!.17g', " + q + ") ELSE CAST(" + q + " AS TEXT) END");
+                                              ") WHEN 'real' THEN " + exact_real(q) + " ELSE CAST(" + q + " AS TEXT) END");
     order += (order.empty() ? "" : ", ") + std::to_string(2 * ++n);
   }
   return "SELECT " + select + " FROM " + backends::quote_identifier(table) + " ORDER BY " + order;
