@@ -112,7 +112,7 @@ std::optional<std::string> literal_for(const protocol::value& v) {
     if (std::isfinite(*d) && *d != std::trunc(*d)) return std::nullopt;  // has a fraction: exact in JSON
     if (std::isnan(*d)) return std::string("(NULL)");
     if (std::isinf(*d)) return std::string(*d > 0 ? "(9e999)" : "(-9e999)");
-    return "(" + whole_float_literal(*d) + ")";
+    return "(" + exact_float_literal(*d) + ")";
   }
   if (const auto* b = std::get_if<protocol::blob>(&v)) {
     static constexpr char hex[] = "0123456789ABCDEF";
@@ -135,21 +135,26 @@ std::size_t value_bytes(const protocol::value& v) {
 
 }  // namespace
 
-std::string whole_float_literal(double d) {
+std::string exact_float_literal(double d) {
   constexpr double k_two53 = 9007199254740992.0;
-  if (std::fabs(d) < k_two53) {
+  if (d == std::trunc(d) && std::fabs(d) < k_two53) {
     std::string s;
     protocol::append_value(s, protocol::value{d});  // the integer's digits and ".0": exact
     return s;
   }
-  // |d| = m * 2^e with m an integer below 2^53: each product below is exact.
+  // |d| = m * 2^e with m an integer below 2^53: multiplying or dividing by powers of two never
+  // rounds (every intermediate has d's significant bits), so the expression is exactly d.
   int exp = 0;
   const double frac = std::frexp(std::fabs(d), &exp);
-  const auto m = static_cast<std::int64_t>(std::ldexp(frac, 53));
+  auto m = static_cast<std::int64_t>(std::ldexp(frac, 53));
   int e = exp - 53;
+  while (e < 0 && m % 2 == 0) {  // shorter: drop the mantissa's trailing zero bits
+    m /= 2;
+    ++e;
+  }
   std::string s = (d < 0 ? "-" : "") + std::to_string(m) + ".0";
-  for (; e >= 32; e -= 32) s += "*4294967296.0";
-  if (e > 0) s += "*" + std::to_string(std::int64_t{1} << e) + ".0";
+  const char* op = e >= 0 ? "*" : "/";
+  for (int k = std::abs(e); k > 0; k -= 32) s += std::string(op) + (k >= 32 ? "4294967296.0" : std::to_string(std::int64_t{1} << k) + ".0");
   return s;
 }
 

@@ -34,10 +34,11 @@ struct d1_statement {
 // the D1 limit a statement would exceed.
 outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_limits& limits = {});
 
-// A literal SQLite reads back as exactly `d`, a finite whole-number double: its digits with ".0"
-// below 2^53; above, its mantissa times powers of two (SQLite's decimal parsing, D1's included,
-// can be one ulp off for 17-digit literals of large magnitude).
-std::string whole_float_literal(double d);
+// A literal SQLite reads back as exactly `d` (finite): a whole number below 2^53 as its digits
+// with ".0"; any other as its integer mantissa times or divided by powers of two. SQLite's
+// decimal parsing, D1's included, can be an ulp off for 17-digit literals of large or small
+// magnitude; products of powers of two are exact.
+std::string exact_float_literal(double d);
 
 // BAD_REQUEST unless `sql` holds exactly one statement (comments and a trailing ';' allowed).
 outcome<void> check_single_statement(std::string_view sql);

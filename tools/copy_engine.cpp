@@ -52,9 +52,6 @@ outcome<std::vector<statement>> build_inserts(const table_info& t, const std::ve
   std::string head = "INSERT INTO " + quote_name(t.name) + " (";
   for (std::size_t i = 0; i < t.copy_columns.size(); ++i) head += (i ? ", " : "") + quote_name(t.copy_columns[i]);
   head += ") VALUES ";
-  // Room left for a whole-number float that to_d1_statement writes as a literal.
-  constexpr std::size_t k_float_literal = 32;
-
   std::vector<statement> out;
   statement cur;
   std::size_t cur_rows = 0, cur_bytes = 0;
@@ -75,39 +72,39 @@ outcome<std::vector<statement>> build_inserts(const table_info& t, const std::ve
                            " bytes per value");
       }
     }
-    // Each cell's text in the VALUES tuple, and whether it binds a parameter.
+    // Each cell's text in the VALUES tuple, and whether it binds a parameter. For D1 values are
+    // exact literals (fewer, larger statements: D1's cost is mostly per statement), except
+    // floats and text too large for a statement, which are bound.
     std::vector<std::string> cells(r.size());
     std::vector<bool> bound(r.size(), false);
     std::vector<bool> big(r.size(), false);
-    std::size_t extra = 0;
     for (std::size_t c = 0; c < r.size(); ++c) {
       const auto& v = r[c];
       if (!limits.d1) {
         cells[c] = "?";
         bound[c] = true;
-      } else if (std::holds_alternative<std::monostate>(v) || std::holds_alternative<std::int64_t>(v)) {
-        cells[c] = sql_literal(v);
-      } else if (const auto* d = std::get_if<double>(&v)) {
-        if (std::isfinite(*d)) {
-          cells[c] = "?";
-          bound[c] = true;
-          extra += k_float_literal;
-        } else {
-          cells[c] = sql_literal(v);
+        continue;
+      }
+      // A float with a fraction is exact as JSON; a whole one becomes an exact literal in
+      // to_d1_statement. Products of powers of two (exact_float_literal) would be exact too,
+      // but cost D1 more than a bound parameter.
+      if (std::holds_alternative<double>(v) && std::isfinite(std::get<double>(v))) {
+        cells[c] = "?";
+        bound[c] = true;
+        continue;
+      }
+      cells[c] = sql_literal(v);
+      if (const auto* s = std::get_if<std::string>(&v); s && cells[c].size() > limits.max_sql_bytes / 4) {
+        if (s->find('\0') != std::string::npos || !protocol::is_valid_utf8(*s)) {
+          return unsupported("table " + t.name + ", row " + show_key(t.key_names(), t.key_of(r)) + ", column " + t.copy_columns[c] +
+                             ": text of " + std::to_string(s->size()) + " bytes that is not valid UTF-8 cannot travel to D1 (store it as a blob)");
         }
-      } else if (const auto* s = std::get_if<std::string>(&v)) {
-        if (s->find('\0') == std::string::npos && protocol::is_valid_utf8(*s)) {
-          cells[c] = "?";
-          bound[c] = true;
-        } else {
-          cells[c] = sql_literal(v);  // CAST(X'..' AS TEXT): JSON cannot carry these bytes
-        }
-      } else {
-        cells[c] = sql_literal(v);
+        cells[c] = "?";
+        bound[c] = true;
       }
     }
     auto tuple_size = [&] {
-      std::size_t n = 2 + extra;
+      std::size_t n = 2;
       for (const auto& s : cells) n += s.size() + 2;
       return n;
     };

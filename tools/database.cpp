@@ -11,6 +11,7 @@
 #include "backends/d1_statement.hpp"
 #include "backends/journal.hpp"
 #include "backends/sqlite_store.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/text.hpp"
 
 namespace tandem::tools {
@@ -44,12 +45,8 @@ void append_hex(std::string& out, std::string_view bytes) {
 std::string double_text(double d) {
   if (std::isnan(d)) return "NULL";
   if (std::isinf(d)) return d > 0 ? "9e999" : "-9e999";
-  if (d == std::trunc(d)) return backends::whole_float_literal(d);
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  std::string s(buf, end);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
+  auto s = backends::exact_float_literal(d);
+  return s.find_first_of("*/") == std::string::npos ? s : "(" + s + ")";
 }
 
 }  // namespace
@@ -128,6 +125,11 @@ std::string sql_literal(const value& v) {
 }
 
 std::string show_value(const value& v, std::size_t max_text) {
+  if (const auto* d = std::get_if<double>(&v); d && std::isfinite(*d)) {
+    std::string s;
+    protocol::append_value(s, v);  // the shortest form that reads back as the same double
+    return s;
+  }
   if (const auto* s = std::get_if<std::string>(&v); s && s->size() > max_text) {
     std::size_t cut = max_text;
     while (cut > 0 && (static_cast<unsigned char>((*s)[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters

@@ -218,63 +218,90 @@ class comparer {
     diff(t, a, b, rep);
   }
 
-  // JSON columns of `t`: declared JSON, or text columns whose sampled values are all JSON
-  // objects or arrays (decided on the first database).
-  std::vector<std::string> json_columns(const table_info& t) {
-    std::vector<std::string> out, candidates;
-    for (const auto& c : t.columns) {
-      if (c.generated || c.hidden) continue;
-      const auto type = upper(c.type);
-      if (type.find("JSON") != std::string::npos) out.push_back(c.name);
-      else if (type.empty() || type.find("TEXT") != std::string::npos || type.find("CHAR") != std::string::npos || type.find("CLOB") != std::string::npos)
-        candidates.push_back(c.name);
-    }
-    if (candidates.empty()) return out;
-    std::string sql = "SELECT ";
-    for (std::size_t i = 0; i < candidates.size(); ++i) {
-      const auto q = quote_name(candidates[i]);
-      sql += (i ? ", " : "") + ("sum(CASE WHEN typeof(" + q + ") = 'text' AND substr(" + q + ", 1, 1) IN ('{', '[') THEN 1 ELSE 0 END), count(" + q + ")");
-    }
-    sql += " FROM (SELECT * FROM " + quote_name(t.name) + " LIMIT 50)";
-    auto r = first_.query_one(sql);
-    if (!r || r->rows.empty()) return out;
-    for (std::size_t i = 0; i < candidates.size(); ++i) {
-      auto as_int = [](const value& v) {
-        if (const auto* n = std::get_if<std::int64_t>(&v)) return *n;
-        if (const auto* d = std::get_if<double>(&v)) return static_cast<std::int64_t>(*d);
-        return std::int64_t{0};
-      };
-      const auto objects = as_int(r->rows[0][2 * i]);
-      const auto count = as_int(r->rows[0][2 * i + 1]);
-      if (count > 0 && objects == count) out.push_back(candidates[i]);
-    }
-    return out;
-  }
-
-  void check_json(const table_info& t, table_report& rep) {
-    rep.json_columns = json_columns(t);
-    for (const auto& col : rep.json_columns) {
-      const auto q = quote_name(col);
-      const std::string bad = "typeof(" + q + ") = 'text' AND json_valid(" + q + ") = 0";
-      for (reader* side : {&first_, &second_}) {
-        auto n = side->query_one("SELECT count(*) FROM " + quote_name(t.name) + " WHERE " + bad);
-        if (!n) {
-          rep.error = side->describe() + ": " + n.error().message;
-          return;
-        }
-        if (int_cell(*n) == 0) continue;
-        json_problem p{col, side->describe(), int_cell(*n), {}};
-        if (auto keys = side->select_one({t.name, t.key_names(), bad, {}, t.key_expr(), 5})) p.keys = std::move(*keys);
-        rep.invalid_json.push_back(std::move(p));
-      }
-    }
-  }
-
  private:
   reader& first_;
   reader& second_;
   const validate_options& o_;
 };
+
+// Candidate JSON columns of `t`: declared JSON (certain), or text-typed (to be sampled).
+void json_candidates(const table_info& t, std::vector<std::string>& declared, std::vector<std::string>& sampled) {
+  for (const auto& c : t.columns) {
+    if (c.generated || c.hidden) continue;
+    const auto type = upper(c.type);
+    if (type.find("JSON") != std::string::npos) declared.push_back(c.name);
+    else if (type.empty() || type.find("TEXT") != std::string::npos || type.find("CHAR") != std::string::npos || type.find("CLOB") != std::string::npos)
+      sampled.push_back(c.name);
+  }
+}
+
+std::int64_t as_int(const value& v) {
+  if (const auto* n = std::get_if<std::int64_t>(&v)) return *n;
+  if (const auto* d = std::get_if<double>(&v)) return static_cast<std::int64_t>(*d);
+  return 0;
+}
+
+// The JSON columns of each table (declared JSON, or whose 50 first values are all JSON objects or
+// arrays on the first database), then the values that do not parse, counted by json_valid() on
+// each side: one round trip per side for all tables.
+void check_json(reader& first, reader& second, const std::vector<const table_info*>& tables, std::vector<table_report>& reps) {
+  std::vector<protocol::statement> sniff;
+  std::vector<std::pair<std::size_t, std::vector<std::string>>> sniffed;  // table index, columns
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    std::vector<std::string> declared, sampled;
+    json_candidates(*tables[i], declared, sampled);
+    reps[i].json_columns = declared;
+    if (sampled.empty() || !reps[i].error.empty()) continue;
+    std::string sql = "SELECT ";
+    for (std::size_t k = 0; k < sampled.size(); ++k) {
+      const auto q = quote_name(sampled[k]);
+      sql += (k ? ", " : "") + ("sum(CASE WHEN typeof(" + q + ") = 'text' AND substr(" + q + ", 1, 1) IN ('{', '[') THEN 1 ELSE 0 END), count(" + q + ")");
+    }
+    sniff.push_back({sql + " FROM (SELECT * FROM " + quote_name(tables[i]->name) + " LIMIT 50)", {}});
+    sniffed.emplace_back(i, std::move(sampled));
+  }
+  if (!sniff.empty()) {
+    if (auto r = first.query(std::move(sniff))) {
+      for (std::size_t k = 0; k < sniffed.size(); ++k) {
+        const auto& cells = (*r)[k].rows.at(0);
+        const auto& [i, cols] = sniffed[k];
+        for (std::size_t c = 0; c < cols.size(); ++c) {
+          const auto count = as_int(cells[2 * c + 1]);
+          if (count > 0 && as_int(cells[2 * c]) == count) reps[i].json_columns.push_back(cols[c]);
+        }
+      }
+    }
+  }
+  std::vector<protocol::statement> counts;
+  std::vector<std::pair<std::size_t, std::string>> counted;
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    if (!reps[i].error.empty()) continue;
+    for (const auto& col : reps[i].json_columns) {
+      const auto q = quote_name(col);
+      counts.push_back({"SELECT count(*) FROM " + quote_name(tables[i]->name) + " WHERE typeof(" + q + ") = 'text' AND json_valid(" + q + ") = 0", {}});
+      counted.emplace_back(i, col);
+    }
+  }
+  if (counts.empty()) return;
+  for (reader* side : {&first, &second}) {
+    auto r = side->query(counts);
+    if (!r) {
+      for (auto& [i, col] : counted) reps[i].error = side->describe() + ": checking JSON: " + r.error().message;
+      continue;
+    }
+    for (std::size_t k = 0; k < counted.size(); ++k) {
+      const auto n = int_cell((*r)[k]);
+      if (n == 0) continue;
+      const auto& [i, col] = counted[k];
+      const auto q = quote_name(col);
+      const auto shape = compare_shape(*tables[i]);
+      json_problem p{col, side->describe(), n, {}};
+      if (auto keys = side->select_one({shape.name, shape.key_names(), "typeof(" + q + ") = 'text' AND json_valid(" + q + ") = 0", {}, shape.key_expr(), 5}))
+        p.keys = std::move(*keys);
+      reps[i].invalid_json.push_back(std::move(p));
+    }
+  }
+}
 
 std::string mode_name(validate_options::mode m) {
   switch (m) {
@@ -350,6 +377,7 @@ validation_report validate_databases(reader& first, reader& second, const databa
     if (!cb) tr.error = second.describe() + ": " + cb.error().message;
     else tr.second_rows = int_cell((*cb)[i]);
   }
+  if (o.check_json) check_json(first, second, both, rep.tables);
   std::mutex mu;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
@@ -360,7 +388,6 @@ validation_report validate_databases(reader& first, reader& second, const databa
       if (tr.error.empty()) {
         if (o.how == validate_options::mode::full) cmp.full(shape, tr);
         else if (o.how == validate_options::mode::sample) cmp.sample(shape, tr);
-        if (o.check_json && tr.error.empty()) cmp.check_json(shape, tr);
       }
       std::lock_guard lock(mu);
       if (on_table) on_table(tr);

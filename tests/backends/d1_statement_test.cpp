@@ -45,17 +45,26 @@ TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
   EXPECT_EQ(r->sql, "SELECT 5-(-9007199254740995)") << "parentheses keep '--' from starting a comment";
 }
 
-TEST(D1Statement, LargeWholeFloatsAreWrittenAsExactProducts) {
-  EXPECT_EQ(whole_float_literal(3.0), "3.0");
-  EXPECT_EQ(whole_float_literal(-9007199254740990.0), "-9007199254740990.0");
-  EXPECT_EQ(whole_float_literal(9007199254740992.0), "4503599627370496.0*2.0");
-  EXPECT_EQ(whole_float_literal(1e20), "6103515625000000.0*16384.0");
-  const auto big = whole_float_literal(4.447782551545296e+135);
+TEST(D1Statement, FloatLiteralsAreExactProductsOfPowersOfTwo) {
+  EXPECT_EQ(exact_float_literal(3.0), "3.0");
+  EXPECT_EQ(exact_float_literal(-9007199254740990.0), "-9007199254740990.0");
+  EXPECT_EQ(exact_float_literal(9007199254740992.0), "4503599627370496.0*2.0");
+  EXPECT_EQ(exact_float_literal(1e20), "6103515625000000.0*16384.0");
+  EXPECT_EQ(exact_float_literal(0.5), "1.0/2.0");
+  EXPECT_EQ(exact_float_literal(-2.5), "-5.0/2.0");
+  EXPECT_EQ(exact_float_literal(0.1), "3602879701896397.0/4294967296.0/8388608.0");
+  EXPECT_EQ(exact_float_literal(5e-324), "1.0" + [] {
+    std::string s;
+    for (int i = 0; i < 33; ++i) s += "/4294967296.0";
+    return s + "/262144.0";
+  }());
+  const auto big = exact_float_literal(4.447782551545296e+135);
   EXPECT_EQ(big.find('e'), std::string::npos) << big;
-  auto r = to_d1_statement(positional("SELECT ?", {value{-std::numeric_limits<double>::max()}}));
+  auto r = to_d1_statement(positional("SELECT ?, ?", {value{-std::numeric_limits<double>::max()}, value{0.1}}));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->sql.rfind("SELECT (-", 0), 0u) << r->sql;
   EXPECT_NE(r->sql.find("*4294967296.0"), std::string::npos) << r->sql;
+  EXPECT_EQ(r->params_json, "[0.1]") << "a float with a fraction is exact in JSON: it stays bound";
 }
 
 TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {

@@ -283,16 +283,18 @@ async function handleReset(db) {
         "SELECT type, name, sql LIKE 'CREATE VIRTUAL TABLE%' AS virtual FROM sqlite_master" +
         " WHERE type IN ('table','index','view','trigger')" +
         " AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'" +
-        " AND (type <> 'index' OR sql IS NOT NULL)",
+        " AND (type <> 'index' OR sql IS NOT NULL) ORDER BY rowid",
       params: [],
     },
   ]);
   // Triggers, views and indexes first, then virtual tables (which drop their
-  // own shadow tables), then the other tables.
+  // own shadow tables), then the other tables, the last created first: a child
+  // table is dropped before its parent (dropping a child whose parent is gone
+  // fails with "no such table" while foreign keys are on).
   const order = { trigger: 0, view: 1, index: 2, table: 4 };
   const objs = list.rows
-    .map(([type, name, virtual]) => ({ type, name, rank: order[type] - (virtual ? 1 : 0) }))
-    .sort((a, b) => a.rank - b.rank)
+    .map(([type, name, virtual], at) => ({ type, name, at, rank: order[type] - (virtual ? 1 : 0) }))
+    .sort((a, b) => a.rank - b.rank || b.at - a.at)
     .map(({ type, name }) => ({ type, name }));
   const quote = (s) => `"${String(s).replace(/"/g, '""')}"`;
   if (objs.length) {
