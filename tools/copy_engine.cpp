@@ -25,6 +25,8 @@ using protocol::value;
 
 namespace {
 
+constexpr const char* k_guard = "tandem: this batch does not continue the checkpoint";
+
 error unsupported(std::string m) { return error{errc::unsupported, std::move(m), {}, {}}; }
 
 std::size_t bytes_of(const value& v) {
@@ -213,7 +215,7 @@ outcome<std::vector<checkpoint_row>> read_checkpoint(backends::store& target) {
   if (!exists) return exists.error();
   const auto& cell = exists->at(0).rows.at(0).at(0);
   if (!std::holds_alternative<std::int64_t>(cell) || std::get<std::int64_t>(cell) == 0) return out;
-  auto rows = run_sync(target, {{std::string("SELECT tbl, source, after, copied, done FROM ") + k_checkpoint_table + " ORDER BY tbl", {}}});
+  auto rows = run_sync(target, {{std::string("SELECT tbl, source, after, copied, done, batch FROM ") + k_checkpoint_table + " ORDER BY tbl", {}}});
   if (!rows) return rows.error();
   for (const auto& r : rows->at(0).rows) {
     checkpoint_row c;
@@ -222,15 +224,14 @@ outcome<std::vector<checkpoint_row>> read_checkpoint(backends::store& target) {
     if (const auto* a = std::get_if<std::string>(&r[2])) c.after = decode_key(*a);
     c.copied = std::get_if<std::int64_t>(&r[3]) ? std::get<std::int64_t>(r[3]) : 0;
     c.done = std::get_if<std::int64_t>(&r[4]) && std::get<std::int64_t>(r[4]) != 0;
+    c.batch = std::get_if<std::string>(&r[5]) ? std::get<std::string>(r[5]) : "";
     out.push_back(std::move(c));
   }
   return out;
 }
 
-outcome<void> drop_checkpoint(backends::store& target) {
-  auto r = run_sync(target, {{std::string("DROP TABLE IF EXISTS ") + k_checkpoint_table, {}}});
-  if (!r) return r.error();
-  return {};
+outcome<void> drop_checkpoint(backends::store& target, std::chrono::milliseconds timeout) {
+  return run_until_known(target, {{std::string("DROP TABLE IF EXISTS ") + k_checkpoint_table, {}}}, timeout);
 }
 
 bool copy_result::ok() const {
@@ -271,6 +272,7 @@ struct table_state {
   // What the target holds (the last committed checkpoint).
   std::optional<row> committed_after;
   std::int64_t committed = 0;
+  std::string committed_batch;  // the batch id in its checkpoint row; empty: no row yet
   // How far this table's owner has read (into batches not yet committed).
   std::optional<row> read_after;
   std::int64_t read = 0;
@@ -292,8 +294,6 @@ struct batch {
     return std::any_of(tables.begin(), tables.end(), [](const table_state* t) { return t->solo; });
   }
 };
-
-bool transient(const error& e) { return e.code == errc::unavailable || e.code == errc::timeout || e.code == errc::overloaded; }
 
 class engine {
  public:
@@ -337,10 +337,11 @@ class engine {
       }
     }
     if (!o_.dry_run) {
-      auto made = run_sync(target_, {{std::string("CREATE TABLE IF NOT EXISTS ") + k_checkpoint_table +
-                                          " (tbl TEXT PRIMARY KEY, source TEXT NOT NULL, after TEXT, copied INTEGER NOT NULL, "
-                                          "done INTEGER NOT NULL, batch TEXT NOT NULL, updated_ms INTEGER NOT NULL)",
-                                      {}}});
+      auto made = run_until_known(target_, {{std::string("CREATE TABLE IF NOT EXISTS ") + k_checkpoint_table +
+                                                 " (tbl TEXT PRIMARY KEY, source TEXT NOT NULL, after TEXT, copied INTEGER NOT NULL, "
+                                                 "done INTEGER NOT NULL, batch TEXT NOT NULL, updated_ms INTEGER NOT NULL)",
+                                             {}}},
+                                  o_.timeout);
       if (!made) return error{made.error().code, "creating the checkpoint table in the target: " + made.error().message, {}, {}};
     }
     auto cp = read_checkpoint(target_);
@@ -376,6 +377,7 @@ class engine {
       const auto it = std::find_if(cp->begin(), cp->end(), [&](const checkpoint_row& c) { return c.table == s.info->name; });
       if (it != cp->end()) {
         s.committed_after = it->after;
+        s.committed_batch = it->batch;
         s.committed = s.read = s.result.copied = s.result.resumed = it->copied;
         s.read_after = it->after;
         if (it->done) {
@@ -493,11 +495,25 @@ class engine {
     return true;
   }
 
-  // The batch as sent: deferred foreign keys, the rows, then each table's checkpoint.
+  // The batch as sent: deferred foreign keys, a guard per table (json() of text that is not JSON
+  // raises an error, aborting the batch, unless the table's checkpoint is where this batch
+  // continues from), the rows, then each table's new checkpoint.
   std::vector<statement> wire(const batch& b) const {
     std::vector<statement> out;
-    out.reserve(b.statements.size() + b.tables.size() + 1);
+    out.reserve(b.statements.size() + 2 * b.tables.size() + 1);
     out.push_back({"PRAGMA defer_foreign_keys = ON", {}});
+    for (const auto* t : b.tables) {
+      statement guard;
+      if (t->committed_batch.empty()) {
+        guard.sql = std::string("SELECT json('") + k_guard + "') WHERE EXISTS (SELECT 1 FROM " + k_checkpoint_table + " WHERE tbl = ?)";
+        guard.params.positional = {value{t->info->name}};
+      } else {
+        guard.sql = std::string("SELECT json('") + k_guard + "') WHERE NOT EXISTS (SELECT 1 FROM " + k_checkpoint_table +
+                    " WHERE tbl = ? AND batch = ?)";
+        guard.params.positional = {value{t->info->name}, value{t->committed_batch}};
+      }
+      out.push_back(std::move(guard));
+    }
     out.insert(out.end(), b.statements.begin(), b.statements.end());
     for (std::size_t k = 0; k < b.tables.size(); ++k) {
       statement cp{std::string("INSERT OR REPLACE INTO ") + k_checkpoint_table +
@@ -550,7 +566,15 @@ class engine {
     for (;;) {
       auto r = pending.get();
       if (r) return {};
-      if (!transient(r.error())) return "error:" + r.error().message;
+      if (r.error().message.find("malformed JSON") != std::string::npos) {
+        // A guard fired: the checkpoint is not where this batch continues from. Either this very
+        // batch is already in (sent twice), or someone else moved it.
+        const auto in = committed(b);
+        if (in && *in) return {};
+        return "fatal:the checkpoint of table " + b.tables.front()->info->name +
+               " changed during the copy: is another tandem migrate writing to this database?";
+      }
+      if (!is_transient(r.error())) return "error:" + r.error().message;
       // D1 did not answer, or not in time: find out whether the batch is in before sending it again.
       for (;;) {
         if (backends::clock::now() > deadline) {
@@ -563,6 +587,10 @@ class engine {
         if (!in) continue;
         if (*in) return {};
         break;
+      }
+      {
+        std::lock_guard lock(mu_);
+        ++result_.resent;
       }
       pending = send(b);
     }
@@ -586,6 +614,7 @@ class engine {
     for (std::size_t k = 0; k < b.tables.size(); ++k) {
       auto* s = b.tables[k];
       s->committed_after = b.after[k];
+      s->committed_batch = b.id;
       s->committed = b.read[k];
       s->result.copied = b.read[k];
       if (obs_) obs_->progressed(s->result);

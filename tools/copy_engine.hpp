@@ -10,8 +10,11 @@
 //  - A table's batches commit in key order; a table starts only once the tables its foreign keys
 //    reference are complete (or sit earlier in the same batch). Foreign-key checks are deferred to
 //    each batch's commit.
-//  - A batch whose outcome is unknown (D1 did not answer) is resolved by reading the checkpoint
-//    back before it is sent again, so it is never applied twice.
+//  - Each batch opens with a guard per table: it aborts the batch unless the table's checkpoint is
+//    still the one the batch continues from. A batch whose outcome is unknown (D1 did not answer
+//    in time) can therefore be sent again: whichever copy arrives second, even one D1 was still
+//    running when tandem gave up on it, changes nothing. The checkpoint read back tells which.
+//    The guard also stops two copies into the same target from interleaving.
 //
 // This is the entry point for a live backfill too: open a SQLite connection, BEGIN, note the
 // journal position S, wrap the connection with sqlite_reader::borrow(), and copy_tables() into
@@ -81,6 +84,7 @@ struct copy_result {
   std::vector<table_copy> tables;  // in the order given
   std::size_t batches = 0;
   std::size_t statements = 0;
+  std::size_t resent = 0;  // batches sent again because the target did not answer in time
   std::string error;  // why the copy stopped early; empty when it ran to the end
   bool ok() const;
   std::int64_t total_rows() const;
@@ -111,9 +115,10 @@ struct checkpoint_row {
   std::optional<row> after;
   std::int64_t copied = 0;
   bool done = false;
+  std::string batch;  // the id of the batch that wrote it
 };
 backends::outcome<std::vector<checkpoint_row>> read_checkpoint(backends::store& target);
-backends::outcome<void> drop_checkpoint(backends::store& target);
+backends::outcome<void> drop_checkpoint(backends::store& target, std::chrono::milliseconds timeout = std::chrono::milliseconds(60000));
 
 // A key as JSON text and back (exact: integers, round-trip floats, base64 blobs).
 std::string encode_key(const row& key);

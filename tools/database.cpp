@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "backends/d1_statement.hpp"
 #include "backends/journal.hpp"
@@ -450,6 +451,29 @@ outcome<std::vector<protocol::query_result>> run_sync(backends::store& s, std::v
   auto f = done.get_future();
   s.execute_batch(std::move(statements), o, [&done](outcome<std::vector<protocol::query_result>> r) { done.set_value(std::move(r)); });
   return f.get();
+}
+
+bool is_transient(const error& e) { return e.code == errc::unavailable || e.code == errc::timeout || e.code == errc::overloaded; }
+
+outcome<void> run_until_known(backends::store& s, const std::vector<protocol::statement>& statements, std::chrono::milliseconds timeout,
+                              const std::function<std::optional<bool>()>& committed) {
+  const auto deadline = backends::clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(100);
+  for (;;) {
+    auto r = run_sync(s, statements, deadline);
+    if (r) return {};
+    if (!is_transient(r.error())) return r.error();
+    for (;;) {
+      if (backends::clock::now() + backoff > deadline) return r.error();
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      if (!committed) break;
+      const auto in = committed();
+      if (!in) continue;  // cannot tell yet
+      if (*in) return {};
+      break;
+    }
+  }
 }
 
 outcome<opened> open_database(const endpoint& e, const d1_settings& d1, bool for_write, std::chrono::milliseconds timeout) {

@@ -7,6 +7,7 @@
 // of the value (see d1_reader), so that every value read from either store is the one stored.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -134,6 +135,17 @@ std::string select_sql(const select_spec& spec);
 backends::outcome<std::vector<protocol::query_result>> run_sync(
     backends::store& s, std::vector<protocol::statement> statements,
     backends::clock::time_point deadline = backends::clock::time_point::max());
+
+// Runs `statements` as one batch until it is known to have committed, for the steps around the
+// copy (schema, triggers, counters, the checkpoint table). A batch D1 did not answer (UNAVAILABLE,
+// TIMEOUT, OVERLOADED) is sent again, with backoff, only after `committed` says it did not commit
+// (leave it empty for statements that may simply run twice); other errors are returned at once,
+// and a batch still unknown after `timeout` returns the last error.
+backends::outcome<void> run_until_known(backends::store& s, const std::vector<protocol::statement>& statements, std::chrono::milliseconds timeout,
+                                        const std::function<std::optional<bool>()>& committed = {});
+
+// Whether an error may go away by itself (D1 unreachable, overloaded, or slow).
+bool is_transient(const protocol::error& e);
 
 // An open database the tools write to or read from: a store, and a reader over the same data.
 struct opened {

@@ -231,7 +231,13 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
       out << "🧱 Schema: would create " << n_tables << " tables and " << n_other << " indexes/views now, " << triggers.size()
           << " triggers after the data" << (kept ? " (" + std::to_string(kept) + " already there)" : "") << "\n";
     } else if (!creates.empty()) {
-      auto made = run_sync(*target.store, creates, steady::now() + std::chrono::milliseconds(s.timeout_ms));
+      // One atomic batch: if D1 did not answer, it is in if its first object is.
+      auto made = run_until_known(*target.store, creates, std::chrono::milliseconds(s.timeout_ms),
+                                  [&, first = creates.front().sql]() -> std::optional<bool> {
+                                    auto now = target_objects(*target.read);
+                                    if (!now) return std::nullopt;
+                                    return std::any_of(now->begin(), now->end(), [&](const auto& o) { return o.second.sql == first; });
+                                  });
       if (!made) {
         out << "✗ Creating the schema in " << target.describe() << " failed (nothing was created): " << made.error().message << "\n";
         return 1;
@@ -279,7 +285,13 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
       after.insert(after.end(), seq.begin(), seq.end());
     }
     if (!after.empty()) {
-      if (auto r = run_sync(*target.store, after, steady::now() + std::chrono::milliseconds(s.timeout_ms)); !r) {
+      auto in = [&, first = after.front().sql]() -> std::optional<bool> {
+        if (s.data_only || triggers.empty()) return false;  // only counters: setting them twice is harmless
+        auto now = target_objects(*target.read);
+        if (!now) return std::nullopt;
+        return std::any_of(now->begin(), now->end(), [&](const auto& o) { return o.second.sql == first; });
+      };
+      if (auto r = run_until_known(*target.store, after, std::chrono::milliseconds(s.timeout_ms), in); !r) {
         out << "✗ Creating the triggers / AUTOINCREMENT counters failed: " << r.error().message << "\n";
         copied.error = copied.error.empty() ? "triggers: " + r.error().message : copied.error;
       } else if (!triggers.empty() && !s.data_only) {
@@ -293,7 +305,7 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
   }
   const bool ok = copied.error.empty() && data_ok;
   if (ok && !s.dry_run && !s.schema_only) {
-    if (auto d = drop_checkpoint(*target.store); !d) out << "⚠ Could not drop the checkpoint table: " << d.error().message << "\n";
+    if (auto d = drop_checkpoint(*target.store, std::chrono::milliseconds(s.timeout_ms)); !d) out << "⚠ Could not drop the checkpoint table: " << d.error().message << "\n";
   }
 
   // Validation: every row, both sides, the guide's lines per table.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -311,6 +312,65 @@ TEST(Move, InterruptedByKill9ThenResumedEndsEqual) {
   auto source = sqlite_at(db);
   expect_equal_stores(*source, *d1);
   EXPECT_EQ(count_of(*d1, "SELECT count(*) FROM audit_log"), count_of(*d1, "SELECT count(*) FROM tasks"));
+}
+
+// Injects faults through the local D1's /fault hook as batches commit (after the n-th progress
+// report, a fault for the requests that follow).
+class fault_injector final : public tools::copy_observer {
+ public:
+  fault_injector(std::string id, std::map<int, std::string> faults) : id_(std::move(id)), faults_(std::move(faults)) {}
+  void progressed(const tools::table_copy&) override {
+    auto it = faults_.find(++reports_);
+    if (it == faults_.end()) return;
+    const std::string cmd = "curl -sf --max-time 10 -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + local_d1::instance().url() +
+                            "/client/v4/accounts/" + k_d1_account + "/d1/database/" + id_ + "/fault -d '" + it->second + "' -o /dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+ private:
+  std::string id_;
+  std::map<int, std::string> faults_;
+  int reports_ = 0;
+};
+
+TEST(Move, BatchesD1DidNotAnswerAreSentAgainButNeverAppliedTwice) {
+  const auto& db = guide_db(20, 3000);
+  const auto id = local_d1::instance().fresh_database();
+  auto schema_only = capture([&] {
+    auto c = migrate("sqlite:" + db, "d1:" + id);
+    c.schema_only = true;
+    return tools::run_migrate(c);
+  });
+  ASSERT_EQ(schema_only.status, 0) << schema_only.out;
+  auto options = local_d1::instance().options(id);
+  options.request_timeout = std::chrono::milliseconds(700);
+  auto d1 = backends::d1_store::open(options);
+  ASSERT_TRUE(d1);
+  run_sql(**d1, {"DROP TRIGGER tasks_audit"});  // it would fire for the copied tasks
+
+  auto source = tools::sqlite_reader::open(db);
+  ASSERT_TRUE(source);
+  ASSERT_TRUE((*source)->snapshot());
+  auto schema = tools::read_schema(**source);
+  ASSERT_TRUE(schema);
+  tools::copy_options co;
+  co.batch_rows = 300;
+  co.source_id = "sqlite:" + db;
+  co.timeout = std::chrono::seconds(60);
+  co.limits = tools::insert_limits::for_d1();
+  // First a batch D1 runs two seconds late, long after tandem gave up on it (and sent it again);
+  // later two answers of 503, whose batches may or may not have been applied.
+  fault_injector faults(id, {{3, R"({"count":1,"delay_ms":2000,"fail":false})"},
+                             {12, R"({"count":2,"status":503,"code":7500,"message":"injected","fail":true})"}});
+  const auto r = tools::copy_tables(**source, schema->tables, **d1, co, &faults);
+  EXPECT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.copied_rows(), 3000);
+  EXPECT_GE(r.resent, 2u);
+  // The late copy of the first batch reaches D1 2 s after it was sent and fails its guard: nothing
+  // in D1 shows it, so this waits the fault's own delay before comparing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto original = sqlite_at(db);
+  expect_equal_stores(*original, **d1);
 }
 
 TEST(Move, ReverseMigrationFromD1EndsEqual) {
