@@ -139,6 +139,11 @@ std::int64_t replicator::applied() const {
   return applied_;
 }
 
+std::int64_t replicator::known_leader_seq() const {
+  std::lock_guard lock(mu_);
+  return known_leader_seq_;
+}
+
 std::string replicator::last_error() const {
   std::lock_guard lock(mu_);
   return last_error_;

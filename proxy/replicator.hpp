@@ -67,6 +67,8 @@ class replicator {
   void set_verify_writes(bool on) { verify_.store(on); }
 
   std::int64_t applied() const;   // -1 until read from the follower
+  // The highest leader sequence seen: acknowledged by this process or read from the leader.
+  std::int64_t known_leader_seq() const;
   std::string last_error() const;  // the last failure, "" once an apply succeeds
 
  private:

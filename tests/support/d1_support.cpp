@@ -24,14 +24,9 @@ namespace asio = boost::asio;
 namespace {
 
 std::string run_command(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 4096> buf;
-  while (auto n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  if (status != 0) throw std::runtime_error("command failed (" + std::to_string(status) + "): " + cmd + "\n" + out);
-  return out;
+  auto r = run_shell(cmd);
+  if (r.status != 0) throw std::runtime_error("command failed (" + std::to_string(r.status) + "): " + cmd + "\n" + r.output);
+  return r.output;
 }
 
 std::string script_dir() { return std::string(TANDEM_SOURCE_DIR) + "/tools/d1-local"; }
