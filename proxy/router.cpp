@@ -334,6 +334,10 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
                            "switch-primary needs a dual mode (dual-sqlite or dual-d1); the mode is " + std::string(to_string(mode_)), {}, {}};
   }
   if (stopped_) return protocol::error{errc::unavailable, "tandem is shutting down", {}, {}};
+  if (replicator_->paused()) {
+    // The follower cannot catch up while paused: say so now rather than after max_pause.
+    return protocol::error{errc::bad_request, "replication is paused, so the follower cannot catch up; resume-replication first", {}, {}};
+  }
   const auto start = clock::now();
   const auto deadline = start + max_pause;
   switch_report report;
