@@ -16,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "proxy/await.hpp"
+#include "proxy/dashboard.hpp"
 
 namespace tandem::proxy {
 namespace asio = boost::asio;
@@ -97,6 +98,11 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   }
 
   asio::awaitable<response> handle(const request& req) {
+    const auto target = std::string_view(req.target().data(), req.target().size());
+    const auto path = target.substr(0, target.find('?'));
+    if (path == "/" && req.method() == http::verb::get) {
+      co_return reply(req, http::status::ok, std::string(dashboard_html()), "text/html; charset=utf-8");
+    }
     if (!token_ok(req, options.token)) {
       auto r = reply(req, http::status::unauthorized, R"({"error":"a valid bearer token is required"})");
       r.set(http::field::www_authenticate, "Bearer");
@@ -107,13 +113,11 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
       r.set(http::field::allow, "GET");
       co_return r;
     }
-    const auto target = std::string_view(req.target().data(), req.target().size());
-    const auto path = target.substr(0, target.find('?'));
     if (path == "/health/database") co_return co_await health(req);
     if (path == "/metrics") co_return reply(req, http::status::ok, metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status()));
+    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status_source ? status_source() : status()));
     co_return reply(req, http::status::not_found,
-                    R"({"error":"not found","endpoints":["/health/database","/metrics","/status"]})");
+                    R"({"error":"not found","endpoints":["/","/health/database","/metrics","/status"]})");
   }
 
   // The store's health: `SELECT 1` and its latency.
@@ -185,6 +189,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   tcp::acceptor acceptor;
   admin_options options;
   router& route;
+  std::function<json::object()> status_source;
   std::mutex mu;
   bool stopped = false;
   std::list<std::weak_ptr<beast::tcp_stream>> open;
@@ -205,6 +210,8 @@ tcp::endpoint admin_server::start() {
   asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
   return acc.local_endpoint();
 }
+
+void admin_server::set_status(std::function<json::object()> status) { impl_->status_source = std::move(status); }
 
 void admin_server::stop() {
   std::list<std::weak_ptr<beast::tcp_stream>> open;

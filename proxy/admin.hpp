@@ -5,17 +5,22 @@
 //                         "dualWrite": {"mode", "metrics"}}; 200 when the leader is healthy,
 //                         503 otherwise
 //   GET /metrics          Prometheus text format
-//   GET /status           JSON: mode, read split, replication state, metrics
+//   GET /status           JSON: what `tandem ctl status` shows (with a control server), else
+//                         mode, read split, replication state, metrics
+//   GET /                 the live dashboard (polls /status); served without the token, since
+//                         it holds no data: it asks for the token when /status needs one
 //
 // With a token configured, every request needs `Authorization: Bearer <token>` (401 otherwise).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/json/object.hpp>
 
 #include "proxy/router.hpp"
 
@@ -38,6 +43,8 @@ class admin_server {
   boost::asio::ip::tcp::endpoint start();
   // Stops accepting and closes open connections. Thread-safe, returns at once. Idempotent.
   void stop();
+  // What GET /status answers (the control server's status). Call before the io_context runs.
+  void set_status(std::function<boost::json::object()> status);
 
  private:
   struct impl;

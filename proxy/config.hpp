@@ -12,6 +12,8 @@ namespace tandem::proxy {
 struct listen_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6440;
+
+  bool operator==(const listen_config&) const = default;
 };
 
 struct sqlite_config {
@@ -21,6 +23,8 @@ struct sqlite_config {
   int readers = 2;
   int statement_cache_size = 256;
   int max_group_size = 512;
+
+  bool operator==(const sqlite_config&) const = default;
 };
 
 struct d1_config {
@@ -36,12 +40,16 @@ struct d1_config {
   int max_attempts = 5;
   int backoff_base_ms = 100;
   int backoff_max_ms = 5000;
+
+  bool operator==(const d1_config&) const = default;
 };
 
 struct tls_config {
   bool enabled = false;
   std::string cert_file;
   std::string key_file;
+
+  bool operator==(const tls_config&) const = default;
 };
 
 struct limits_config {
@@ -50,6 +58,8 @@ struct limits_config {
   std::chrono::milliseconds idle_timeout{300000};
   std::chrono::milliseconds query_timeout{30000};
   std::size_t max_batch_statements = 10000;
+
+  bool operator==(const limits_config&) const = default;
 };
 
 // The dual modes (dual-sqlite, dual-d1): journal, replication and read routing.
@@ -67,6 +77,8 @@ struct dual_config {
   int retry_min_ms = 100;          // backoff between failed follower applies
   int retry_max_ms = 10000;
   int journal_retention_ms = 3600000;  // applied entries are pruned once older than this
+
+  bool operator==(const dual_config&) const = default;
 };
 
 // The admin HTTP endpoint (proxy/admin.hpp).
@@ -75,6 +87,8 @@ struct admin_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6441;
   std::string token_env;  // the variable holding the bearer token; empty: no token
+
+  bool operator==(const admin_config&) const = default;
 };
 
 // The control socket and the runtime state file (proxy/control.hpp).
@@ -83,6 +97,8 @@ struct control_config {
   std::string socket = "var/tandem.sock";
   std::string state_file = "var/tandem.state.json";
   int max_pause_ms = 30000;
+
+  bool operator==(const control_config&) const = default;
 };
 
 // The staged rollout (proxy/rollout.hpp): stages, auto-advance and guards.
@@ -90,6 +106,7 @@ struct rollout_config {
   struct stage {
     int percent = 0;
     std::chrono::milliseconds hold{0};
+    bool operator==(const stage&) const = default;
   };
   std::vector<stage> stages{{5, std::chrono::hours(24)},
                             {25, std::chrono::hours(24)},
@@ -105,10 +122,14 @@ struct rollout_config {
   std::int64_t max_lag_ms = 60000;
   int max_verification_failures = 0;
   int max_shadow_mismatches = 0;
+
+  bool operator==(const rollout_config&) const = default;
 };
 
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
+
+  bool operator==(const log_config&) const = default;
 };
 
 struct config {
@@ -129,6 +150,8 @@ struct config {
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU
   // for latency: waking a sleeping thread costs tens of microseconds. 0 turns it off.
   int spin_us = 200;
+
+  bool operator==(const config&) const = default;
 };
 
 // A configuration problem, with the file and line when it came from a file. Start-up only.

@@ -45,7 +45,7 @@ constexpr std::size_t k_max_events = 100;
 constexpr const char* k_help =
     "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
     "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
-    "next | prev | hold | release | fallback";
+    "next | prev | hold | release | fallback [--force] | reload";
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -267,18 +267,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       return json::serialize(out);
     } else if (command == "status" && arity(0)) {
       out["ok"] = true;
-      out["state"] = to_json(before);
-      if (auto rep = route.replication()) {
-        out["replication"] = json::object{{"applied", rep->applied()}, {"lastError", rep->last_error()}};
-      }
-      if (ro) out["rollout"] = ro->status();
-      out["metrics"] = route.metrics().snapshot();
-      json::array ev;
-      {
-        std::lock_guard lock(mu);
-        for (const auto& e : events) ev.push_back(e);
-      }
-      out["events"] = std::move(ev);
+      for (auto& [k, v] : status()) out[k] = std::move(v);
       return json::serialize(out);
     } else if (command == "metrics" && arity(0)) {
       out["ok"] = true;
@@ -306,32 +295,96 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       auto r = route.set_mode(*m, options.max_pause);
       if (!r) return refuse(r.error().message);
       report = *r;
-    } else if ((command == "next" || command == "prev" || command == "hold" || command == "release" || command == "fallback") &&
-               arity(0)) {
+    } else if ((command == "next" || command == "prev" || command == "hold" || command == "release") && arity(0)) {
       if (ro == nullptr) return refuse(command + ": there is no rollout (rollout.stages is empty)");
       std::string why;
       if (command == "next") why = ro->next();
       else if (command == "prev") why = ro->prev();
       else if (command == "hold") ro->hold();
-      else if (command == "release") ro->release();
-      else ro->fallback();
+      else ro->release();
       if (!why.empty()) return refuse(why);
+    } else if (command == "fallback" && (arity(0) || (arity(1) && w[1] == "--force"))) {
+      fallback(arity(1), out, report);
+    } else if (command == "reload" && arity(0)) {
+      if (!reload) return refuse("reload needs tandem started with a config file (tandem serve --config FILE)");
+      try {
+        out["reload"] = reload();
+      } catch (const std::exception& e) {
+        return refuse(std::string("the config was not reloaded, the running one is kept: ") + e.what());
+      }
     } else if (command.empty()) {
       return refuse("empty command; try help");
     } else {
       return refuse("unknown command or wrong arguments: '" + line + "'; commands: " + k_help);
     }
     const runtime_state after = current_state(route, ro);
-    out["ok"] = true;
+    // A fallback that moved the reads but not the leader reports ok: false with what it did.
+    if (!out.contains("ok")) out["ok"] = true;
     out["before"] = to_json(before);
     out["after"] = to_json(after);
     if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
-    if (!operator_equal(before, after)) {
+    if (!operator_equal(before, after) || out.contains("reload")) {
       json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
+      if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
+      if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
       spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
       if (!keep(std::move(event), after)) out["warning"] = "the runtime state could not be saved to " + options.state_path;
     }
     return json::serialize(out);
+  }
+
+  // Reads straight back to SQLite (0%, and the rollout before its first stage, held). If D1
+  // leads, SQLite leads again by a switch (which drains SQLite first); if D1 cannot be reached,
+  // only `--force` makes SQLite lead, without the D1 entries it has not applied, counted.
+  void fallback(bool force, json::object& out, std::optional<switch_report>& report) {
+    if (ro) ro->fallback();
+    else route.set_read_percent(0);
+    if (route.current_mode() != mode::dual_d1) return;
+    auto r = route.switch_primary(options.max_pause);
+    if (r) {
+      report = *r;
+      return;
+    }
+    auto rep = route.replication();
+    const std::int64_t behind = rep ? std::max<std::int64_t>(rep->known_leader_seq() - rep->applied(), 0) : 0;
+    if (!force) {
+      out["ok"] = false;
+      out["error"] = "reads are back on SQLite, but D1 still leads: " + r.error().message + ". SQLite has not applied " +
+                     std::to_string(behind) +
+                     " D1 journal entries known to this process; `fallback --force` makes SQLite lead without them "
+                     "(sqlite-only; D1 keeps them and must be rebuilt from SQLite before a dual mode again)";
+      out["unappliedEntries"] = behind;
+      return;
+    }
+    auto f = route.force_sqlite_leader(options.max_pause);
+    if (!f) {
+      out["ok"] = false;
+      out["error"] = "reads are back on SQLite, but D1 still leads: the forced fallback failed: " + f.error().message;
+      return;
+    }
+    out["forced"] = json::object{{"unappliedEntries", f->unapplied},
+                                 {"sqliteApplied", f->sqlite_applied},
+                                 {"d1JournalEnd", f->d1_journal_end},
+                                 {"note", "SQLite leads alone without D1 journal entries " + std::to_string(f->sqlite_applied + 1) +
+                                              ".." + std::to_string(f->d1_journal_end) +
+                                              " (writes only D1 holds); rebuild D1 from SQLite (tandem migrate) before a dual mode again"}};
+  }
+
+  json::object status() {
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+    json::object out{{"at", utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(route, ro))}};
+    if (auto rep = route.replication()) {
+      out["replication"] = json::object{{"applied", rep->applied()}, {"paused", rep->paused()}, {"lastError", rep->last_error()}};
+    }
+    if (ro) out["rollout"] = ro->status();
+    out["metrics"] = route.metrics().snapshot();
+    json::array ev;
+    {
+      std::lock_guard lock(mu);
+      for (const auto& e : events) ev.push_back(e);
+    }
+    out["events"] = std::move(ev);
+    return out;
   }
 
   // Adds the event to the log and saves `state`; false when the state could not be saved.
@@ -351,6 +404,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   control_options options;
   router& route;
   rollout* ro = nullptr;
+  std::function<json::object()> reload;
   worker blocking;
   std::mutex mu;
   bool stopped = false;
@@ -419,6 +473,10 @@ void control_server::stop() {
 }
 
 void control_server::set_rollout(rollout* r) { impl_->ro = r; }
+
+json::object control_server::status() const { return impl_->status(); }
+
+void control_server::set_reload(std::function<json::object()> reload) { impl_->reload = std::move(reload); }
 
 void control_server::record(const std::string& what, json::object details) {
   json::object event{{"at", utc_now()}, {"uid", "tandem"}, {"command", what}, {"details", std::move(details)}};

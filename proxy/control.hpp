@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,10 +62,17 @@ class control_server {
   // Stops accepting, closes connections, removes the socket. Thread-safe. Idempotent.
   void stop();
 
-  // Adds the rollout commands (next, prev, hold, release, fallback). Call before start().
+  // Adds the rollout commands (next, prev, hold, release). Call before start().
   void set_rollout(rollout* r);
+  // What `reload` runs: re-reads the config and applies it, answering what it applied; throws
+  // config_error to refuse (the running config is kept). Without one, `reload` is refused.
+  // Call before start().
+  void set_reload(std::function<boost::json::object()> reload);
   // Records an event tandem did by itself (a guard fallback, an advance) and saves the state.
   void record(const std::string& what, boost::json::object details);
+
+  // What `status` answers: state, replication, rollout, metrics, recent events.
+  boost::json::object status() const;
 
   // Runs one command line as if it came from `peer_uid` (the socket's sessions use this too).
   // Blocks for switch-primary and mode changes: never call it on an I/O thread.

@@ -78,9 +78,12 @@ int main(int argc, char** argv) {
   tandem::tools::ctl_options co;
   ctl->add_option("--socket", co.socket, "the control socket (control.socket in the config)")->capture_default_str();
   ctl->add_flag("--raw", co.raw, "print the answer line as it came (one JSON object)");
+  bool ctl_force = false;
+  ctl->add_flag("--force", ctl_force, "with fallback: make SQLite lead even when D1 leads and cannot be reached");
   ctl->add_option("command", co.words, "the command and its arguments, e.g. split 25")->expected(0, -1);
   ctl->footer("commands: help, status, metrics, mode <mode>, split <0-100>, shadow <0-100>, pause-replication,\n"
-              "          resume-replication, switch-primary, verify <on|off>");
+              "          resume-replication, switch-primary, verify <on|off>, next, prev, hold, release,\n"
+              "          fallback [--force], reload");
 
   // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate
   tandem::tools::move_commands move;
@@ -90,15 +93,21 @@ int main(int argc, char** argv) {
 
   try {
     if (serve->parsed()) {
-      tandem::proxy::config c;
-      if (!config_path.empty()) c = tandem::proxy::load_config(config_path);
-      if (!listen.empty()) apply_listen(c, listen);
-      if (!sqlite_path.empty()) c.sqlite.path = sqlite_path;
-      if (!mode.empty()) c.mode = mode;
-      if (!synchronous.empty()) c.sqlite.synchronous = synchronous;
-      if (!log_level.empty()) c.log.level = log_level;
+      // The config file with the command line's overrides; read again on SIGHUP and reload.
+      auto read = [=] {
+        tandem::proxy::config c;
+        if (!config_path.empty()) c = tandem::proxy::load_config(config_path);
+        if (!listen.empty()) apply_listen(c, listen);
+        if (!sqlite_path.empty()) c.sqlite.path = sqlite_path;
+        if (!mode.empty()) c.mode = mode;
+        if (!synchronous.empty()) c.sqlite.synchronous = synchronous;
+        if (!log_level.empty()) c.log.level = log_level;
+        return c;
+      };
+      const auto c = read();
       tandem::proxy::setup_logging(c.log.level);
-      return tandem::proxy::serve(c);
+      if (config_path.empty()) return tandem::proxy::serve(c);
+      return tandem::proxy::serve(c, read);
     }
     if (shell->parsed()) return tandem::tools::run_shell(so);
     if (auto status = move.run([](const std::string& path, tandem::tools::d1_settings& d1) {
@@ -112,7 +121,10 @@ int main(int argc, char** argv) {
         }))
       return *status;
     if (bench->parsed()) return tandem::tools::run_bench(bo);
-    if (ctl->parsed()) return tandem::tools::run_ctl(co);
+    if (ctl->parsed()) {
+      if (ctl_force) co.words.emplace_back("--force");
+      return tandem::tools::run_ctl(co);
+    }
   } catch (const tandem::proxy::config_error& e) {
     std::cerr << "tandem: configuration error: " << e.what() << "\n";
     return 2;

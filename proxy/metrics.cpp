@@ -42,6 +42,11 @@ boost::json::object dual_metrics::snapshot() const {
 
 std::string dual_metrics::prometheus() const {
   std::string out;
+  auto seconds = [](double ms) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", ms / 1000);
+    return std::string(text);
+  };
   auto head = [&](const std::string& name, const char* help, const char* type) {
     out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
   };
@@ -50,9 +55,16 @@ std::string dual_metrics::prometheus() const {
   out += "tandem_" #member "_total " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";
   TANDEM_COUNTERS(TANDEM_PUT)
 #undef TANDEM_PUT
-#define TANDEM_PUT(member, wire, help) \
-  head("tandem_" #member, help, "gauge"); \
-  out += "tandem_" #member " " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";
+  // Prometheus names carry base units (promtool lints "_ms"): the lag gauge and the latency
+  // histograms are exported in seconds; the JSON snapshot keeps the guide's milliseconds.
+#define TANDEM_PUT(member, wire, help)                                                                          \
+  if (std::string_view(#member) == "lag_ms") {                                                                  \
+    head("tandem_lag_seconds", help, "gauge");                                                                  \
+    out += "tandem_lag_seconds " + seconds(static_cast<double>(member.load(std::memory_order_relaxed))) + "\n"; \
+  } else {                                                                                                      \
+    head("tandem_" #member, help, "gauge");                                                                     \
+    out += "tandem_" #member " " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";              \
+  }
   TANDEM_GAUGES(TANDEM_PUT)
 #undef TANDEM_PUT
   auto put_histogram = [&](const std::string& name, const char* help, const histogram& h) {
@@ -60,16 +72,12 @@ std::string dual_metrics::prometheus() const {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < histogram::k_bounds.size(); ++i) {
       cumulative += h.bucket(i);
-      char le[32];
-      std::snprintf(le, sizeof le, "%g", histogram::k_bounds[i]);
-      out += name + "_bucket{le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
+      out += name + "_bucket{le=\"" + seconds(histogram::k_bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
     }
     out += name + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + "\n";
-    char sum[64];
-    std::snprintf(sum, sizeof sum, "%.3f", h.sum());
-    out += name + "_sum " + sum + "\n" + name + "_count " + std::to_string(h.count()) + "\n";
+    out += name + "_sum " + seconds(h.sum()) + "\n" + name + "_count " + std::to_string(h.count()) + "\n";
   };
-#define TANDEM_PUT(member, wire, help) put_histogram("tandem_" #member "_ms", help, member);
+#define TANDEM_PUT(member, wire, help) put_histogram("tandem_" #member "_seconds", help, member);
   TANDEM_HISTOGRAMS(TANDEM_PUT)
 #undef TANDEM_PUT
   return out;

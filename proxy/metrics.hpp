@@ -41,10 +41,10 @@ namespace tandem::proxy {
 
 // X(member, wire name, help)
 #define TANDEM_HISTOGRAMS(X)                                                               \
-  X(primary_latency, "primaryLatency", "Leader write latency in milliseconds")             \
-  X(secondary_latency, "secondaryLatency", "Follower apply latency per entry in milliseconds") \
-  X(read_latency_sqlite, "readLatencySqlite", "SQLite read latency in milliseconds")       \
-  X(read_latency_d1, "readLatencyD1", "D1 read latency in milliseconds")
+  X(primary_latency, "primaryLatency", "Leader write latency")             \
+  X(secondary_latency, "secondaryLatency", "Follower apply latency per entry") \
+  X(read_latency_sqlite, "readLatencySqlite", "SQLite read latency")       \
+  X(read_latency_d1, "readLatencyD1", "D1 read latency")
 
 // A latency histogram with fixed bucket bounds in milliseconds. Lock-free; thread-safe.
 class histogram {
@@ -83,7 +83,7 @@ struct dual_metrics {
 
   // Prometheus text exposition (version 0.0.4) of every metric above, each with # HELP and
   // # TYPE: counters as tandem_<name>_total, gauges as tandem_<name>, histograms as
-  // tandem_<name>_ms with cumulative buckets.
+  // tandem_<name>_seconds with cumulative buckets (lag as tandem_lag_seconds): base units.
   std::string prometheus() const;
 };
 

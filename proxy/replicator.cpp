@@ -69,6 +69,8 @@ void replicator::notify(std::int64_t seq) {
   {
     std::lock_guard lock(mu_);
     if (seq > known_leader_seq_) known_leader_seq_ = seq;
+    if (unapplied_since_ms_ == 0 && known_leader_seq_ > applied_) unapplied_since_ms_ = backends::wall_ms();
+    refresh_lag_locked();
   }
   metrics_.leader_seq.store(seq, std::memory_order_relaxed);
   cv_.notify_all();
@@ -114,8 +116,10 @@ clock::time_point replicator::next_wake_locked() const {
 
 void replicator::pause() {
   {
-    std::lock_guard lock(mu_);
+    // Returns once no batch is in flight: after pause(), the follower changes no more.
+    std::unique_lock lock(mu_);
     paused_ = true;
+    cv_.wait(lock, [&] { return !applying_; });
   }
   metrics_.replication_paused.store(1);
 }
@@ -139,9 +143,20 @@ std::int64_t replicator::applied() const {
   return applied_;
 }
 
+std::int64_t replicator::known_leader_seq() const {
+  std::lock_guard lock(mu_);
+  return known_leader_seq_;
+}
+
 std::string replicator::last_error() const {
   std::lock_guard lock(mu_);
   return last_error_;
+}
+
+void replicator::refresh_lag_locked() {
+  const std::int64_t entries = applied_ < 0 ? 0 : std::max<std::int64_t>(known_leader_seq_ - applied_, 0);
+  metrics_.lag_entries.store(entries);
+  metrics_.lag_ms.store(entries > 0 && unapplied_since_ms_ > 0 ? std::max<std::int64_t>(backends::wall_ms() - unapplied_since_ms_, 0) : 0);
 }
 
 void replicator::set_error(std::string e) {
@@ -283,14 +298,14 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     metrics_.secondary_latency.record(ms / static_cast<double>(entries.size()));
   }
   metrics_.successful_dual_writes.fetch_add(entries.size());
-  const std::int64_t age = backends::wall_ms() - entries.back().created_ms;
   {
     std::lock_guard lock(mu_);
     applied_ = entries.back().seq;
     last_error_.clear();
     metrics_.applied_seq.store(applied_);
-    metrics_.lag_entries.store(std::max<std::int64_t>(known_leader_seq_ - applied_, 0));
-    metrics_.lag_ms.store(std::max<std::int64_t>(age, 0));
+    // The next unapplied entry was created after this batch's last one: its age is at most this.
+    unapplied_since_ms_ = known_leader_seq_ > applied_ ? entries.back().created_ms : 0;
+    refresh_lag_locked();
   }
   cv_.notify_all();  // wait_caught_up()
   fire_waiters(false);
@@ -318,6 +333,7 @@ void replicator::loop() {
     backoff = std::min(backoff * 2, options_.retry_max);
     const auto until = clock::now() + wait;
     std::unique_lock lock(mu_);
+    refresh_lag_locked();  // an outage: the lag grows while nothing applies
     while (!stop_ && clock::now() < until) {
       cv_.wait_until(lock, std::min(until, next_wake_locked()));
       lock.unlock();
@@ -330,6 +346,7 @@ void replicator::loop() {
       // Paused: waiters still get their answer at their deadline.
       std::unique_lock lock(mu_);
       while (paused_ && !stop_) {
+        refresh_lag_locked();
         cv_.wait_until(lock, next_wake_locked());
         lock.unlock();
         fire_waiters(false);
@@ -357,8 +374,11 @@ void replicator::loop() {
     }
     if (entries->empty()) {
       backoff = options_.retry_min;
-      metrics_.lag_entries.store(0);
-      metrics_.lag_ms.store(0);
+      {
+        std::lock_guard lock(mu_);
+        if (known_leader_seq_ <= applied_) unapplied_since_ms_ = 0;
+        refresh_lag_locked();
+      }
       prune();
       std::unique_lock lock(mu_);
       const std::int64_t seen = applied_;
@@ -371,7 +391,19 @@ void replicator::loop() {
       }
       continue;
     }
-    if (apply(*entries)) backoff = options_.retry_min;
+    {
+      // A pause that arrived while fetching: nothing more is applied (see pause()).
+      std::lock_guard lock(mu_);
+      if (paused_ || stop_) continue;
+      applying_ = true;
+    }
+    const bool applied = apply(*entries);
+    {
+      std::lock_guard lock(mu_);
+      applying_ = false;
+    }
+    cv_.notify_all();  // pause() waits for the batch in flight
+    if (applied) backoff = options_.retry_min;
     else failed();
   }
 }

@@ -61,12 +61,15 @@ class replicator {
   // leader now), or until `deadline`. False on timeout or when the leader cannot be read.
   bool wait_caught_up(backends::clock::time_point deadline);
 
+  // Stops applying; returns once no batch is in flight (the follower then changes no more).
   void pause();
   void resume();
   bool paused() const;
   void set_verify_writes(bool on) { verify_.store(on); }
 
   std::int64_t applied() const;   // -1 until read from the follower
+  // The highest leader sequence seen: acknowledged by this process or read from the leader.
+  std::int64_t known_leader_seq() const;
   std::string last_error() const;  // the last failure, "" once an apply succeeds
 
  private:
@@ -78,6 +81,8 @@ class replicator {
   void prune();
   void fire_waiters(bool all_expired);
   void set_error(std::string e);
+  // The lag gauges from applied_, known_leader_seq_ and unapplied_since_ms_. Requires mu_.
+  void refresh_lag_locked();
   backends::clock::time_point next_wake_locked() const;
   backends::outcome<std::int64_t> leader_max_seq();
 
@@ -92,9 +97,11 @@ class replicator {
   std::condition_variable cv_;
   bool stop_ = false;
   bool paused_ = false;
+  bool applying_ = false;          // a batch is being applied to the follower
   bool ready_ = false;             // applied_ is known and tandem's tables exist
   std::int64_t applied_ = -1;
   std::int64_t known_leader_seq_ = 0;
+  std::int64_t unapplied_since_ms_ = 0;  // wall ms since which an entry waits unapplied (0: none)
   std::int64_t single_until_ = 0;  // apply one entry at a time up to this sequence (isolating a failure)
   std::string last_error_;
   std::multimap<std::int64_t, std::pair<backends::clock::time_point, std::function<void(bool)>>> waiters_;

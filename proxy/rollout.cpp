@@ -35,7 +35,7 @@ rollout::rollout(router& r, rollout_options options, int stage, bool held, event
       sink_(std::move(sink)),
       stage_(std::clamp(stage, -1, static_cast<int>(options_.stages.size()) - 1)),
       held_(held),
-      last_held_stage_(stage_ - 1),
+      last_held_stage_(std::max(stage_ - 1, -1)),
       stage_since_(steady::now()) {
   // Before the first stage the read split is the operator's (config or `split`): left alone.
   std::lock_guard lock(mu_);
@@ -90,11 +90,11 @@ rollout::sample rollout::take_sample() const {
 
 void rollout::evaluate() {
   const sample now = take_sample();
-  const auto& g = options_.guards;
   const auto& m = route_.metrics();
   std::string guard;
   double figure = 0, limit = 0;
   std::unique_lock lock(mu_);
+  const rollout_guards g = options_.guards;  // a copy: reconfigure() may replace them
   samples_.push_back(now);
   while (samples_.size() > 1 && samples_[1].at <= now.at - g.window) samples_.pop_front();
   const sample& base = samples_.front();
@@ -147,6 +147,21 @@ void rollout::evaluate() {
   lock.unlock();
   spdlog::info("rollout: stage {} held; advancing to stage {} ({}% of reads on D1)", from, from + 1, percent);
   if (sink_) sink_("advanced", json::object{{"fromStage", from}, {"toStage", from + 1}, {"readPercent", percent}});
+}
+
+void rollout::reconfigure(rollout_options o) {
+  std::lock_guard lock(mu_);
+  const int old_percent = stage_ >= 0 ? options_.stages[static_cast<std::size_t>(stage_)].percent : -1;
+  options_ = std::move(o);
+  const int last = static_cast<int>(options_.stages.size()) - 1;
+  if (stage_ > last) {
+    go_to_locked(last);  // the stage it was at no longer exists: the last one that does
+  } else if (stage_ >= 0 && options_.stages[static_cast<std::size_t>(stage_)].percent != old_percent) {
+    // Same stage, new percentage: applied now; the time held so far still counts.
+    route_.set_read_percent(options_.stages[static_cast<std::size_t>(stage_)].percent);
+  }
+  last_held_stage_ = std::min(last_held_stage_, stage_);
+  cv_.notify_all();  // the tick may have changed
 }
 
 std::string rollout::next() {

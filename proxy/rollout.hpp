@@ -69,6 +69,9 @@ class rollout {
   std::string prev();
   void hold();
   void release();
+  // New stages, guards, auto-advance and tick (a config reload). The current stage index is
+  // kept (clamped to the new last stage); its new percentage applies at once.
+  void reconfigure(rollout_options options);
   // Back to 0% of reads on D1, and held.
   void fallback();
 

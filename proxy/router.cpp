@@ -334,6 +334,10 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
                            "switch-primary needs a dual mode (dual-sqlite or dual-d1); the mode is " + std::string(to_string(mode_)), {}, {}};
   }
   if (stopped_) return protocol::error{errc::unavailable, "tandem is shutting down", {}, {}};
+  if (replicator_->paused()) {
+    // The follower cannot catch up while paused: say so now rather than after max_pause.
+    return protocol::error{errc::bad_request, "replication is paused, so the follower cannot catch up; resume-replication first", {}, {}};
+  }
   const auto start = clock::now();
   const auto deadline = start + max_pause;
   switch_report report;
@@ -383,6 +387,50 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
   release_writes(lock);
   spdlog::info("switched primary: {} -> {} (writes held {:.1f} ms, {} entries drained)", to_string(report.from),
                to_string(report.to), report.paused_ms, report.drained);
+  return report;
+}
+
+backends::outcome<force_report> router::force_sqlite_leader(std::chrono::milliseconds max_pause) {
+  std::unique_lock lock(mu_);
+  if (mode_ != mode::dual_d1) {
+    return protocol::error{errc::bad_request,
+                           "a forced fallback is for when D1 leads (dual-d1); the mode is " + std::string(to_string(mode_)), {}, {}};
+  }
+  if (stopped_) return protocol::error{errc::unavailable, "tandem is shutting down", {}, {}};
+  const auto start = clock::now();
+  if (auto h = hold_writes(lock, start + max_pause); !h) {
+    return protocol::error{errc::timeout,
+                           "writes sent to D1 are still in flight after " + std::to_string(max_pause.count()) +
+                               " ms (their outcome is unknown until they time out); nothing changed, try again",
+                           {}, {}};
+  }
+  auto rep = std::move(replicator_);
+  lock.unlock();
+  rep->stop();
+  force_report report;
+  report.d1_journal_end = rep->known_leader_seq();
+  report.sqlite_applied = rep->applied();
+  if (report.sqlite_applied < 0) {
+    // The replicator never read it (D1 was down from the start): SQLite has it locally.
+    backends::exec_options o;
+    o.internal = true;
+    o.deadline = clock::now() + max_pause;
+    protocol::statement st;
+    st.sql = "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = ?";
+    st.params.positional = {protocol::value{std::string(d1_->name())}};
+    auto r = run_batch(*sqlite_, {st}, o);
+    const auto* v = r && !r->at(0).rows.empty() ? std::get_if<std::int64_t>(&r->at(0).rows[0][0]) : nullptr;
+    report.sqlite_applied = v ? *v : 0;
+  }
+  report.unapplied = std::max<std::int64_t>(report.d1_journal_end - report.sqlite_applied, 0);
+  lock.lock();
+  mode_ = mode::sqlite_only;
+  read_percent_ = 0;
+  release_writes(lock);
+  spdlog::critical(
+      "forced fallback: SQLite leads alone (sqlite-only); it lacks {} D1 journal entries ({} applied, D1 journal end {}); "
+      "rebuild D1 from SQLite before a dual mode again",
+      report.unapplied, report.sqlite_applied, report.d1_journal_end);
   return report;
 }
 

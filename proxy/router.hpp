@@ -58,6 +58,13 @@ struct switch_report {
   std::int64_t drained = 0;     // entries the follower applied during the pause
 };
 
+// How a forced fallback went: SQLite leads without the D1 journal entries it had not applied.
+struct force_report {
+  std::int64_t sqlite_applied = 0;     // the last D1 journal entry SQLite applied
+  std::int64_t d1_journal_end = 0;     // the highest D1 sequence this process acknowledged or read
+  std::int64_t unapplied = 0;          // d1_journal_end - sqlite_applied: writes only D1 holds
+};
+
 class router {
  public:
   // Either store may be null when the mode (and every mode reachable at runtime) does not need
@@ -83,6 +90,11 @@ class router {
   backends::outcome<switch_report> switch_primary(std::chrono::milliseconds max_pause);
   // sqlite-only <-> dual-sqlite, dual-d1 <-> d1-only, and the dual modes by switch_primary.
   backends::outcome<switch_report> set_mode(mode m, std::chrono::milliseconds max_pause);
+  // The last resort when D1 leads and cannot be reached: SQLite becomes the only store
+  // (sqlite-only) without the D1 journal entries it has not applied, which the report counts.
+  // Refused unless the mode is dual-d1, and while writes are still in flight to D1. D1 is left
+  // as it is (it holds those writes); it must be rebuilt from SQLite before a dual mode again.
+  backends::outcome<force_report> force_sqlite_leader(std::chrono::milliseconds max_pause);
   void set_read_percent(int percent);
   int read_percent() const;
   void set_shadow_read_percent(int percent);

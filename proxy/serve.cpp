@@ -5,11 +5,13 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/json/serialize.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "backends/d1_store.hpp"
@@ -156,7 +158,54 @@ backends::outcome<std::unique_ptr<router>> open_router(const config& c) {
   return std::make_unique<router>(std::move(sqlite), std::move(d1), router_options_from(c));
 }
 
-int serve(const config& c) {
+boost::json::object reload_into(config& current, const config& next,
+                                const std::function<void(const rollout_config&)>& apply_rollout) {
+  validate(next);
+  boost::json::array applied, restart, ignored;
+  if (next.log != current.log) {
+    spdlog::set_level(spdlog::level::from_str(next.log.level));
+    current.log = next.log;
+    applied.emplace_back("log");
+  }
+  if (next.rollout != current.rollout) {
+    if (apply_rollout && !next.rollout.stages.empty()) {
+      apply_rollout(next.rollout);
+      current.rollout = next.rollout;
+      applied.emplace_back("rollout");
+    } else {
+      restart.emplace_back("rollout");  // a rollout starting or ending
+    }
+  }
+  // The initial values of the runtime state: the saved state rules once tandem runs.
+  auto initial_only = [](dual_config d) {
+    d.read_percent = 0;
+    d.shadow_read_percent = 0;
+    d.verify_writes = true;
+    return d;
+  };
+  if (next.mode != current.mode || next.dual.read_percent != current.dual.read_percent ||
+      next.dual.shadow_read_percent != current.dual.shadow_read_percent || next.dual.verify_writes != current.dual.verify_writes) {
+    ignored.emplace_back("mode and dual.read_percent, shadow_read_percent, verify_writes are initial values; use tandem ctl");
+  }
+  auto differs = [&](bool d, const char* name) {
+    if (d) restart.emplace_back(name);
+  };
+  differs(next.listen != current.listen, "listen");
+  differs(next.sqlite != current.sqlite, "sqlite");
+  differs(next.d1 != current.d1, "d1");
+  differs(next.token_envs != current.token_envs, "auth");
+  differs(next.tls != current.tls, "tls");
+  differs(next.limits != current.limits, "limits");
+  differs(initial_only(next.dual) != initial_only(current.dual), "dual");
+  differs(next.admin != current.admin, "admin");
+  differs(next.control != current.control, "control");
+  differs(next.io_threads != current.io_threads || next.spin_us != current.spin_us, "io_threads/spin_us");
+  return {{"applied", std::move(applied)}, {"needsRestart", std::move(restart)}, {"ignored", std::move(ignored)}};
+}
+
+int serve(const config& c) { return serve(c, nullptr); }
+
+int serve(const config& c, std::function<config()> reread) {
   validate(c);
   auto tokens = resolve_tokens(c.token_envs);
 
@@ -224,7 +273,21 @@ int serve(const config& c) {
     stages->start();
     if (control) control->set_rollout(stages.get());
   }
+  // What is in force: the config as started, plus what reloads applied.
+  config running = c;
+  std::mutex reload_mu;
+  std::function<boost::json::object()> reload;
+  if (reread) {
+    reload = [&] {
+      std::lock_guard lock(reload_mu);
+      std::function<void(const rollout_config&)> apply_rollout;
+      if (stages) apply_rollout = [&](const rollout_config& rc) { stages->reconfigure(rollout_options_from(rc)); };
+      return reload_into(running, reread(), apply_rollout);
+    };
+  }
+  if (admin && control) admin->set_status([&control] { return control->status(); });
   if (control) {
+    control->set_reload(reload);
     try {
       control->start();
     } catch (const std::exception& e) {
@@ -232,11 +295,27 @@ int serve(const config& c) {
       return 1;
     }
   }
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal;
   bool stopping = false;
   on_signal = [&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    if (sig == SIGHUP) {
+      if (!stopping) signals.async_wait(on_signal);
+      if (!reload) {
+        spdlog::warn("SIGHUP: nothing to reload (tandem was started without --config)");
+        return;
+      }
+      try {
+        auto r = reload();
+        spdlog::info("SIGHUP: config reloaded: {}", boost::json::serialize(r));
+        if (control) control->record("reload (SIGHUP)", std::move(r));
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: the config was not reloaded, the running one is kept: {}", e.what());
+        if (control) control->record("reload refused (SIGHUP)", boost::json::object{{"error", e.what()}});
+      }
+      return;
+    }
     if (stopping) {
       // Nothing unacknowledged is lost: every acknowledged write is already committed.
       spdlog::warn("signal {} again: exiting without waiting for in-flight requests", sig);

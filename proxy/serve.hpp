@@ -1,7 +1,10 @@
-// `tandem serve`: runs the proxy until SIGINT or SIGTERM.
+// `tandem serve`: runs the proxy until SIGINT or SIGTERM; SIGHUP re-reads the config.
 #pragma once
 
 #include <chrono>
+#include <functional>
+
+#include <boost/json/object.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -16,6 +19,16 @@ namespace tandem::proxy {
 // "tandem listening on HOST:PORT" to stdout once ready (scripts and `tandem bench` wait for it).
 // Returns the process exit status. Throws config_error for configuration problems.
 int serve(const config& c);
+// The same, and SIGHUP or `tandem ctl reload` call `reread` (the config file read again with the
+// command line's overrides applied) and apply what can change while running (see reload_into).
+int serve(const config& c, std::function<config()> reread);
+
+// Applies to the running `current` what `next` changes and can change while running: the log
+// level and the rollout (through `apply_rollout`, null when no rollout runs). Returns
+// {"applied": [...], "needsRestart": [...], "ignored": [...]} naming config sections. Throws
+// config_error, changing nothing, when `next` is invalid.
+boost::json::object reload_into(config& current, const config& next,
+                                const std::function<void(const rollout_config&)>& apply_rollout);
 
 // Runs the io_context's handlers until it runs out of work. With `spin` > 0 an idle thread
 // polls for that long before sleeping (lower latency, some CPU).

@@ -10,6 +10,8 @@ packages=(
   clang libclang-rt-14-dev      # the codec's libFuzzer target
   netcat-openbsd curl           # PROTOCOL.md's examples use nc; tools/d1-local uses curl
   nodejs npm                    # tools/d1-local (wrangler) and the TypeScript client
+  chromium                      # the dashboard test opens GET / in headless Chromium
+  prometheus                    # promtool checks /metrics and conf/prometheus's alert rules
 )
 
 missing=()

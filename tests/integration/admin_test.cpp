@@ -3,11 +3,15 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <boost/json/parse.hpp>
 
 #include "proxy/admin.hpp"
+#include "proxy/control.hpp"
 #include "tests/support/d1_support.hpp"
 
 namespace tandem::testing {
@@ -39,7 +43,9 @@ http_answer get(std::uint16_t port, const std::string& target, const std::string
 
 class Admin : public ::testing::Test {
  protected:
-  void start(const std::string& token = {}) {
+  // With `with_control`, /status answers what the control socket's `status` does (as in
+  // `tandem serve`).
+  void start(const std::string& token = {}, bool with_control = false) {
     proxy::router_options ro;
     ro.initial = proxy::mode::dual_sqlite;
     ro.read_percent = 25;
@@ -48,11 +54,20 @@ class Admin : public ::testing::Test {
     ao.port = 0;
     ao.token = token;
     admin_ = std::make_unique<proxy::admin_server>(ioc_, ao, srv_->router());
+    if (with_control) {
+      proxy::control_options co;
+      co.socket_path = dir_.file("tandem.sock");
+      co.state_path = dir_.file("state.json");
+      control_ = std::make_unique<proxy::control_server>(ioc_, co, srv_->router());
+      control_->start();
+      admin_->set_status([this] { return control_->status(); });
+    }
     port_ = admin_->start().port();
     thread_ = std::thread([this] { ioc_.run(); });
   }
   void TearDown() override {
     if (admin_) admin_->stop();
+    if (control_) control_->stop();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -60,6 +75,7 @@ class Admin : public ::testing::Test {
   std::unique_ptr<test_server> srv_;
   boost::asio::io_context ioc_;
   std::unique_ptr<proxy::admin_server> admin_;
+  std::unique_ptr<proxy::control_server> control_;
   std::uint16_t port_ = 0;
   std::thread thread_;
 };
@@ -88,9 +104,17 @@ TEST_F(Admin, HealthMetricsAndStatus) {
   EXPECT_EQ(p.status, 200);
   EXPECT_NE(p.headers.find("text/plain; version=0.0.4"), std::string::npos) << p.headers;
   for (const char* line : {"# TYPE tandem_total_writes_total counter", "tandem_total_writes_total 2",
-                           "# TYPE tandem_primary_latency_ms histogram", "tandem_primary_latency_ms_bucket{le=\"+Inf\"} 2",
+                           "# TYPE tandem_primary_latency_seconds histogram", "tandem_primary_latency_seconds_bucket{le=\"+Inf\"} 2",
                            "tandem_mode{mode=\"dual-sqlite\"} 1", "tandem_read_percent 25", "# TYPE tandem_lag_entries gauge"}) {
     EXPECT_NE(p.body.find(line), std::string::npos) << line;
+  }
+
+  // Prometheus's own linter accepts the exposition (names, types, units, histogram shape).
+  {
+    const std::string file = dir_.file("metrics.txt");
+    std::ofstream(file) << p.body;
+    auto check = run_shell("promtool check metrics < " + file + " 2>&1");
+    EXPECT_EQ(check.status, 0) << "promtool (Debian's prometheus package, scripts/setup.sh): " << check.output;
   }
 
   auto s = get(port_, "/status");
@@ -123,6 +147,67 @@ TEST_F(Admin, ATokenIsRequiredWhenConfigured) {
   EXPECT_EQ(get(port_, "/status").status, 401);
   EXPECT_EQ(get(port_, "/status", "Authorization: Bearer wrong\r\n").status, 401);
   EXPECT_EQ(get(port_, "/status", "Authorization: Bearer s3cret\r\n").status, 200);
+}
+
+TEST_F(Admin, TheDashboardShowsLiveFiguresInAHeadlessBrowser) {
+  const char* chromium = "/usr/bin/chromium";
+  if (!std::filesystem::exists(chromium)) GTEST_SKIP() << "Debian's chromium is not installed (scripts/setup.sh installs it)";
+  start({}, true);
+  const std::string sock = dir_.file("tandem.sock");
+  ASSERT_TRUE(control_ask(sock, "split 50").at("ok").as_bool());
+  ASSERT_TRUE(control_ask(sock, "shadow 10").at("ok").as_bool());
+
+  // Traffic while the browser watches: writes on SQLite, reads split between the stores.
+  std::atomic<bool> stop{false};
+  std::thread traffic([&] {
+    auto c = srv_->connect();
+    if (!c || !c->query("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")) return;
+    for (int i = 0; !stop; ++i) {
+      (void)c->query("INSERT INTO t(v) VALUES ('row " + std::to_string(i) + "')");
+      (void)c->query("SELECT count(*) FROM t", {});
+      auto other = srv_->connect();  // a new routing key each time: reads land on both stores
+      if (other) (void)other->query("SELECT max(id) FROM t");
+    }
+  });
+  const std::string url = "http://127.0.0.1:" + std::to_string(port_) + "/";
+  const std::string flags = std::string(chromium) +
+                            " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
+                            " --user-data-dir=" + dir_.file("chromium") + " --virtual-time-budget=5000 ";
+  // The page after its script polled for five (virtual) seconds.
+  auto dom = run_shell(flags + "--dump-dom " + url + " 2>/dev/null");
+  // And what a person sees: saved next to the test binary as an artifact.
+  std::filesystem::create_directories("artifacts");
+  const std::string shot = std::filesystem::absolute("artifacts/dashboard.png").string();
+  std::filesystem::remove(shot);
+  auto pic = run_shell(flags + "--window-size=1280,1000 --hide-scrollbars --screenshot=" + shot + " " + url + " 2>&1");
+  stop = true;
+  traffic.join();
+
+  ASSERT_EQ(dom.status, 0) << dom.output;
+  const auto updates_at = dom.output.find("data-updates=\"");
+  ASSERT_NE(updates_at, std::string::npos) << "the page never got /status: " << dom.output.substr(0, 2000);
+  EXPECT_GE(std::stoi(dom.output.substr(updates_at + 14)), 2) << "polled once only";
+  EXPECT_NE(dom.output.find("id=\"mode\">dual-sqlite<"), std::string::npos);
+  EXPECT_NE(dom.output.find("id=\"split\">50%<"), std::string::npos);
+  EXPECT_NE(dom.output.find("split 50"), std::string::npos) << "the operator event is listed";
+  EXPECT_NE(dom.output.find("live · updated"), std::string::npos);
+  // Writes/s is a figure, not the placeholder, once two polls have a difference.
+  const auto writes_at = dom.output.find("id=\"writes\">");
+  ASSERT_NE(writes_at, std::string::npos);
+  EXPECT_NE(dom.output.substr(writes_at + 12, 1), "–") << dom.output.substr(writes_at, 40);
+  EXPECT_EQ(pic.status, 0) << pic.output;
+  EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 10000) << pic.output;
+  std::cout << "dashboard screenshot: " << shot << "\n";
+}
+
+TEST_F(Admin, TheDashboardPageNeedsNoTokenButItsDataDoes) {
+  start("s3cret");
+  auto page = get(port_, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.headers.find("text/html"), std::string::npos);
+  EXPECT_EQ(page.body.find("http://"), std::string::npos) << "no external resources";
+  EXPECT_EQ(page.body.find("https://"), std::string::npos) << "no external resources";
+  EXPECT_EQ(get(port_, "/status").status, 401);
 }
 
 }  // namespace

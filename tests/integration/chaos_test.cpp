@@ -28,67 +28,6 @@ namespace {
 using namespace std::chrono_literals;
 using protocol::value;
 
-std::uint16_t free_port() {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
-
-// `tandem serve` in a child process.
-class proxy_process {
- public:
-  explicit proxy_process(std::string config) : config_(std::move(config)) {}
-  ~proxy_process() { kill9(); }
-
-  void start() {
-    int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::close(out[1]);
-      ::execl(TANDEM_BINARY, TANDEM_BINARY, "serve", "--config", config_.c_str(), "--log-level", "warn", nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    std::string seen;
-    char buf[256];
-    while (seen.find("tandem listening on") == std::string::npos) {
-      const auto n = ::read(out[0], buf, sizeof buf);
-      if (n <= 0) break;
-      seen.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(out[0]);
-    if (seen.find("tandem listening on") == std::string::npos) {
-      ADD_FAILURE() << "tandem did not start: " << seen;
-      started_ = false;
-      return;
-    }
-    started_ = true;
-  }
-  bool started() const { return started_; }
-  void kill9() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  }
-
- private:
-  std::string config_;
-  pid_t pid_ = -1;
-  bool started_ = false;
-};
-
 // What one client knows about its own writes.
 struct ledger {
   std::set<std::int64_t> acked;      // rows (c, n) acknowledged and not deleted since
@@ -119,7 +58,7 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
       << "\"dual\": {\"retry_min_ms\": 20, \"retry_max_ms\": 200}}";
   }
   ::setenv("TANDEM_CHAOS_D1_TOKEN", k_d1_token, 1);
-  proxy_process proxy(config);
+  proxy_process proxy(TANDEM_BINARY, config);
   proxy.start();
   ASSERT_TRUE(proxy.started());
 

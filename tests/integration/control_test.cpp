@@ -26,25 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace json = boost::json;
 
-// Sends one line to the unix socket and returns the answer line, parsed.
-json::object ask(const std::string& path, const std::string& line) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << path;
-  const std::string out = line + "\n";
-  EXPECT_EQ(::write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
-  std::string answer;
-  char buf[4096];
-  while (answer.find('\n') == std::string::npos) {
-    const auto n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    answer.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return json::parse(answer).as_object();
-}
+json::object ask(const std::string& path, const std::string& line) { return control_ask(path, line); }
 
 class Control : public ::testing::Test {
  protected:
@@ -54,6 +36,7 @@ class Control : public ::testing::Test {
     srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro).route);
     options_.socket_path = dir_.file("tandem.sock");
     options_.state_path = dir_.file("state.json");
+    options_.max_pause = 3s;
     control_ = std::make_unique<proxy::control_server>(ioc_, options_, srv_->router());
     control_->start();
     thread_ = std::thread([this] { ioc_.run(); });
@@ -142,6 +125,60 @@ TEST_F(Control, CtlExitStatusAndUnsafePaths) {
     proxy::control_server bad(ioc_, o2, srv_->router());
     EXPECT_THROW(bad.start(), std::runtime_error) << o2.socket_path;
   }
+}
+
+TEST_F(Control, FallbackWhileD1LeadsAndIsDownNeedsForceAndCountsWhatSQLiteLacks) {
+  const auto& path = options_.socket_path;
+  auto c = srv_->connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->query("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"));
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(c->query("INSERT INTO t VALUES (" + std::to_string(i) + ", 'sqlite-led')"));
+  ASSERT_TRUE(ask(path, "switch-primary").at("ok").as_bool());
+  ASSERT_TRUE(ask(path, "split 50").at("ok").as_bool());
+  // D1 leads; SQLite follows, then stops applying: the next three writes exist only on D1.
+  ASSERT_TRUE(ask(path, "pause-replication").at("ok").as_bool());
+  for (int i = 6; i <= 8; ++i) ASSERT_TRUE(c->query("INSERT INTO t VALUES (" + std::to_string(i) + ", 'd1-led')"));
+
+  local_d1::instance().stop();  // the outage
+  auto plain = ask(path, "fallback");
+  auto forced = ask(path, "fallback --force");
+  auto after_write = c->query("INSERT INTO t VALUES (9, 'sqlite-again')");
+  local_d1::instance().start();
+
+  EXPECT_FALSE(plain.at("ok").as_bool()) << json::serialize(plain);
+  EXPECT_NE(plain.at("error").as_string().find("--force"), json::string::npos) << json::serialize(plain);
+  EXPECT_EQ(plain.at("unappliedEntries").as_int64(), 3);
+  EXPECT_EQ(plain.at("after").at("readPercent").as_int64(), 0) << "reads went back to SQLite at once";
+  EXPECT_EQ(plain.at("after").at("mode").as_string(), "dual-d1");
+
+  ASSERT_TRUE(forced.at("ok").as_bool()) << json::serialize(forced);
+  EXPECT_EQ(forced.at("after").at("mode").as_string(), "sqlite-only");
+  EXPECT_EQ(forced.at("forced").at("unappliedEntries").as_int64(), 3);
+  EXPECT_EQ(forced.at("forced").at("d1JournalEnd").as_int64() - forced.at("forced").at("sqliteApplied").as_int64(), 3);
+  EXPECT_TRUE(after_write) << "SQLite takes writes again";
+  // SQLite holds what it applied plus the new write; the three D1-only writes are named, not lost.
+  EXPECT_EQ(rows_of(*srv_->router().sqlite(), "t").size(), 6u);
+  auto status = ask(path, "status");
+  const auto& last = status.at("events").as_array().back().as_object();
+  EXPECT_EQ(last.at("command").as_string(), "fallback --force");
+  EXPECT_EQ(last.at("details").at("unappliedEntries").as_int64(), 3);
+  EXPECT_EQ(proxy::load_runtime_state(options_.state_path)->current, proxy::mode::sqlite_only);
+}
+
+TEST_F(Control, FallbackWhileD1LeadsAndIsUpSwitchesBackWithoutForce) {
+  const auto& path = options_.socket_path;
+  auto c = srv_->connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->query("CREATE TABLE t(id INTEGER PRIMARY KEY)"));
+  ASSERT_TRUE(ask(path, "switch-primary").at("ok").as_bool());
+  ASSERT_TRUE(ask(path, "split 100").at("ok").as_bool());
+  ASSERT_TRUE(c->query("INSERT INTO t VALUES (1)"));
+  auto r = ask(path, "fallback");
+  ASSERT_TRUE(r.at("ok").as_bool()) << json::serialize(r);
+  EXPECT_EQ(r.at("after").at("mode").as_string(), "dual-sqlite");
+  EXPECT_EQ(r.at("after").at("readPercent").as_int64(), 0);
+  EXPECT_FALSE(r.contains("forced"));
+  EXPECT_EQ(rows_of(*srv_->router().sqlite(), "t").size(), 1u);
 }
 
 TEST(RuntimeState, ACorruptFileIsAnErrorNotASilentFallback) {

@@ -1,6 +1,11 @@
 #include "proxy/config.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/json/serialize.hpp>
+
+#include "proxy/serve.hpp"
 
 namespace tandem::proxy {
 namespace {
@@ -106,3 +111,35 @@ TEST(Config, Validation) {
 
 }  // namespace
 }  // namespace tandem::proxy
+
+TEST(Config, ReloadAppliesLogAndRolloutNamesTheRestAndRefusesInvalid) {
+  using tandem::proxy::config;
+  config running;
+  config next = running;
+  next.log.level = "debug";
+  next.rollout.stages = {{10, std::chrono::hours(1)}};
+  next.listen.port = 7000;
+  next.dual.read_percent = 40;  // an initial value: the runtime state rules
+  next.dual.batch_entries = 100;
+  int rollouts_applied = 0;
+  auto r = tandem::proxy::reload_into(running, next, [&](const tandem::proxy::rollout_config& rc) {
+    ++rollouts_applied;
+    EXPECT_EQ(rc.stages.at(0).percent, 10);
+  });
+  EXPECT_EQ(boost::json::serialize(r.at("applied")), R"(["log","rollout"])");
+  EXPECT_EQ(boost::json::serialize(r.at("needsRestart")), R"(["listen","dual"])");
+  EXPECT_EQ(r.at("ignored").as_array().size(), 1u);
+  EXPECT_EQ(rollouts_applied, 1);
+  EXPECT_EQ(running.log.level, "debug");
+  EXPECT_EQ(running.listen.port, 6440) << "not applied, so still named at the next reload";
+
+  config bad = running;
+  bad.rollout.stages = {{20, std::chrono::hours(1)}};
+  bad.dual.retry_min_ms = bad.dual.retry_max_ms + 1;  // parses, but validate() refuses it
+  const config before = running;
+  EXPECT_THROW(tandem::proxy::reload_into(running, bad, [&](const tandem::proxy::rollout_config&) { ++rollouts_applied; }),
+               tandem::proxy::config_error);
+  EXPECT_EQ(rollouts_applied, 1);
+  EXPECT_TRUE(running == before);
+  spdlog::set_level(spdlog::level::info);
+}

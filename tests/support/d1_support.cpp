@@ -7,14 +7,17 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
+#include <cctype>
 #include <cstdio>
 #include <mutex>
+#include <thread>
 
 #include "backends/sqlite_store.hpp"
 
@@ -24,14 +27,9 @@ namespace asio = boost::asio;
 namespace {
 
 std::string run_command(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 4096> buf;
-  while (auto n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  if (status != 0) throw std::runtime_error("command failed (" + std::to_string(status) + "): " + cmd + "\n" + out);
-  return out;
+  auto r = run_shell(cmd);
+  if (r.status != 0) throw std::runtime_error("command failed (" + std::to_string(r.status) + "): " + cmd + "\n" + r.output);
+  return r.output;
 }
 
 std::string script_dir() { return std::string(TANDEM_SOURCE_DIR) + "/tools/d1-local"; }
@@ -92,14 +90,16 @@ std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_
   return std::move(*s);
 }
 
-dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database) {
+dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database, std::string d1_endpoint) {
   backends::sqlite_store_options so;
   so.db.path = dir.file("dual.db");
   auto s = backends::sqlite_store::open(so);
   if (!s) throw std::runtime_error(s.error().message);
   auto& d1 = local_d1::instance();
   if (database.empty()) database = d1.fresh_database();
-  auto d = backends::d1_store::open(d1.options(database));
+  auto d1_options = d1.options(database);
+  if (!d1_endpoint.empty()) d1_options.endpoint = d1_endpoint;
+  auto d = backends::d1_store::open(d1_options);
   if (!d) throw std::runtime_error(d.error().message);
   dual_router out;
   out.sqlite = s->get();
@@ -303,6 +303,52 @@ std::string scripted_http_server::http(int status, const std::string& body, cons
 std::string scripted_http_server::d1_ok(const std::string& columns_json, const std::string& rows_json) {
   return http(200, R"({"success":true,"errors":[],"messages":[],"result":[{"success":true,"meta":{"changes":0,"last_row_id":0,"rows_read":1,"rows_written":0,"duration":0.1},"results":{"columns":)" +
                        columns_json + ",\"rows\":" + rows_json + "}}]}");
+}
+
+slow_http_proxy::slow_http_proxy(std::string target_url)
+    : server_([this](int, const std::string& request) {
+        // Forward with "Connection: close" and read the whole answer to EOF.
+        std::string forwarded = request;
+        const auto line_end = forwarded.find("\r\n");
+        forwarded.insert(line_end + 2, "Connection: close\r\n");
+        if (auto p = forwarded.find("Connection: keep-alive\r\n"); p != std::string::npos) forwarded.erase(p, 24);
+        std::string answer;
+        try {
+          asio::io_context ioc;
+          asio::ip::tcp::socket sock(ioc);
+          asio::connect(sock, asio::ip::tcp::resolver(ioc).resolve(host_, port_));
+          asio::write(sock, asio::buffer(forwarded));
+          // One answer: its head, then Content-Length bytes or chunks up to the last one (the
+          // server may keep the connection open despite "Connection: close").
+          boost::system::error_code ec;
+          char buf[16384];
+          auto complete = [&] {
+            const auto head = answer.find("\r\n\r\n");
+            if (head == std::string::npos) return false;
+            std::string lower = answer.substr(0, head);
+            for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            if (auto p = lower.find("content-length:"); p != std::string::npos) {
+              return answer.size() >= head + 4 + std::stoul(lower.substr(p + 15));
+            }
+            if (lower.find("chunked") != std::string::npos) return answer.find("\r\n0\r\n\r\n", head) != std::string::npos;
+            return false;  // neither: read to EOF
+          };
+          while (!complete()) {
+            const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+            answer.append(buf, n);
+            if (ec) break;
+          }
+        } catch (const std::exception&) {
+          return std::string("CLOSE");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_.load()));
+        return answer.empty() ? std::string("CLOSE") : answer;
+      }) {
+  // "http://host:port"
+  const auto hostport = target_url.substr(target_url.find("//") + 2);
+  host_ = hostport.substr(0, hostport.find(':'));
+  port_ = hostport.substr(hostport.find(':') + 1);
+  if (auto slash = port_.find('/'); slash != std::string::npos) port_.resize(slash);
 }
 
 }  // namespace tandem::testing

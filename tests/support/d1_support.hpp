@@ -50,7 +50,9 @@ struct dual_router {
   backends::d1_store* d1 = nullptr;
   std::string database;
 };
-dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database = {});
+// `d1_endpoint`, when given, replaces the local D1's URL (a slow_http_proxy in front of it).
+dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database = {},
+                             std::string d1_endpoint = {});
 
 // The rows of `table` on a store (tandem's internal path), ordered by the first column.
 std::vector<std::vector<protocol::value>> rows_of(backends::store& s, const std::string& table);
@@ -80,6 +82,21 @@ class scripted_http_server {
   std::unique_ptr<impl> impl_;
   std::atomic<int> requests_{0};
   std::atomic<int> connections_{0};
+};
+
+// A forwarding HTTP proxy on 127.0.0.1 that holds every answer back for `delay` before passing
+// it on: an injected slow endpoint in front of a real server (the local D1).
+class slow_http_proxy {
+ public:
+  explicit slow_http_proxy(std::string target_url);
+  std::string url() const { return server_.url(); }
+  void set_delay(std::chrono::milliseconds d) { delay_ms_ = static_cast<int>(d.count()); }
+
+ private:
+  std::string host_;
+  std::string port_;
+  std::atomic<int> delay_ms_{0};
+  scripted_http_server server_;
 };
 
 }  // namespace tandem::testing

@@ -4,13 +4,19 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <random>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/json/parse.hpp>
 
 #include "protocol/codec.hpp"
 
@@ -171,6 +177,87 @@ std::string code_of(const std::string& line) {
   auto r = parse_response(line);
   if (auto* e = std::get_if<protocol::error>(&r.body)) return std::string(protocol::to_string(e->code));
   return "OK";
+}
+
+command_result run_shell(const std::string& command) {
+  command_result r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::uint16_t free_port() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+void proxy_process::start() {
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::execl(binary_.c_str(), binary_.c_str(), "serve", "--config", config_.c_str(), "--log-level", "warn", nullptr);
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string seen;
+  char buf[256];
+  while (seen.find("tandem listening on") == std::string::npos) {
+    const auto n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    seen.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  started_ = seen.find("tandem listening on") != std::string::npos;
+  if (!started_) ADD_FAILURE() << "tandem did not start: " << seen;
+}
+
+void proxy_process::signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+void proxy_process::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+void proxy_process::stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+boost::json::object control_ask(const std::string& path, const std::string& line) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << path;
+  const std::string out = line + "\n";
+  EXPECT_EQ(::write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  std::string answer;
+  char buf[4096];
+  while (answer.find('\n') == std::string::npos) {
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (answer.empty()) return {{"ok", false}, {"error", "no answer from " + path}};
+  return boost::json::parse(answer).as_object();
 }
 
 }  // namespace tandem::testing

@@ -9,7 +9,10 @@
 #include <thread>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
 
 #include "backends/sqlite_store.hpp"
 #include "protocol/client.hpp"
@@ -83,6 +86,39 @@ class raw_connection {
   int fd_ = -1;
   std::string buf_;
 };
+
+// Runs `command` with /bin/sh; its exit status (-1 if it could not run) and its stdout.
+struct command_result {
+  int status = -1;
+  std::string output;
+};
+command_result run_shell(const std::string& command);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (for a child process's config).
+std::uint16_t free_port();
+
+// `tandem serve --config CONFIG --log-level warn` in a child process.
+class proxy_process {
+ public:
+  proxy_process(std::string binary, std::string config) : binary_(std::move(binary)), config_(std::move(config)) {}
+  ~proxy_process() { kill9(); }
+  // Starts it and waits for "tandem listening on" (fails the test if it exits first).
+  void start();
+  bool started() const { return started_; }
+  void signal(int sig);
+  void kill9();
+  // SIGTERM, and expects exit status 0.
+  void stop();
+
+ private:
+  std::string binary_;
+  std::string config_;
+  pid_t pid_ = -1;
+  bool started_ = false;
+};
+
+// Sends one command line to a control socket and returns the answer, parsed.
+boost::json::object control_ask(const std::string& socket_path, const std::string& line);
 
 // Parses a response line; fails the test if it is not one.
 protocol::response parse_response(const std::string& line);
