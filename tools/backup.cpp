@@ -527,6 +527,7 @@ int run_restore(const restore_command& c) {
       }
     }
     drops.push_back({std::string("DROP TABLE IF EXISTS ") + k_checkpoint_table, {}});
+    drops.push_back({"DROP TABLE IF EXISTS _tandem_migrate_triggers", {}});
     if (auto r = run_sync(*target->store, drops, steady::now() + std::chrono::milliseconds(c.timeout_ms)); !r) {
       std::cerr << "tandem restore: emptying " << target->describe() << " failed (nothing was dropped): " << r.error().message << "\n";
       return 1;

@@ -60,6 +60,7 @@ int run_bench_migrate(const bench_migrate_options& o) {
       g.tables = o.tables;
       g.rows = o.rows;
       g.large_blobs = o.large_blobs;
+      g.sql_text_traps = o.sql_text_traps;
       const auto st = generate_guide_database(o.generate, g);
       std::printf("wrote %s: %d tables, %s rows in %.2f s\n", o.generate.c_str(), st.tables, progress::count(st.rows).c_str(), since(t0));
       return 0;
@@ -75,11 +76,13 @@ int run_bench_migrate(const bench_migrate_options& o) {
     g.tables = o.tables;
     g.rows = o.rows;
     g.large_blobs = o.large_blobs;
+    g.sql_text_traps = o.sql_text_traps;
     const auto st = generate_guide_database(db, g);
     const double gen_s = since(t0);
     const std::string binary = fs::read_symlink("/proc/self/exe").string();
     const std::string tools = o.d1_local.empty() ? default_d1_local_dir(binary) : o.d1_local;
-    d1_local_process d1(tools, (dir / "d1-state").string());
+    auto d1_owner = std::make_unique<d1_local_process>(tools, (dir / "d1-state").string());
+    auto& d1 = *d1_owner;
     std::printf("tandem bench migrate: %d tables, %s rows (generated in %.2f s, %.1f MB); local D1 at %s; %u cores\n", st.tables,
                 progress::count(st.rows).c_str(), gen_s, static_cast<double>(fs::file_size(db)) / 1e6, d1.url().c_str(),
                 std::thread::hardware_concurrency());
@@ -134,8 +137,17 @@ int run_bench_migrate(const bench_migrate_options& o) {
       const double wrangler_s = since(t0);
       std::string result;
       if (!wrangler_error.empty()) {
-        const auto cut = wrangler_error.find("ERROR");
-        result = "failed: " + wrangler_error.substr(cut == std::string::npos ? 0 : cut, 160);
+        // wrangler's own words, without its colours and banner.
+        std::string plain;
+        for (std::size_t i = 0; i < wrangler_error.size(); ++i) {
+          if (wrangler_error[i] == '\x1b') {
+            while (i < wrangler_error.size() && wrangler_error[i] != 'm') ++i;
+            continue;
+          }
+          plain += wrangler_error[i] == '\n' ? ' ' : wrangler_error[i];
+        }
+        const auto cut = plain.find("[ERROR]");
+        result = "failed: " + plain.substr(cut == std::string::npos ? 0 : cut, 140);
       } else {
         d1_local_process wd1(tools, wstate);
         auto w = open_local(wd1, "00000000-0000-4000-8000-000000000001");
@@ -154,6 +166,9 @@ int run_bench_migrate(const bench_migrate_options& o) {
     std::printf("%-56s %8.2fs %10s   %s\n", "the guide's migration script (as the guide reports it)", 45.23, progress::count(static_cast<std::int64_t>(150000 / 45.23)).c_str(),
                 "150,000 rows, 95 tables");
     std::fflush(stdout);
+    target.store.reset();
+    source->store.reset();
+    d1_owner.reset();  // stopped before its folder goes
     if (o.dir.empty()) fs::remove_all(dir);
     return exact ? 0 : 1;
   } catch (const std::exception& e) {

@@ -15,6 +15,7 @@ struct bench_migrate_options {
   int parallel_tables = 1;
   bool wrangler = true;      // also time the sqlite3 .dump | wrangler d1 execute route
   bool large_blobs = false;  // include blobs larger than one D1 statement
+  bool sql_text_traps = false;  // include text wrangler refuses ("BEGIN TRANSACTION", "COMMIT;")
   std::string dir;           // working folder (default: a temporary one, removed afterwards)
   std::string d1_local;      // tools/d1-local (default: found from the binary)
   std::string generate;      // only write the database to this path and exit

@@ -154,6 +154,7 @@ void move_commands::add(CLI::App& app, CLI::App& bench) {
   b->add_option("--parallel-tables", s.bm.parallel_tables, "tandem migrate's tables at once")->capture_default_str();
   b->add_flag("!--no-wrangler", s.bm.wrangler, "skip the sqlite3 .dump | wrangler d1 execute route (it takes minutes)");
   b->add_flag("--large-blobs", s.bm.large_blobs, "include blobs larger than one D1 statement (the wrangler route cannot carry them)");
+  b->add_flag("--sql-text-traps", s.bm.sql_text_traps, "include text values wrangler refuses ('BEGIN TRANSACTION', 'COMMIT;')");
   b->add_option("--dir", s.bm.dir, "working folder, kept afterwards (default: a temporary one)");
   b->add_option("--d1-local", s.bm.d1_local, "the tools/d1-local folder (default: found from the binary)");
   b->add_option("--generate", s.bm.generate, "only write the generated database to this path");

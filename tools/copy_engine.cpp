@@ -697,12 +697,14 @@ class engine {
           continue;
         }
       }
+      bool stopping;
       {
         std::lock_guard lock(mu_);
-        if (stop_) {
-          rewind(pending);
-          return;
-        }
+        stopping = stop_;
+      }
+      if (stopping) {
+        rewind(pending);
+        return;
       }
       if (!pending.empty()) {
         pending.id = new_id();

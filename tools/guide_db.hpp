@@ -20,6 +20,9 @@ struct guide_db_options {
   // A few blobs larger than one D1 statement (exercises the append path; the sqlite3 .dump
   // route cannot carry them).
   bool large_blobs = false;
+  // Text values that SQL-text routes cannot carry ("BEGIN TRANSACTION", "COMMIT;"): wrangler d1
+  // execute refuses such a file. Off for the benchmark's side-by-side run.
+  bool sql_text_traps = true;
 };
 
 struct guide_db_stats {

@@ -98,6 +98,35 @@ std::vector<statement> sequence_statements(const database_schema& schema) {
   return out;
 }
 
+constexpr const char* k_aside_table = "_tandem_migrate_triggers";
+
+// Puts back the triggers set aside in `target` (by this run or an interrupted one) and drops the
+// table that kept them, in one atomic batch. Returns their names.
+outcome<std::vector<std::string>> restore_triggers(backends::store& target, std::chrono::milliseconds timeout) {
+  auto there = run_sync(target, {{std::string("SELECT count(*) FROM sqlite_schema WHERE name = '") + k_aside_table + "'", {}}});
+  if (!there) return there.error();
+  if (std::get<std::int64_t>(there->at(0).rows.at(0).at(0)) == 0) return std::vector<std::string>{};
+  auto kept = run_sync(target, {{std::string("SELECT a.name, a.sql, s.name IS NOT NULL FROM ") + k_aside_table +
+                                     " a LEFT JOIN sqlite_schema s ON s.type = 'trigger' AND s.name = a.name ORDER BY a.name",
+                                 {}}});
+  if (!kept) return kept.error();
+  std::vector<statement> back;
+  std::vector<std::string> names;
+  for (const auto& row : kept->at(0).rows) {
+    names.push_back(std::get<std::string>(row[0]));
+    if (std::get<std::int64_t>(row[2]) == 0) back.push_back({std::get<std::string>(row[1]), {}});
+  }
+  back.push_back({std::string("DROP TABLE ") + k_aside_table, {}});
+  // If D1 did not answer: it is in once the table is gone.
+  auto r = run_until_known(target, back, timeout, [&]() -> std::optional<bool> {
+    auto left = run_sync(target, {{std::string("SELECT count(*) FROM sqlite_schema WHERE name = '") + k_aside_table + "'", {}}});
+    if (!left) return std::nullopt;
+    return std::get<std::int64_t>(left->at(0).rows.at(0).at(0)) == 0;
+  });
+  if (!r) return r.error();
+  return names;
+}
+
 }  // namespace
 
 outcome<migrate_settings> resolve_settings(const migrate_command& c) {
@@ -170,7 +199,7 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
     return 1;
   }
   std::vector<statement> creates, triggers;
-  std::vector<std::string> conflicts, missing;
+  std::vector<std::string> trigger_names, conflicts, missing;
   std::size_t n_tables = 0, n_other = 0, kept = 0;
   auto plan = [&](const std::string& type, const std::string& name, const std::string& sql, std::vector<statement>& into) {
     const auto it = existing->find(name);
@@ -195,7 +224,8 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
   if (!s.data_only) {
     for (const auto& o : schema->indexes) n_other += plan(o.type, o.name, o.sql, creates);
     for (const auto& o : schema->views) n_other += plan(o.type, o.name, o.sql, creates);
-    for (const auto& o : schema->triggers) plan(o.type, o.name, o.sql, triggers);
+    for (const auto& o : schema->triggers)
+      if (plan(o.type, o.name, o.sql, triggers)) trigger_names.push_back(o.name);
   }
   if (!conflicts.empty()) {
     out << "✗ " << target.describe() << " already has objects with other definitions; nothing was written:\n";
@@ -206,23 +236,6 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
     out << "✗ --data-only, but " << target.describe() << " has no table(s) " << list << " (create the schema first)\n";
-    return 1;
-  }
-
-  // Triggers on the target would fire for every copied row: they are created after the data.
-  std::vector<std::string> live_triggers;
-  if (!s.schema_only) {
-    auto cp = read_checkpoint(*target.store);
-    for (const auto& [name, o] : *existing) {
-      if (o.type != "trigger" || !schema->find(o.table)) continue;
-      const bool finished = cp && std::any_of(cp->begin(), cp->end(), [&](const checkpoint_row& c) { return c.table == o.table && c.done; });
-      if (!finished) live_triggers.push_back(name + " (on " + o.table + ")");
-    }
-  }
-  if (!live_triggers.empty()) {
-    out << "✗ " << target.describe() << " has triggers on tables still to be copied; they would fire for every copied row:\n";
-    for (const auto& t : live_triggers) out << "   - " << t << "\n";
-    out << "  Drop them, or migrate without --data-only/--schema-only: tandem creates triggers after the data.\n";
     return 1;
   }
 
@@ -245,6 +258,32 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
       out << "🧱 Created " << n_tables << " tables and " << n_other << " indexes/views" << (kept ? " (" + std::to_string(kept) + " already there)" : "") << "\n";
     } else {
       out << "🧱 Schema already in place (" << kept << " objects)\n";
+    }
+  }
+
+  // Triggers the target already has on tables rows go into would fire for every copied row:
+  // they are set aside, kept in _tandem_migrate_triggers by the same atomic batch that drops
+  // them, and put back after the copy (a run that dies in between leaves them there for the next).
+  if (!s.schema_only) {
+    std::vector<statement> aside{{std::string("CREATE TABLE IF NOT EXISTS ") + k_aside_table + " (name TEXT PRIMARY KEY, sql TEXT NOT NULL)", {}}};
+    std::string names;
+    for (const auto& [name, o] : *existing) {
+      if (o.type != "trigger" || !schema->find(o.table)) continue;
+      statement keep{std::string("INSERT OR REPLACE INTO ") + k_aside_table + " (name, sql) VALUES (?, ?)", {}};
+      keep.params.positional = {value{name}, value{o.sql}};
+      aside.push_back(std::move(keep));
+      aside.push_back({"DROP TRIGGER IF EXISTS " + quote_name(name), {}});
+      names += (names.empty() ? "" : ", ") + name;
+    }
+    if (names.empty()) {
+      // nothing to set aside
+    } else if (s.dry_run) {
+      out << "⏸ Would set aside the target's triggers while rows are copied: " << names << "\n";
+    } else if (auto r = run_until_known(*target.store, aside, std::chrono::milliseconds(s.timeout_ms)); !r) {
+      out << "✗ Setting aside the target's triggers failed (nothing was changed): " << r.error().message << "\n";
+      return 1;
+    } else {
+      out << "⏸ Set aside the target's triggers while rows are copied (they are put back after): " << names << "\n";
     }
   }
 
@@ -278,6 +317,20 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
   }
 
   const bool data_ok = s.schema_only || copied.ok();
+  if (!s.dry_run && !s.schema_only) {
+    auto restored = restore_triggers(*target.store, std::chrono::milliseconds(s.timeout_ms));
+    if (!restored) {
+      out << "⚠ The target's triggers set aside are not back yet (" << restored.error().message << "); the next run puts them back\n";
+    } else if (!restored->empty()) {
+      // A trigger of the source that an interrupted run had set aside is back already.
+      for (std::size_t i = trigger_names.size(); i-- > 0;) {
+        if (std::find(restored->begin(), restored->end(), trigger_names[i]) == restored->end()) continue;
+        trigger_names.erase(trigger_names.begin() + static_cast<std::ptrdiff_t>(i));
+        triggers.erase(triggers.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      out << "▶ Put back " << restored->size() << " trigger(s) of the target\n";
+    }
+  }
   if (!s.dry_run && (data_ok || s.continue_on_error)) {
     std::vector<statement> after = s.data_only ? std::vector<statement>{} : triggers;
     if (!s.schema_only) {

@@ -373,6 +373,32 @@ TEST(Move, BatchesD1DidNotAnswerAreSentAgainButNeverAppliedTwice) {
   expect_equal_stores(*original, **d1);
 }
 
+TEST(Move, SchemaFirstThenDataOnlySetsTheTargetsTriggersAside) {
+  const auto& db = guide_db(20, 3000);
+  const auto id = local_d1::instance().fresh_database();
+  auto schema = capture([&] {
+    auto c = migrate("sqlite:" + db, "d1:" + id);
+    c.schema_only = true;
+    return tools::run_migrate(c);
+  });
+  ASSERT_EQ(schema.status, 0) << schema.out;
+  auto d1 = d1_at(id);
+  EXPECT_EQ(count_of(*d1, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND name = 'tasks_audit'"), 1);
+  auto data = capture([&] {
+    auto c = migrate("sqlite:" + db, "d1:" + id);
+    c.data_only = true;
+    return tools::run_migrate(c);
+  });
+  ASSERT_EQ(data.status, 0) << data.out;
+  EXPECT_NE(data.out.find("⏸ Set aside the target's triggers while rows are copied (they are put back after): tasks_audit"), std::string::npos)
+      << data.out;
+  EXPECT_NE(data.out.find("▶ Put back 1 trigger(s) of the target"), std::string::npos) << data.out;
+  auto source = sqlite_at(db);
+  expect_equal_stores(*source, *d1);  // audit_log as in the source: the trigger did not fire for copied tasks
+  EXPECT_EQ(count_of(*d1, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND name = 'tasks_audit'"), 1);
+  EXPECT_EQ(count_of(*d1, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_tandem\\_%' ESCAPE '\\'"), 0);
+}
+
 TEST(Move, ReverseMigrationFromD1EndsEqual) {
   const auto& db = guide_db(20, 3000);
   const auto id = local_d1::instance().fresh_database();
