@@ -27,6 +27,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "backends/journal.hpp"
 #include "protocol/json_reader.hpp"
 #include "proxy/await.hpp"
 #include "proxy/config.hpp"
@@ -45,7 +46,7 @@ constexpr std::size_t k_max_events = 100;
 constexpr const char* k_help =
     "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
     "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
-    "next | prev | hold | release | fallback [--force] | reload";
+    "next | prev | hold | release | fallback [--force] | reload | backfill-begin | backfill-end <seq>";
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -305,6 +306,32 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (!why.empty()) return refuse(why);
     } else if (command == "fallback" && (arity(0) || (arity(1) && w[1] == "--force"))) {
       fallback(arity(1), out, report);
+    } else if (command == "backfill-begin" && arity(0)) {
+      // A live backfill (tandem migrate --via-control): replication pauses so that D1 holds
+      // still while a SQLite snapshot taken at journal sequence S is copied into it.
+      if (before.current != mode::dual_sqlite) return refuse("a live backfill copies SQLite into D1 in dual-sqlite; the mode is " + std::string(to_string(before.current)));
+      if (before.read_percent != 0 || before.shadow_read_percent != 0) {
+        return refuse("reads on D1 would see a partial copy: split 0 and shadow 0 first");
+      }
+      route.pause_replication();
+    } else if (command == "backfill-end" && arity(1)) {
+      // The copy of the snapshot at S is complete: D1 stands at S, the replicator goes on at S+1.
+      std::int64_t seq = -1;
+      if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
+      if (seq < 0) return refuse("backfill-end takes the journal sequence of the copied snapshot, not '" + w[1] + "'");
+      auto rep = route.replication();
+      if (before.current != mode::dual_sqlite || !rep || !rep->paused()) {
+        return refuse("backfill-end needs dual-sqlite with replication paused by backfill-begin");
+      }
+      backends::exec_options o;
+      o.internal = true;
+      o.deadline = backends::clock::now() + options.max_pause;
+      if (auto r = run_batch(*route.d1(), {backends::applied_statement("sqlite", seq)}, o); !r) {
+        return refuse("cannot record D1's position " + std::to_string(seq) + ": " + r.error().message + "; replication stays paused");
+      }
+      rep->reread_position();
+      route.resume_replication();
+      out["backfilledTo"] = seq;
     } else if (command == "reload" && arity(0)) {
       if (!reload) return refuse("reload needs tandem started with a config file (tandem serve --config FILE)");
       try {

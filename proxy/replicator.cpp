@@ -124,6 +124,12 @@ void replicator::pause() {
   metrics_.replication_paused.store(1);
 }
 
+void replicator::reread_position() {
+  std::lock_guard lock(mu_);
+  ready_ = false;
+  single_until_ = 0;
+}
+
 void replicator::resume() {
   {
     std::lock_guard lock(mu_);

@@ -63,6 +63,8 @@ class replicator {
 
   // Stops applying; returns once no batch is in flight (the follower then changes no more).
   void pause();
+  // Reads the follower's applied position again before the next apply (a live backfill moved it).
+  void reread_position();
   void resume();
   bool paused() const;
   void set_verify_writes(bool on) { verify_.store(on); }

@@ -76,6 +76,8 @@ void move_commands::add(CLI::App& app, CLI::App& bench) {
   m->add_flag("--schema-only", mc.schema_only, "create tables, indexes, views and triggers; copy no rows");
   m->add_flag("--data-only", mc.data_only, "copy rows into tables that already exist");
   m->add_flag("--resume", mc.resume, "continue an interrupted migration from the checkpoint in the target");
+  m->add_option("--via-control", mc.via_control,
+                "live backfill: the control socket of a tandem running dual-sqlite on --from; writes during the copy are neither lost nor applied twice");
   m->add_option("--tables", mc.tables, "only these tables (comma-separated)")->delimiter(',');
   m->add_option("--progress", mc.progress, "auto (bars on a terminal, lines otherwise), bars, lines or none")
       ->check(CLI::IsMember({"auto", "bars", "lines", "none"}))
@@ -87,6 +89,7 @@ void move_commands::add(CLI::App& app, CLI::App& bench) {
             "  tandem migrate --from sqlite:var/app.db --to d1 --batch-size 5000\n"
             "  tandem migrate --from sqlite:var/app.db --to d1 --resume      # after an interruption\n"
             "  tandem migrate --from d1 --to sqlite:var/rollback.db           # the rollback\n"
+            "  tandem migrate --from sqlite:var/tandem.db --to d1 --via-control var/tandem.sock   # live, tandem in dual-sqlite\n"
             "Exit status: 0 migrated and validated, 1 failed (see the summary), 2 bad arguments or unreachable database.");
 
   // validate

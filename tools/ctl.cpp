@@ -52,31 +52,28 @@ std::string pretty_json(const std::string& compact) {
   return out;
 }
 
-int run_ctl(const ctl_options& o) {
-  std::string line;
-  for (const auto& w : o.words) line += (line.empty() ? "" : " ") + w;
-  if (line.empty()) line = "help";
+std::optional<std::string> control_exchange(const std::string& socket, const std::string& command, std::string& error) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (o.socket.size() >= sizeof addr.sun_path) {
-    std::cerr << "tandem ctl: the socket path is too long: " << o.socket << "\n";
-    return 2;
+  if (socket.size() >= sizeof addr.sun_path) {
+    error = "the socket path is too long: " + socket;
+    return std::nullopt;
   }
-  std::memcpy(addr.sun_path, o.socket.c_str(), o.socket.size() + 1);
+  std::memcpy(addr.sun_path, socket.c_str(), socket.size() + 1);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::cerr << "tandem ctl: cannot connect to " << o.socket << ": " << std::strerror(errno)
-              << " (is tandem running, and is control.socket this path? use --socket)\n";
+    error = "cannot connect to " + socket + ": " + std::strerror(errno) +
+            " (is tandem running, and is control.socket this path? use --socket)";
     if (fd >= 0) ::close(fd);
-    return 2;
+    return std::nullopt;
   }
-  line += "\n";
+  const std::string line = command + "\n";
   for (std::size_t sent = 0; sent < line.size();) {
     const auto n = ::write(fd, line.data() + sent, line.size() - sent);
     if (n <= 0) {
-      std::cerr << "tandem ctl: the connection broke while sending\n";
+      error = "the connection broke while sending";
       ::close(fd);
-      return 2;
+      return std::nullopt;
     }
     sent += static_cast<std::size_t>(n);
   }
@@ -89,12 +86,25 @@ int run_ctl(const ctl_options& o) {
   }
   ::close(fd);
   if (answer.empty() || answer.back() != '\n') {
-    std::cerr << "tandem ctl: no answer from " << o.socket << "\n";
-    return 2;
+    error = "no answer from " + socket;
+    return std::nullopt;
   }
   answer.pop_back();
-  std::cout << (o.raw ? answer : pretty_json(answer)) << "\n";
-  auto doc = protocol::read_json(answer);
+  return answer;
+}
+
+int run_ctl(const ctl_options& o) {
+  std::string line;
+  for (const auto& w : o.words) line += (line.empty() ? "" : " ") + w;
+  if (line.empty()) line = "help";
+  std::string error;
+  auto answer = control_exchange(o.socket, line, error);
+  if (!answer) {
+    std::cerr << "tandem ctl: " << error << "\n";
+    return 2;
+  }
+  std::cout << (o.raw ? *answer : pretty_json(*answer)) << "\n";
+  auto doc = protocol::read_json(*answer);
   const auto* obj = doc.ok() ? doc.value.if_object() : nullptr;
   const auto* ok = obj ? obj->if_contains("ok") : nullptr;
   return ok && ok->is_bool() && ok->get_bool() ? 0 : 1;

@@ -2,6 +2,7 @@
 // JSON answer, and exits non-zero when the command was refused.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ struct ctl_options {
 
 // 0 when the command succeeded, 1 when tandem refused it, 2 when tandem could not be reached.
 int run_ctl(const ctl_options& options);
+
+// Sends one command line to the control socket at `socket` and returns the answer line (without
+// its newline), or nullopt with `error` saying why (cannot connect, no answer).
+std::optional<std::string> control_exchange(const std::string& socket, const std::string& line, std::string& error);
 
 // `v` as indented JSON (two spaces), for people.
 std::string pretty_json(const std::string& compact);

@@ -1,5 +1,10 @@
 #include "tools/migrate.hpp"
 
+#include <sqlite3.h>
+
+#include "protocol/json_reader.hpp"
+#include "tools/ctl.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -430,10 +435,56 @@ int run_migrate(const migrate_command& c) {
     std::cerr << "tandem migrate: " << source.error().message << "\n";
     return 2;
   }
+  // A live backfill: tandem pauses replication first, so D1 holds still while the snapshot is
+  // copied; the snapshot's journal position S is where replication goes on afterwards.
+  const bool live = !c.via_control.empty();
+  if (live && (from->type != endpoint::kind::sqlite || to->type != endpoint::kind::d1 || s->dry_run || s->schema_only)) {
+    std::cerr << "tandem migrate: --via-control copies a live SQLite (--from sqlite:PATH) into D1 (--to d1), data included\n";
+    return 2;
+  }
+  if (live && s->resume) {
+    // A resumed copy would read a newer snapshot than the rows already copied: writes between
+    // the two to copied rows would never reach D1.
+    std::cerr << "tandem migrate: a live backfill cannot --resume (each run copies one snapshot whole); "
+                 "empty the D1 database and run it again\n";
+    return 2;
+  }
+  auto control = [&](const std::string& line) -> std::optional<std::string> {
+    std::string why;
+    auto answer = control_exchange(c.via_control, line, why);
+    if (!answer) {
+      std::cerr << "tandem migrate: " << why << "\n";
+      return std::nullopt;
+    }
+    auto doc = protocol::read_json(*answer);
+    const auto* o = doc.ok() ? doc.value.if_object() : nullptr;
+    const auto* ok = o ? o->if_contains("ok") : nullptr;
+    if (!ok || !ok->is_bool() || !ok->get_bool()) {
+      const auto* e = o ? o->if_contains("error") : nullptr;
+      std::cerr << "tandem migrate: tandem refused '" << line << "': " << (e && e->is_string() ? std::string(e->get_string()) : *answer) << "\n";
+      return std::nullopt;
+    }
+    return answer;
+  };
+  if (live && !control("backfill-begin")) return 2;
+  std::int64_t snapshot_seq = 0;
   if (auto* r = dynamic_cast<sqlite_reader*>(source->read.get())) {
     if (auto ok = r->snapshot(); !ok) {
       std::cerr << "tandem migrate: " << ok.error().message << "\n";
       return 2;
+    }
+    if (live) {
+      sqlite3_stmt* st = nullptr;
+      const bool read = sqlite3_prepare_v2(r->handle(), "SELECT coalesce(max(seq), 0) FROM _tandem_journal", -1, &st, nullptr) == SQLITE_OK &&
+                        sqlite3_step(st) == SQLITE_ROW;
+      if (read) snapshot_seq = sqlite3_column_int64(st, 0);
+      sqlite3_finalize(st);
+      if (!read) {
+        std::cerr << "tandem migrate: " << from->describe() << " has no tandem journal: is tandem running dual-sqlite on it? ("
+                  << sqlite3_errmsg(r->handle()) << "); replication stays paused (tandem ctl resume-replication)\n";
+        return 2;
+      }
+      std::cout << "Live backfill: replication paused; copying the snapshot at journal sequence " << snapshot_seq << "\n";
     }
   }
   outcome<opened> target = error{};
@@ -464,6 +515,16 @@ int run_migrate(const migrate_command& c) {
   }
   const int rc = migrate_between(*source, *target, *s, std::cout);
   target->store->shutdown();
+  if (live) {
+    if (rc != 0) {
+      std::cerr << "tandem migrate: the backfill did not complete; replication stays paused and D1 holds a partial copy. "
+                   "Fix the cause, empty the D1 database, and run the same command again\n";
+      return rc;
+    }
+    if (!control("backfill-end " + std::to_string(snapshot_seq))) return 1;
+    std::cout << "Live backfill done: D1 holds the snapshot at journal sequence " << snapshot_seq
+              << "; replication goes on from " << snapshot_seq + 1 << "\n";
+  }
   return rc;
 }
 

@@ -29,6 +29,9 @@ struct migrate_command {
   bool resume = false;
   std::vector<std::string> tables;  // only these; empty: all
   std::string progress = "auto";    // auto, bars, lines, none
+  // A live backfill: the control socket of a tandem running dual-sqlite on `from`. Replication
+  // pauses, a snapshot taken at journal sequence S is copied, and the replicator goes on at S+1.
+  std::string via_control;
 };
 
 struct migrate_settings {
