@@ -44,10 +44,11 @@ opened open_local(const d1_local_process& d1, const std::string& id) {
 
 std::string validation_text(const validation_report& r) {
   if (r.equal()) return "validate --full: equal";
-  std::size_t bad = 0;
-  for (const auto& t : r.tables) bad += !t.equal();
-  bad += r.only_in_first.size() + r.only_in_second.size();
-  return "validate --full: " + std::to_string(bad) + " table(s) differ, " + progress::count(r.differences()) + " difference(s)";
+  std::string names;
+  for (const auto& t : r.tables)
+    if (!t.equal()) names += (names.empty() ? "" : ", ") + t.table;
+  for (const auto& t : r.only_in_first) names += (names.empty() ? "" : ", ") + t + " (missing)";
+  return "validate --full: " + progress::count(r.differences()) + " rows differ in " + names;
 }
 
 }  // namespace

@@ -406,7 +406,8 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
     if (!copied.error.empty() && std::none_of(copied.tables.begin(), copied.tables.end(), [&](const table_copy& t) { return t.error == copied.error; }))
       out << "\n   " << copied.error;
     if (validation_errors) out << "\n   " << validation_errors << " validation error(s)";
-    if (!s.dry_run && !copied.error.empty()) out << "\n   What was copied is checkpointed: run the same command with --resume to continue.";
+    if (!s.dry_run && !s.schema_only && !ok)
+      out << "\n   What was copied is checkpointed: once the cause is fixed, run the same command with --resume to copy the rest.";
     out << "\n";
   }
   out.flush();

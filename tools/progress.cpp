@@ -65,12 +65,18 @@ void progress::redraw(bool force) {
   last_draw_ = now;
   erase_bars();
   std::int64_t running = done_rows_;
-  for (const auto& name : order_) {
-    const auto& a = active_.at(name);
+  constexpr std::size_t k_max_bars = 6;  // small tables share batches: many can be in progress at once
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    const auto& a = active_.at(order_[i]);
+    running += a.copied;
+    if (i >= k_max_bars) continue;
     const double secs = std::chrono::duration<double>(now - a.start).count();
     const double rate = secs > 0.05 ? static_cast<double>(a.copied - a.at_start) / secs : 0;
-    out_ << bar_line(name, a.copied, a.total, rate) << "\n";
-    running += a.copied;
+    out_ << bar_line(order_[i], a.copied, a.total, rate) << "\n";
+    ++drawn_lines_;
+  }
+  if (order_.size() > k_max_bars) {
+    out_ << "  … and " << order_.size() - k_max_bars << " more tables in progress\n";
     ++drawn_lines_;
   }
   const double secs = std::chrono::duration<double>(now - start_).count();

@@ -378,11 +378,16 @@ validation_report validate_databases(reader& first, reader& second, const databa
     else tr.second_rows = int_cell((*cb)[i]);
   }
   if (o.check_json) check_json(first, second, both, rep.tables);
+  // Largest tables first, so that no large table is left running alone at the end.
+  std::vector<std::size_t> order(both.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return rep.tables[a].first_rows > rep.tables[b].first_rows; });
   std::mutex mu;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
     comparer cmp(first, second, o);
-    for (std::size_t i = next++; i < both.size(); i = next++) {
+    for (std::size_t k = next++; k < both.size(); k = next++) {
+      const std::size_t i = order[k];
       auto& tr = rep.tables[i];
       const auto shape = compare_shape(*both[i]);
       if (tr.error.empty()) {

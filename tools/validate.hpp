@@ -28,7 +28,7 @@ namespace tandem::tools {
 struct validate_options {
   enum class mode { quick, sample, full } how = mode::full;
   std::size_t sample = 100;       // rows per table for mode::sample
-  std::size_t chunk_rows = 2000;  // rows per checksum chunk for mode::full
+  std::size_t chunk_rows = 4000;  // rows per checksum chunk for mode::full
   int parallel = 4;               // tables compared at once
   bool check_json = true;
   std::size_t max_reported = 20;  // differences listed per table (all are counted)
