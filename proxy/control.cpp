@@ -372,8 +372,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       report = *r;
       return;
     }
-    auto rep = route.replication();
-    const std::int64_t behind = rep ? std::max<std::int64_t>(rep->known_leader_seq() - rep->applied(), 0) : 0;
+    const std::int64_t behind = route.d1_entries_sqlite_lacks();
     if (!force) {
       out["ok"] = false;
       out["error"] = "reads are back on SQLite, but D1 still leads: " + r.error().message + ". SQLite has not applied " +

@@ -390,6 +390,27 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
   return report;
 }
 
+std::int64_t router::sqlite_applied_from_d1(const replicator& rep, clock::time_point deadline) {
+  if (const auto a = rep.applied(); a >= 0) return a;
+  // The replicator has not read it yet (D1 down since it started, or paused first): SQLite holds
+  // it locally.
+  backends::exec_options o;
+  o.internal = true;
+  o.deadline = deadline;
+  protocol::statement st;
+  st.sql = "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = ?";
+  st.params.positional = {protocol::value{std::string(d1_->name())}};
+  auto r = run_batch(*sqlite_, {st}, o);
+  const auto* v = r && !r->at(0).rows.empty() ? std::get_if<std::int64_t>(&r->at(0).rows[0][0]) : nullptr;
+  return v ? *v : 0;
+}
+
+std::int64_t router::d1_entries_sqlite_lacks() {
+  auto rep = replication();
+  if (!rep || current_mode() != mode::dual_d1) return 0;
+  return std::max<std::int64_t>(rep->known_leader_seq() - sqlite_applied_from_d1(*rep, clock::now() + std::chrono::seconds(5)), 0);
+}
+
 backends::outcome<force_report> router::force_sqlite_leader(std::chrono::milliseconds max_pause) {
   std::unique_lock lock(mu_);
   if (mode_ != mode::dual_d1) {
@@ -409,19 +430,7 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   rep->stop();
   force_report report;
   report.d1_journal_end = rep->known_leader_seq();
-  report.sqlite_applied = rep->applied();
-  if (report.sqlite_applied < 0) {
-    // The replicator never read it (D1 was down from the start): SQLite has it locally.
-    backends::exec_options o;
-    o.internal = true;
-    o.deadline = clock::now() + max_pause;
-    protocol::statement st;
-    st.sql = "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = ?";
-    st.params.positional = {protocol::value{std::string(d1_->name())}};
-    auto r = run_batch(*sqlite_, {st}, o);
-    const auto* v = r && !r->at(0).rows.empty() ? std::get_if<std::int64_t>(&r->at(0).rows[0][0]) : nullptr;
-    report.sqlite_applied = v ? *v : 0;
-  }
+  report.sqlite_applied = sqlite_applied_from_d1(*rep, clock::now() + max_pause);
   report.unapplied = std::max<std::int64_t>(report.d1_journal_end - report.sqlite_applied, 0);
   lock.lock();
   mode_ = mode::sqlite_only;

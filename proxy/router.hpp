@@ -95,6 +95,8 @@ class router {
   // Refused unless the mode is dual-d1, and while writes are still in flight to D1. D1 is left
   // as it is (it holds those writes); it must be rebuilt from SQLite before a dual mode again.
   backends::outcome<force_report> force_sqlite_leader(std::chrono::milliseconds max_pause);
+  // While D1 leads: the D1 journal entries this process knows of that SQLite has not applied.
+  std::int64_t d1_entries_sqlite_lacks();
   void set_read_percent(int percent);
   int read_percent() const;
   void set_shadow_read_percent(int percent);
@@ -123,6 +125,8 @@ class router {
   backends::outcome<void> hold_writes(std::unique_lock<std::mutex>& lock, backends::clock::time_point deadline);
   void release_writes(std::unique_lock<std::mutex>& lock);
   backends::store* store_for(mode m, bool leader) const;
+  // SQLite's applied position in D1's journal: the replicator's, else read from SQLite.
+  std::int64_t sqlite_applied_from_d1(const replicator& rep, backends::clock::time_point deadline);
 
   std::unique_ptr<backends::sqlite_store> sqlite_;
   std::unique_ptr<backends::d1_store> d1_;
