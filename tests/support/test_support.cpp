@@ -6,7 +6,6 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include <boost/json/parse.hpp>
 
 #include "protocol/codec.hpp"
+#include "tools/ctl.hpp"
 
 namespace tandem::testing {
 
@@ -241,23 +241,11 @@ void proxy_process::stop() {
 }
 
 boost::json::object control_ask(const std::string& path, const std::string& line) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << path;
-  const std::string out = line + "\n";
-  EXPECT_EQ(::write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
-  std::string answer;
-  char buf[4096];
-  while (answer.find('\n') == std::string::npos) {
-    const auto n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    answer.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  if (answer.empty()) return {{"ok", false}, {"error", "no answer from " + path}};
-  return boost::json::parse(answer).as_object();
+  std::string error;
+  auto answer = tools::control_exchange(path, line, error);
+  EXPECT_TRUE(answer) << error;
+  if (!answer) return {{"ok", false}, {"error", error}};
+  return boost::json::parse(*answer).as_object();
 }
 
 }  // namespace tandem::testing
