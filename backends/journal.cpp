@@ -158,6 +158,7 @@ std::size_t value_size(const protocol::value& v) {
 struct table_shape {
   std::vector<std::string> names;  // every column, in table order
   std::vector<bool> generated;     // computed by the follower: never assigned
+  std::vector<int> stored;         // the columns a row record holds (not VIRTUAL generated ones)
   std::vector<int> key;            // primary key columns, in key order (WITHOUT ROWID)
   bool without_rowid = false;
   int rowid_alias = -1;            // the INTEGER PRIMARY KEY column of a rowid table
@@ -191,6 +192,7 @@ outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
         types.push_back(text(st, 1));
         if (sqlite3_column_int(st, 2) > 0) pk.emplace_back(sqlite3_column_int(st, 2), col);
         t.generated.push_back(sqlite3_column_int(st, 3) >= 2);
+        if (sqlite3_column_int(st, 3) != 2) t.stored.push_back(col);
       }))
     return fail("columns");
   if (!query("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?",
@@ -241,10 +243,14 @@ struct row_recorder::impl {
     auto read = [&](bool old_row) {
       std::vector<protocol::value> out;
       out.reserve(static_cast<std::size_t>(n));
+      // SQLite 3.40 gives the values in record order (VIRTUAL generated columns have none) and
+      // SQLITE_RANGE past them; later versions give every column in table order. finish() tells
+      // the two apart by how many values there are.
       for (int i = 0; i < n; ++i) {
         sqlite3_value* v = nullptr;
         const int rc = old_row ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
-        out.push_back(rc == SQLITE_OK ? to_value(v) : protocol::value{});
+        if (rc != SQLITE_OK) break;
+        out.push_back(to_value(v));
         me->largest_value = std::max(me->largest_value, value_size(out.back()));
       }
       return out;
@@ -297,9 +303,19 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
   // statement is written empty, then appended in pieces.
   const std::size_t inline_blob_max = limits.max_statement_bytes / 4;
   const std::size_t piece = (limits.max_statement_bytes - 4096) / 2;
-  for (const auto& c : impl_->changes) {
+  for (auto& c : impl_->changes) {
     const table_shape& t = shapes[c.table];
     const std::string qt = quote_identifier(c.table);
+    // The hook gives the columns a record stores; VIRTUAL generated columns are not among them.
+    for (auto* values : {&c.old_values, &c.new_values}) {
+      if (values->empty() || values->size() == t.names.size()) continue;
+      if (values->size() != t.stored.size()) {
+        return error{errc::internal, "the recorded row of table " + c.table + " does not match its columns", "sqlite", {}};
+      }
+      std::vector<protocol::value> full(t.names.size());
+      for (std::size_t i = 0; i < t.stored.size(); ++i) full[t.stored[i]] = std::move((*values)[i]);
+      *values = std::move(full);
+    }
     std::vector<std::pair<int, const protocol::blob*>> appended;
     auto assign = [&](protocol::statement& st, int col, const protocol::value& v) {
       if (const auto* b = std::get_if<protocol::blob>(&v); b && b->bytes.size() > inline_blob_max) {
@@ -324,9 +340,6 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       }
       return w;
     };
-    if (c.new_values.size() > t.names.size() || c.old_values.size() > t.names.size()) {
-      return error{errc::internal, "the recorded row of table " + c.table + " does not match its columns", "sqlite", {}};
-    }
     protocol::statement st;
     if (c.op == SQLITE_INSERT) {
       std::string cols, marks;
