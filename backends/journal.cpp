@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "protocol/codec.hpp"
+#include "protocol/text.hpp"
 
 namespace tandem::backends {
 namespace {
@@ -75,7 +76,11 @@ outcome<std::vector<protocol::statement>> decode_statements(std::string_view bod
   if (auto* r = std::get_if<protocol::request>(&decoded); r && r->kind == protocol::op::batch) {
     return std::move(r->statements);
   }
-  return error{errc::internal, "a journal entry could not be read (corrupt body)", {}, {}};
+  std::string why = "not a batch";
+  if (const auto* resp = std::get_if<protocol::response>(&decoded)) {
+    if (const auto* e = std::get_if<protocol::error>(&resp->body)) why = e->message;
+  }
+  return error{errc::internal, "a journal entry could not be read (corrupt body: " + why + ")", {}, {}};
 }
 
 std::string encode_changes(const std::vector<protocol::query_result>& results) {
@@ -316,14 +321,31 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       for (std::size_t i = 0; i < t.stored.size(); ++i) full[t.stored[i]] = std::move((*values)[i]);
       *values = std::move(full);
     }
-    std::vector<std::pair<int, const protocol::blob*>> appended;
-    auto assign = [&](protocol::statement& st, int col, const protocol::value& v) {
-      if (const auto* b = std::get_if<protocol::blob>(&v); b && b->bytes.size() > inline_blob_max) {
-        appended.emplace_back(col, b);
+    // A value too large for one statement is written empty and appended in pieces. Text that a
+    // JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what it is
+    // given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
+    struct piecewise {
+      int col;
+      std::string_view bytes;
+      const char* type;
+    };
+    std::vector<piecewise> appended;
+    auto assign = [&](protocol::statement& st, int col, const protocol::value& v) -> std::string {
+      const auto* b = std::get_if<protocol::blob>(&v);
+      const auto* text = std::get_if<std::string>(&v);
+      const bool raw_text = text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
+      if (!b && !raw_text) {
+        st.params.positional.push_back(v);
+        return "?";
+      }
+      const std::string_view bytes = b ? std::string_view(b->bytes) : std::string_view(*text);
+      if (bytes.size() > inline_blob_max) {
+        appended.push_back({col, bytes, b ? "BLOB" : "TEXT"});
         st.params.positional.push_back(protocol::blob{});
       } else {
-        st.params.positional.push_back(v);
+        st.params.positional.push_back(protocol::blob{std::string(bytes)});
       }
+      return b ? "?" : "CAST(? AS TEXT)";
     };
     // Where the row is after the change: by rowid, or by key (new values) for WITHOUT ROWID.
     auto where = [&](protocol::statement& st, bool after) {
@@ -351,8 +373,7 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       for (std::size_t i = 0; i < c.new_values.size(); ++i) {
         if (t.generated[i]) continue;
         cols += (cols.empty() ? "" : ", ") + quote_identifier(t.names[i]);
-        marks += marks.empty() ? "?" : ", ?";
-        assign(st, static_cast<int>(i), c.new_values[i]);
+        marks += (marks.empty() ? "" : ", ") + assign(st, static_cast<int>(i), c.new_values[i]);
       }
       st.sql = "INSERT INTO " + qt + " (" + cols + ") VALUES (" + marks + ")";
     } else if (c.op == SQLITE_UPDATE) {
@@ -363,8 +384,8 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       }
       for (std::size_t i = 0; i < c.new_values.size(); ++i) {
         if (t.generated[i] || same_value(c.old_values.at(i), c.new_values[i])) continue;
-        set += (set.empty() ? "" : ", ") + quote_identifier(t.names[i]) + " = ?";
-        assign(st, static_cast<int>(i), c.new_values[i]);
+        set += (set.empty() ? "" : ", ") + quote_identifier(t.names[i]) + " = ";
+        set += assign(st, static_cast<int>(i), c.new_values[i]);
       }
       if (set.empty()) continue;
       st.sql = "UPDATE " + qt + " SET " + set;
@@ -376,12 +397,12 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       continue;
     }
     out.push_back(std::move(st));
-    for (const auto& [col, b] : appended) {
+    for (const auto& [col, bytes, type] : appended) {
       const std::string q = quote_identifier(t.names[col]);
-      for (std::size_t at = 0; at < b->bytes.size(); at += piece) {
+      for (std::size_t at = 0; at < bytes.size(); at += piece) {
         protocol::statement up;
-        up.sql = "UPDATE " + qt + " SET " + q + " = CAST(" + q + " || ? AS BLOB)";
-        up.params.positional.push_back(protocol::blob{b->bytes.substr(at, piece)});
+        up.sql = "UPDATE " + qt + " SET " + q + " = CAST(" + q + " || ? AS " + type + ")";
+        up.params.positional.push_back(protocol::blob{std::string(bytes.substr(at, piece))});
         up.sql += where(up, true);
         out.push_back(std::move(up));
       }

@@ -499,6 +499,7 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
 
   // Like D1: the total_changes() delta, so DDL reports 0 rather than an earlier statement's count.
   result.meta.changes = sqlite3_total_changes64(db_.get()) - changes_before;
+  result.meta.direct_changes = result.meta.changes > 0 ? sqlite3_changes64(db_.get()) : 0;
   result.meta.last_row_id = sqlite3_last_insert_rowid(db_.get());
   result.meta.rows_read = static_cast<std::int64_t>(result.rows.size());
   result.meta.rows_written = result.meta.changes;

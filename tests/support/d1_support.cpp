@@ -270,7 +270,8 @@ bool expect_identical_stores(backends::store& a, backends::store& b) {
       const auto q = backends::quote_identifier(name);
       select += (select.empty() ? "" : ", ") + ("typeof(" + q + "), CASE typeof(" + q + ") WHEN 'blob' THEN " + q +
                                                 " WHEN 'real' THEN " + exact_real(q) + " || CASE WHEN " + q + " = 0 AND atan2(" + q +
-                                                ", -1.0) < 0 THEN ' negative' ELSE '' END ELSE CAST(" + q + " AS TEXT) END");
+                                                ", -1.0) < 0 THEN ' negative' ELSE '' END WHEN 'text' THEN hex(" + q + ") ELSE CAST(" + q +
+                                                " AS TEXT) END");
       order += (order.empty() ? "" : ", ") + std::to_string(2 * ++n);
     }
     expect_same("SELECT " + select + " FROM " + backends::quote_identifier(t) + " ORDER BY " + order, "table " + t);
