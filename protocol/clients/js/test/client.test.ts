@@ -3,7 +3,7 @@
 // queue, timeouts, reconnect and backoff, close(), routing keys, tokens, TLS and server limits.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -11,6 +11,21 @@ import { after, before, describe, test } from "node:test";
 import { connect, TandemError, type TandemD1Database } from "../src/index.js";
 import { fakeServer, queryResult, tcpProxy } from "./helpers/fake.js";
 import { PACKAGE_DIR, startTandem, type TandemServer } from "./helpers/tandem.js";
+
+/** Runs an ES module in a child Node process (nothing else alive in it) and waits for it to exit. */
+function runScript(script: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const CLIENT_MODULE = JSON.stringify(path.join(PACKAGE_DIR, "dist/src/index.js"));
 
 const isCode = (code: string, re?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof TandemError, `expected a TandemError, got ${String(e)}`);
@@ -193,6 +208,51 @@ describe("against tandem", () => {
     const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60000 });
     assert.equal(out.trim(), "42");
   });
+  test("close() settles on its own: a script ending in `await db.close()` exits 0 and runs what follows", async () => {
+    // Nothing else keeps the child's event loop alive: the close() promise must settle by itself.
+    const r = await runScript(`
+      import { connect } from ${CLIENT_MODULE};
+      const db = connect(${JSON.stringify(server.url)});
+      console.log(JSON.stringify(await db.prepare("SELECT 40 + 2 AS x").first()));
+      await db.close();
+      console.log("after close");
+    `);
+    assert.deepEqual({ code: r.code, signal: r.signal, stderr: r.stderr }, { code: 0, signal: null, stderr: "" });
+    assert.deepEqual(r.stdout.trim().split("\n"), ['{"x":42}', "after close"]);
+  });
+
+  test("close() settles: on a client that never connected, twice, concurrently, with a call in flight", async () => {
+    const r = await runScript(`
+      import { connect } from ${CLIENT_MODULE};
+      const url = ${JSON.stringify(server.url)};
+      const unused = connect(url);
+      await unused.close();
+      console.log("never connected: closed");
+      await unused.close();
+      console.log("never connected: closed again");
+      const db = connect(url);
+      await db.ping();
+      await Promise.all([db.close(), db.close()]);
+      console.log("concurrent closes");
+      await db.close();
+      console.log("closed once more");
+      const busy = connect(url);
+      const call = busy.prepare("SELECT 7 AS x").first("x");
+      const closed = busy.close();
+      console.log("in flight:", await call);
+      await closed;
+      console.log("closed after the call");
+    `);
+    assert.deepEqual({ code: r.code, signal: r.signal, stderr: r.stderr }, { code: 0, signal: null, stderr: "" });
+    assert.deepEqual(r.stdout.trim().split("\n"), [
+      "never connected: closed",
+      "never connected: closed again",
+      "concurrent closes",
+      "closed once more",
+      "in flight: 7",
+      "closed after the call",
+    ]);
+  });
 });
 
 describe("with a scripted server", () => {
@@ -304,6 +364,25 @@ describe("with a scripted server", () => {
       assert.match(String(fake.connections[0]!.received[0]!.client), /^tandem-js\//);
     } finally {
       await c.close();
+      await fake.close();
+    }
+  });
+
+  test("close() settles even if the server never closes its side after the client's FIN", async () => {
+    let ended = false;
+    const fake = await fakeServer(
+      (req, conn) => conn.ok(req),
+      (conn) => conn.socket.on("end", () => (ended = true)), // and the server keeps its side open
+      { allowHalfOpen: true },
+    );
+    const c = connect(fake.url, { connectTimeoutMs: 50 });
+    try {
+      await c.ping();
+      await c.close(); // ends the socket, then destroys it after connectTimeoutMs
+      assert.equal(ended, true, "the client sent its FIN first");
+      await assert.rejects(c.ping(), isCode("UNAVAILABLE", /client is closed/));
+    } finally {
+      c.destroy();
       await fake.close();
     }
   });
