@@ -193,7 +193,59 @@ describe("against tandem", () => {
     }
   });
 
-  test("REAL parameters round-trip exactly", async () => {
+  test("bind() follows D1's type table: stored values keep the type bound (typeof) and read back exactly", async () => {
+    // A column without affinity, so SQLite stores each value with the type it was bound as.
+    await db.exec("CREATE TABLE bound (id INTEGER PRIMARY KEY, v)");
+    const i16 = new Int16Array([258, -1]);
+    const cases: [unknown, string, unknown][] = [
+      // value bound, typeof(v) stored, value read back
+      [42, "integer", 42],
+      [-7, "integer", -7],
+      [0, "integer", 0],
+      [-0, "integer", 0],
+      [3.0, "integer", 3],
+      [2 ** 53 - 1, "integer", 2 ** 53 - 1],
+      [-(2 ** 53 - 1), "integer", -(2 ** 53 - 1)],
+      [1732540000000000, "integer", 1732540000000000],
+      [true, "integer", 1],
+      [false, "integer", 0],
+      [1.5, "real", 1.5],
+      [-0.25, "real", -0.25],
+      [0.1 + 0.2, "real", 0.30000000000000004],
+      [1e300, "real", 1e300],
+      [5e-324, "real", 5e-324],
+      [2 ** 53, "real", 2 ** 53],
+      [-(2 ** 53 + 2), "real", -(2 ** 53 + 2)],
+      [2 ** 63, "real", 2 ** 63],
+      [1e21, "real", 1e21],
+      [NaN, "null", null],
+      [Infinity, "null", null],
+      [5n, "integer", 5],
+      [2n ** 63n - 1n, "integer", 2n ** 63n - 1n],
+      [-(2n ** 63n), "integer", -(2n ** 63n)],
+      [9007199254740993n, "integer", 9007199254740993n],
+      ["42", "text", "42"],
+      ["", "text", ""],
+      [null, "null", null],
+      [new Uint8Array([0, 255]), "blob", [0, 255]],
+      [new Uint8Array([9, 8]).buffer, "blob", [9, 8]],
+      [new DataView(new Uint8Array([1, 2, 3]).buffer, 1), "blob", [2, 3]],
+      [i16, "blob", Array.from(new Uint8Array(i16.buffer))],
+      [[0, 127, 255], "blob", [0, 127, 255]],
+    ];
+    await db.batch(cases.map(([v], i) => db.prepare("INSERT INTO bound (id, v) VALUES (?, ?)").bind(i, v)));
+    const { results } = await db.prepare("SELECT typeof(v) AS t, v FROM bound ORDER BY id").all<{ t: string; v: unknown }>();
+    assert.deepEqual(
+      results.map((r, i) => [cases[i]![0], r.t, r.v]),
+      cases.map(([v, t, back]) => [v, t, back]),
+    );
+    // An integral number is an INTEGER in expressions too: integer division, equality with the stored INTEGER.
+    assert.equal(await db.prepare("SELECT ? / 2 AS half").bind(7).first("half"), 3);
+    assert.equal(await db.prepare("SELECT ? / 2 AS half").bind(7.5).first("half"), 3.75);
+    assert.equal(await db.prepare("SELECT typeof(v) AS t FROM bound WHERE v = ?").bind(42).first("t"), "integer");
+  });
+
+  test("number parameters round-trip exactly", async () => {
     const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
     const got = await Promise.all(values.map((v) => db.prepare("SELECT ? AS v").bind(v).first("v")));
     assert.deepEqual(got, values);
