@@ -192,8 +192,8 @@ export function numberToJson(n: number): string {
   if (Number.isSafeInteger(n)) return String(n); // String(-0) is "0"
   const t = String(n); // shortest round-trip form
   if (/[.eE]/.test(t)) return t;
-  // An integral double beyond 2^53 (16 to 21 digits): REAL. Written as `NNNe0` rather than
-  // `NNN.0`: tandem's JSON reader (Boost.JSON 1.81) is exact for a mantissa up to 2^53 with a
-  // small exponent, and the `.0` would lengthen the mantissa further past that.
+  // An integral double beyond 2^53 (16 to 21 digits): REAL. Written as `NNNe0`, not `NNN.0`:
+  // the `.0` lengthens the mantissa, and tandem's JSON reader (Boost.JSON 1.81) can then read
+  // the value back 1 ulp off (it did for 1732540000000000.0).
   return `${t}e0`;
 }

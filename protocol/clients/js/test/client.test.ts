@@ -246,7 +246,7 @@ describe("against tandem", () => {
   });
 
   test("number parameters round-trip exactly", async () => {
-    const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
+    const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 2 ** 60 + 2 ** 8, -(2 ** 62), 1e20, 123456789012345680000];
     const got = await Promise.all(values.map((v) => db.prepare("SELECT ? AS v").bind(v).first("v")));
     assert.deepEqual(got, values);
   });
