@@ -151,6 +151,16 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     auto d1 = co_await d1_health();
     const mode m = route.current_mode();
     const bool leader_ok = (m == mode::sqlite_only || m == mode::dual_sqlite) ? sqlite.at("ok").as_bool() : d1.at("ok").as_bool();
+    // A follower that refuses a journal entry is unhealthy: what it holds falls further behind
+    // with every write until the operator acts (the leader, and so the application, is fine).
+    if (auto rep = route.replication()) {
+      if (auto st = rep->stopped()) {
+        auto& follower = (m == mode::dual_sqlite) ? d1 : sqlite;
+        follower["ok"] = false;
+        follower["error"] = "replication stopped at seq " + std::to_string(st->seq) + ": the follower refuses it: " + st->error;
+        follower["replicationStoppedSeq"] = st->seq;
+      }
+    }
     json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
                       {"sqlite", std::move(sqlite)},
                       {"d1", std::move(d1)},
@@ -163,7 +173,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
                    {"readPercent", route.read_percent()},
                    {"shadowReadPercent", route.shadow_read_percent()}};
     if (auto rep = route.replication()) {
-      o["replication"] = json::object{{"applied", rep->applied()}, {"paused", rep->paused()}, {"lastError", rep->last_error()}};
+      o["replication"] = rep->status();
     } else {
       o["replication"] = nullptr;
     }

@@ -46,7 +46,7 @@ constexpr std::size_t k_max_events = 100;
 constexpr const char* k_help =
     "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
     "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
-    "next | prev | hold | release | fallback [--force] | reload | backfill-begin | backfill-end <seq>";
+    "next | prev | hold | release | fallback [--force] | reload | backfill-begin | backfill-end <seq> | skip <seq>";
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -332,6 +332,20 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       rep->reread_position();
       route.resume_replication();
       out["backfilledTo"] = seq;
+    } else if (command == "skip" && arity(1)) {
+      // The operator's way past an entry the follower refuses (see `status`: replication.stopped).
+      // Audited: the event names the entry, its SQL and the follower's error.
+      auto rep = route.replication();
+      if (!rep) return refuse("skip needs a dual mode; the mode is " + std::string(to_string(before.current)));
+      std::int64_t seq = -1;
+      if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
+      const auto st = rep->stopped();
+      if (seq < 1) return refuse("skip takes the sequence number of the stopped entry, not '" + w[1] + "'");
+      if (auto r = rep->skip(seq, backends::clock::now() + options.max_pause); !r) return refuse(r.error().message);
+      out["skipped"] = json::object{{"seq", seq},
+                                    {"sql", st ? st->sql : ""},
+                                    {"followerError", st ? st->error : ""},
+                                    {"note", "the follower does not have this write: validate (tandem validate) and repair it, or rebuild it"}};
     } else if (command == "reload" && arity(0)) {
       if (!reload) return refuse("reload needs tandem started with a config file (tandem serve --config FILE)");
       try {
@@ -350,10 +364,11 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     out["before"] = to_json(before);
     out["after"] = to_json(after);
     if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
-    if (!operator_equal(before, after) || out.contains("reload")) {
+    if (!operator_equal(before, after) || out.contains("reload") || out.contains("skipped")) {
       json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
       if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
       if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
+      if (const auto* skipped = out.if_contains("skipped")) event["details"] = *skipped;
       spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
       if (!keep(std::move(event), after)) out["warning"] = "the runtime state could not be saved to " + options.state_path;
     }
@@ -400,7 +415,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
     json::object out{{"at", utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(route, ro))}};
     if (auto rep = route.replication()) {
-      out["replication"] = json::object{{"applied", rep->applied()}, {"paused", rep->paused()}, {"lastError", rep->last_error()}};
+      out["replication"] = rep->status();
     }
     if (ro) out["rollout"] = ro->status();
     out["metrics"] = route.metrics().snapshot();

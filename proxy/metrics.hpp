@@ -38,6 +38,7 @@ namespace tandem::proxy {
   X(lag_entries, "replicationLagEntries", "Journal entries committed but not yet applied")     \
   X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
   X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
+  X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
   X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")
 
 // X(member, wire name, help)

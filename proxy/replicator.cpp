@@ -159,6 +159,66 @@ std::string replicator::last_error() const {
   return last_error_;
 }
 
+std::optional<replicator::stopped_entry> replicator::stopped() const {
+  std::lock_guard lock(mu_);
+  return stopped_;
+}
+
+boost::json::object replicator::status() const {
+  std::lock_guard lock(mu_);
+  boost::json::object o{{"applied", applied_}, {"paused", paused_}, {"lastError", last_error_}};
+  if (stopped_) {
+    o["stopped"] = boost::json::object{{"seq", stopped_->seq},
+                                       {"sql", stopped_->sql},
+                                       {"error", stopped_->error},
+                                       {"sinceMs", stopped_->since_ms},
+                                       {"attempts", stopped_->attempts},
+                                       {"choices", "fix the follower and wait (it is retried), `tandem ctl skip " + std::to_string(stopped_->seq) +
+                                                       "` (the follower then lacks this write), or rebuild D1 (tandem migrate --via-control)"}};
+  } else {
+    o["stopped"] = nullptr;
+  }
+  return o;
+}
+
+backends::outcome<void> replicator::skip(std::int64_t seq, clock::time_point deadline) {
+  auto refuse = [](std::string m) { return protocol::error{protocol::errc::bad_request, std::move(m), {}, {}}; };
+  const bool was_paused = paused();
+  pause();  // no batch in flight from here on
+  auto done = [&](backends::outcome<void> r) {
+    if (!was_paused) resume();
+    return r;
+  };
+  std::int64_t at;
+  std::string not_stopped;
+  {
+    std::lock_guard lock(mu_);
+    if (!stopped_ || stopped_->seq != seq) {
+      not_stopped = "seq " + std::to_string(seq) + " is not the entry replication stopped at" +
+                    (stopped_ ? " (that is " + std::to_string(stopped_->seq) + ")" : " (it has not stopped)");
+    }
+    at = applied_;
+  }
+  if (!not_stopped.empty()) return done(refuse(not_stopped));
+  if (at != seq - 1) return done(refuse("the follower stands at " + std::to_string(at) + ", not right before " + std::to_string(seq)));
+  auto r = run_batch(follower_, {backends::applied_guard(source_, at), backends::applied_statement(source_, seq)}, internal_until(deadline));
+  if (!r) return done(r.error());
+  {
+    std::lock_guard lock(mu_);
+    applied_ = seq;
+    stopped_.reset();
+    last_error_.clear();
+    single_until_ = 0;
+    metrics_.applied_seq.store(applied_);
+    metrics_.replication_stopped_seq.store(0);
+    refresh_lag_locked();
+  }
+  spdlog::warn("replication {} -> {}: seq {} skipped by the operator; the follower does not have that write", source_, follower_.name(), seq);
+  cv_.notify_all();
+  fire_waiters(false);
+  return done({});
+}
+
 void replicator::refresh_lag_locked() {
   const std::int64_t entries = applied_ < 0 ? 0 : std::max<std::int64_t>(known_leader_seq_ - applied_, 0);
   metrics_.lag_entries.store(entries);
@@ -314,6 +374,32 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     set_error(what + " on " + std::string(follower_.name()) + " failed: " + r.error().message);
     std::lock_guard lock(mu_);
     if (entries.size() > 1) single_until_ = entries.back().seq;
+    const auto code = r.error().code;
+    const bool refused = code != protocol::errc::unavailable && code != protocol::errc::timeout && code != protocol::errc::overloaded;
+    if (entries.size() == 1 && refused) {
+      // The follower answered, and said no: this entry will not apply by waiting alone.
+      if (!stopped_ || stopped_->seq != entries[0].seq) {
+        stopped_ = stopped_entry{entries[0].seq, {}, r.error().message, backends::wall_ms(), 0};
+        const auto i = r.error().index;
+        if (i && *i >= 1 && *i - 1 < entries[0].statements.size()) {
+          stopped_->sql = entries[0].statements[*i - 1].sql;
+        } else {
+          // The follower did not say which statement (D1's REST answer does not): all of them.
+          for (const auto& st : entries[0].statements) {
+            if (stopped_->sql.size() > 2000) {
+              stopped_->sql += "; …";
+              break;
+            }
+            stopped_->sql += (stopped_->sql.empty() ? "" : "; ") + st.sql;
+          }
+        }
+        spdlog::error("replication {} -> {} stopped at seq {}: the follower refuses it ({}); see `tandem ctl status`", source_,
+                      follower_.name(), entries[0].seq, r.error().message);
+      }
+      stopped_->error = r.error().message;
+      ++stopped_->attempts;
+      metrics_.replication_stopped_seq.store(entries[0].seq);
+    }
     return false;
   }
   std::size_t at = 1;  // after the guard
@@ -327,6 +413,11 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     std::lock_guard lock(mu_);
     applied_ = entries.back().seq;
     last_error_.clear();
+    if (stopped_ && stopped_->seq <= applied_) {
+      spdlog::info("replication {} -> {}: seq {} applied after {} refusal(s)", source_, follower_.name(), stopped_->seq, stopped_->attempts);
+      stopped_.reset();
+      metrics_.replication_stopped_seq.store(0);
+    }
     metrics_.applied_seq.store(applied_);
     // The next unapplied entry was created after this batch's last one: its age is at most this.
     unapplied_since_ms_ = known_leader_seq_ > applied_ ? entries.back().created_ms : 0;

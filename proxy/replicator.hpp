@@ -16,9 +16,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <boost/json/object.hpp>
 
 #include "backends/journal.hpp"
 #include "backends/store.hpp"
@@ -69,6 +72,25 @@ class replicator {
   bool paused() const;
   void set_verify_writes(bool on) { verify_.store(on); }
 
+  // An entry the follower refuses (a constraint, an SQL error, a statement it cannot run): the
+  // replicator retries it with backoff, and reports it here until it applies or is skipped.
+  struct stopped_entry {
+    std::int64_t seq = 0;
+    std::string sql;    // the refused statement's SQL, never its parameter values
+    std::string error;  // the follower's error
+    std::int64_t since_ms = 0;
+    int attempts = 0;
+  };
+  std::optional<stopped_entry> stopped() const;
+
+  // The operator's way past a stopped entry: records on the follower that `seq` (which must be
+  // the stopped entry) is applied without running it, and goes on after it. The follower then
+  // lacks that write; the caller audits who asked. Blocks until done or `deadline`.
+  backends::outcome<void> skip(std::int64_t seq, backends::clock::time_point deadline);
+
+  // applied, paused, lastError and stopped, as `ctl status` and /status show them.
+  boost::json::object status() const;
+
   std::int64_t applied() const;   // -1 until read from the follower
   // The highest leader sequence seen: acknowledged by this process or read from the leader.
   std::int64_t known_leader_seq() const;
@@ -106,6 +128,7 @@ class replicator {
   std::int64_t unapplied_since_ms_ = 0;  // wall ms since which an entry waits unapplied (0: none)
   std::int64_t single_until_ = 0;  // apply one entry at a time up to this sequence (isolating a failure)
   std::string last_error_;
+  std::optional<stopped_entry> stopped_;
   std::multimap<std::int64_t, std::pair<backends::clock::time_point, std::function<void(bool)>>> waiters_;
   backends::clock::time_point next_prune_{};
   std::thread thread_;

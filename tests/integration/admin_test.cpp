@@ -9,9 +9,11 @@
 #include <thread>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "proxy/admin.hpp"
 #include "proxy/control.hpp"
+#include "proxy/replicator.hpp"
 #include "tests/support/d1_support.hpp"
 
 namespace tandem::testing {
@@ -140,6 +142,54 @@ TEST_F(Admin, TheFollowerDownKeepsHealth200AndSaysSo) {
   auto doc = boost::json::parse(h.body).as_object();
   EXPECT_FALSE(doc.at("d1").at("ok").as_bool());
   EXPECT_FALSE(doc.at("d1").at("error").as_string().empty());
+}
+
+// An entry the follower refuses (here: D1 got a row behind tandem's back that collides with the
+// leader's next insert) stops replication loudly: health, metrics, status and the dashboard's
+// data name the entry, its SQL (never its values) and D1's error; `ctl skip` is the audited way
+// past it.
+TEST_F(Admin, AnEntryTheFollowerRefusesStopsReplicationLoudlyAndCanBeSkipped) {
+  start({}, true);
+  const auto sock = dir_.file("tandem.sock");
+  auto c = srv_->connect();
+  ASSERT_TRUE(c->query("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE)"));
+  auto rep = srv_->router().replication();
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 60s));
+  backends::exec_options o;
+  o.internal = true;
+  ASSERT_TRUE(proxy::run_batch(*srv_->router().d1(), {{"INSERT INTO u VALUES (99, 'x@example.com')", {}}}, o));
+  ASSERT_TRUE(c->query("INSERT INTO u VALUES (1, ?)", {{protocol::value{std::string("x@example.com")}}, {}, false}));
+  ASSERT_TRUE(c->query("INSERT INTO u VALUES (2, 'y@example.com')"));
+  while (!rep->stopped()) std::this_thread::sleep_for(20ms);
+  const auto stopped = *rep->stopped();
+  EXPECT_EQ(stopped.seq, rep->applied() + 1);
+  EXPECT_NE(stopped.sql.find("INSERT INTO u"), std::string::npos) << stopped.sql;
+  EXPECT_EQ(stopped.sql.find("x@example.com"), std::string::npos) << "never a parameter value";
+  EXPECT_NE(stopped.error.find("UNIQUE"), std::string::npos) << stopped.error;
+
+  auto h = get(port_, "/health/database");
+  EXPECT_EQ(h.status, 200) << "the leader is fine: " << h.body;
+  auto doc = boost::json::parse(h.body).as_object();
+  EXPECT_FALSE(doc.at("d1").at("ok").as_bool());
+  EXPECT_EQ(doc.at("d1").at("replicationStoppedSeq").as_int64(), stopped.seq);
+  EXPECT_NE(get(port_, "/metrics").body.find("tandem_replication_stopped_seq " + std::to_string(stopped.seq)), std::string::npos);
+  auto status = control_ask(sock, "status");
+  EXPECT_EQ(status.at("replication").at("stopped").at("seq").as_int64(), stopped.seq);
+  EXPECT_EQ(boost::json::parse(get(port_, "/status").body).at("replication").at("stopped").at("seq").as_int64(), stopped.seq);
+
+  EXPECT_FALSE(control_ask(sock, "skip " + std::to_string(stopped.seq + 1)).at("ok").as_bool()) << "only the stopped entry";
+  EXPECT_FALSE(control_ask(sock, "skip lots").at("ok").as_bool());
+  auto skipped = control_ask(sock, "skip " + std::to_string(stopped.seq));
+  ASSERT_TRUE(skipped.at("ok").as_bool()) << boost::json::serialize(skipped);
+  EXPECT_EQ(skipped.at("skipped").at("seq").as_int64(), stopped.seq);
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 60s)) << rep->last_error();
+  EXPECT_FALSE(rep->stopped());
+  EXPECT_EQ(srv_->router().metrics().replication_stopped_seq.load(), 0);
+  EXPECT_EQ(rows_of(*srv_->router().d1(), "u").size(), 2u) << "D1 has 99 and 2; the skipped write is not there";
+  auto events = control_ask(sock, "status").at("events").as_array();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().at("command").as_string(), "skip " + std::to_string(stopped.seq));
+  EXPECT_EQ(events.back().at("details").at("sql").as_string(), stopped.sql);
 }
 
 TEST_F(Admin, ATokenIsRequiredWhenConfigured) {
