@@ -27,6 +27,7 @@ namespace tandem::proxy {
   X(read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead")     \
   X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
   X(shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                           \
+  X(shadow_skipped, "shadowReadsSkipped", "Shadow reads not compared: the stores were not at the same journal position") \
   X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
   X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                      \
   X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")

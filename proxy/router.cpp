@@ -264,13 +264,18 @@ void router::read(client_context& client, protocol::statement st, backends::exec
   const bool shadow = sample(shadow_percent_);
   auto rep = replicator_;
   lock.unlock();
+  // Where the stores stand as the read starts: a shadow comparison means something only when
+  // both answer from the same journal position (a lagging follower is not a mismatch).
+  const std::int64_t leader_at = shadow && rep ? rep->known_leader_seq() : 0;
+  const std::int64_t follower_at = shadow && rep ? rep->applied() : 0;
 
-  auto run = [this, options, done = std::move(done), shadow, other](backends::store* on, protocol::statement st) mutable {
+  auto run = [this, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at](backends::store* on,
+                                                                                                        protocol::statement st) mutable {
     const auto start = clock::now();
     protocol::statement copy;
     if (shadow) copy = st;
     on->execute(std::move(st), options,
-                [this, on, other, start, shadow, copy = std::move(copy), options,
+                [this, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
                  done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
                   (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
@@ -285,11 +290,32 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                     metrics_.shadow_reads.fetch_add(1);
                     auto expected = std::make_shared<query_result>(*r);
                     const std::string sql = copy.sql;
-                    other->execute(std::move(copy), options, [this, expected, sql, other](backends::outcome<query_result> s) {
-                      if (s && same_rows(*expected, *s)) return;
-                      metrics_.shadow_mismatches.fetch_add(1);
-                      spdlog::warn("shadow read mismatch on {} (query {:016x}: {:.80})", other->name(), fnv1a(sql), sql);
-                    });
+                    // Both answers must come from journal position leader_at: no write since the
+                    // read started, and the follower there (waited for, within the read-your-writes
+                    // bound, when the leader answered first).
+                    auto at_same_position = [rep, leader_at] { return !rep || (rep->known_leader_seq() == leader_at && rep->applied() == leader_at); };
+                    auto compare = [this, expected, sql, other, at_same_position, copy = std::move(copy), options]() mutable {
+                      other->execute(std::move(copy), options, [this, expected, sql, other, at_same_position](backends::outcome<query_result> s) {
+                        if (!at_same_position()) {
+                          metrics_.shadow_skipped.fetch_add(1);
+                          return;
+                        }
+                        if (s && same_rows(*expected, *s)) return;
+                        metrics_.shadow_mismatches.fetch_add(1);
+                        spdlog::warn("shadow read mismatch on {} (query {:016x}: {:.80})", other->name(), fnv1a(sql), sql);
+                      });
+                    };
+                    if (rep && (rep->known_leader_seq() != leader_at || (on != leader && follower_at != leader_at))) {
+                      metrics_.shadow_skipped.fetch_add(1);
+                    } else if (rep && rep->applied() < leader_at) {
+                      auto shared = std::make_shared<decltype(compare)>(std::move(compare));
+                      rep->wait_applied(leader_at, clock::now() + options_.read_your_writes_wait, [this, shared](bool applied) {
+                        if (applied) (*shared)();
+                        else metrics_.shadow_skipped.fetch_add(1);
+                      });
+                    } else {
+                      compare();
+                    }
                   }
                   done(std::move(r));
                 });
