@@ -1,6 +1,7 @@
 #include "backends/d1_store.hpp"
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -33,13 +34,18 @@ double number(const json::value* v) {
   return 0;
 }
 
+// A JSON number as an integer; D1's are JavaScript doubles, so beyond int64 it saturates.
 std::int64_t integer(const json::value* v) {
   if (v != nullptr && v->is_int64()) return v->get_int64();
-  return static_cast<std::int64_t>(number(v));
+  const double d = number(v);
+  if (!(d > -9223372036854775808.0)) return d < 0 ? std::numeric_limits<std::int64_t>::min() : 0;  // NaN: 0
+  if (d >= 9223372036854775808.0) return std::numeric_limits<std::int64_t>::max();
+  return static_cast<std::int64_t>(d);
 }
 
-// A D1 cell. D1 writes JSON through JavaScript: blobs are arrays of byte values, integers
-// beyond 2^53 arrive already rounded, and whole-number floats arrive as integers.
+// A D1 cell as its JSON has it. D1 writes JSON through JavaScript: blobs are arrays of byte
+// values, integers beyond 2^53 arrive already rounded, and whole-number floats arrive as
+// integers (beyond 64 bits: as doubles).
 outcome<protocol::value> cell(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null: return protocol::value{};
@@ -84,16 +90,19 @@ error map_error(unsigned status, std::int64_t code, const std::string& message, 
   return d1_error(errc::internal, "unexpected answer from D1: " + text);
 }
 
-// Reads a /raw answer: the Cloudflare envelope with one result per statement.
-outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::size_t expected, bool idempotent) {
-  auto doc = protocol::read_json(reply.body);
+}  // namespace
+
+outcome<std::vector<query_result>> parse_d1_reply(unsigned status, std::string_view body, std::size_t expected, bool idempotent) {
+  protocol::json_read_options ro;
+  ro.big_integers_as_double = true;  // JavaScript's numbers: -2^63 is -9223372036854776000
+  auto doc = protocol::read_json(body, ro);
   const json::object* o = doc.ok() ? doc.value.if_object() : nullptr;
   if (o == nullptr) {
-    if (reply.status != 200) return map_error(reply.status, 0, reply.body.substr(0, 200), idempotent);
-    return d1_error(errc::internal, "D1 answered with something that is not JSON: " + reply.body.substr(0, 200));
+    if (status != 200) return map_error(status, 0, std::string(body.substr(0, 200)), idempotent);
+    return d1_error(errc::internal, "D1 answered with something that is not JSON: " + std::string(body.substr(0, 200)));
   }
   const auto* success = o->if_contains("success");
-  if (reply.status != 200 || success == nullptr || !success->is_bool() || !success->get_bool()) {
+  if (status != 200 || success == nullptr || !success->is_bool() || !success->get_bool()) {
     std::int64_t code = 0;
     std::string message;
     if (const auto* errs = o->if_contains("errors"); errs && errs->is_array() && !errs->get_array().empty()) {
@@ -103,7 +112,7 @@ outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::siz
         if (const auto* m = eo->if_contains("message"); m && m->is_string()) message = std::string(m->get_string());
       }
     }
-    return map_error(reply.status, code, message, idempotent);
+    return map_error(status, code, message, idempotent);
   }
   const auto* result = o->if_contains("result");
   if (result == nullptr || !result->is_array() || result->get_array().size() != expected) {
@@ -144,6 +153,12 @@ outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::siz
     out.push_back(std::move(q));
   }
   return out;
+}
+
+namespace {
+
+outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::size_t expected, bool idempotent) {
+  return parse_d1_reply(reply.status, reply.body, expected, idempotent);
 }
 
 bool is_schema_change(const std::string& sql) {
