@@ -100,14 +100,12 @@ std::vector<param_ref> find_params(std::string_view sql) {
   return refs;
 }
 
-constexpr std::int64_t k_max_exact = std::int64_t{1} << 53;
-
 // The literal for a value that cannot travel exactly as a JSON parameter, if it is one.
+// Integers: a JSON number beyond 2^53 is rounded, and D1 may bind any JSON number as a REAL (the
+// local D1 does), so every integer is a literal. As CAST(n AS INTEGER), not (n): a bare integer
+// in ORDER BY or GROUP BY would name a result column, where a bound one is a constant.
 std::optional<std::string> literal_for(const protocol::value& v) {
-  if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    if (*i >= -k_max_exact && *i <= k_max_exact) return std::nullopt;
-    return "(" + std::to_string(*i) + ")";
-  }
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return "CAST(" + std::to_string(*i) + " AS INTEGER)";
   if (const auto* d = std::get_if<double>(&v)) {
     if (std::isfinite(*d) && *d != std::trunc(*d)) return std::nullopt;  // has a fraction: exact in JSON
     if (std::isnan(*d)) return std::string("(NULL)");
@@ -158,6 +156,8 @@ std::string exact_float_literal(double d) {
   return s;
 }
 
+std::size_t skip_quoted_token(std::string_view sql, std::size_t i) { return skip_quoted(sql, i); }
+
 std::string first_keyword(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size()) {
@@ -200,10 +200,13 @@ outcome<void> check_single_statement(std::string_view sql) {
 }
 
 outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_limits& limits) {
-  const auto refs = find_params(st.sql);
+  return to_d1_statement(st.sql, st.params, limits);
+}
+
+outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::params& p, const d1_limits& limits) {
+  const auto refs = find_params(sql);
   int count = 0;
   for (const auto& r : refs) count = std::max(count, r.index);
-  const auto& p = st.params;
 
   // The value of each SQLite parameter index, 1-based.
   std::vector<const protocol::value*> by_index(static_cast<std::size_t>(count) + 1, nullptr);
@@ -237,7 +240,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
   }
 
   d1_statement out;
-  out.sql.reserve(st.sql.size());
+  out.sql.reserve(sql.size());
   out.params_json = "[";
   std::size_t copied = 0;
   for (const auto& r : refs) {
@@ -246,7 +249,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
       return unsupported("a value of " + std::to_string(value_bytes(*v)) + " bytes is over D1's limit of " +
                          std::to_string(limits.max_value_bytes) + " bytes per value");
     }
-    out.sql.append(st.sql, copied, r.begin - copied);
+    out.sql.append(sql.substr(copied, r.begin - copied));
     copied = r.end;
     if (auto lit = literal_for(*v)) {
       out.sql += *lit;
@@ -256,7 +259,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
     if (out.bound++) out.params_json += ',';
     protocol::append_value(out.params_json, *v);
   }
-  out.sql.append(st.sql, copied, std::string::npos);
+  out.sql.append(sql.substr(copied));
   out.params_json += ']';
   if (out.bound > limits.max_bound_parameters) {
     return unsupported("D1 allows at most " + std::to_string(limits.max_bound_parameters) +
@@ -264,7 +267,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
   }
   if (out.sql.size() > limits.max_statement_bytes) {
     return unsupported("the statement is " + std::to_string(out.sql.size()) + " bytes" +
-                       (out.sql.size() > st.sql.size() ? " once blobs and large integers are written into it" : "") +
+                       (out.sql.size() > sql.size() ? " once blobs and integers are written into it" : "") +
                        "; D1 allows at most " + std::to_string(limits.max_statement_bytes));
   }
   return out;

@@ -24,12 +24,21 @@ protocol::statement named(std::string sql, std::vector<std::pair<std::string, va
 }
 
 TEST(D1Statement, ExactJsonValuesStayBound) {
-  auto r = to_d1_statement(positional("INSERT INTO t VALUES (?, ?, ?, ?)",
-                                      {value{std::int64_t{42}}, value{0.5}, value{std::string("t\"x")}, value{}}));
+  auto r = to_d1_statement(positional("INSERT INTO t VALUES (?, ?, ?)", {value{0.5}, value{std::string("t\"x")}, value{}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "INSERT INTO t VALUES (?, ?, ?, ?)");
-  EXPECT_EQ(r->params_json, "[42,0.5,\"t\\\"x\",null]");
-  EXPECT_EQ(r->bound, 4u);
+  EXPECT_EQ(r->sql, "INSERT INTO t VALUES (?, ?, ?)");
+  EXPECT_EQ(r->params_json, "[0.5,\"t\\\"x\",null]");
+  EXPECT_EQ(r->bound, 3u);
+}
+
+TEST(D1Statement, EveryIntegerIsALiteralThatNamesNoColumn) {
+  // D1 may bind a JSON number as a REAL (the local D1 binds 42 as 42.0), and (2) in ORDER BY
+  // would mean the second column where a bound 2 is a constant.
+  auto r = to_d1_statement(positional("SELECT a, b FROM t WHERE a = ? ORDER BY ?", {value{std::int64_t{42}}, value{std::int64_t{2}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->sql, "SELECT a, b FROM t WHERE a = CAST(42 AS INTEGER) ORDER BY CAST(2 AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[]");
+  EXPECT_EQ(r->bound, 0u);
 }
 
 TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
@@ -38,11 +47,15 @@ TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
                                        value{std::numeric_limits<std::int64_t>::min()}, value{std::int64_t{9007199254740993}},
                                        value{protocol::blob{std::string("\x00\xff", 2)}}, value{1.0}, value{-0.0}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT (9223372036854775807), (-9223372036854775808), (9007199254740993), (X'00FF'), (1.0), (-0.0)");
+  EXPECT_EQ(r->sql,
+            "SELECT CAST(9223372036854775807 AS INTEGER), CAST(-9223372036854775808 AS INTEGER), CAST(9007199254740993 AS INTEGER), "
+            "(X'00FF'), (1.0), (-0.0)");
   EXPECT_EQ(r->params_json, "[]");
   EXPECT_EQ(r->bound, 0u);
   r = to_d1_statement(positional("SELECT 5-?", {value{std::int64_t{-9007199254740995}}}));
-  EXPECT_EQ(r->sql, "SELECT 5-(-9007199254740995)") << "parentheses keep '--' from starting a comment";
+  EXPECT_EQ(r->sql, "SELECT 5-CAST(-9007199254740995 AS INTEGER)") << "no '--' to start a comment";
+  r = to_d1_statement(positional("SELECT 5-?", {value{-0.0}}));
+  EXPECT_EQ(r->sql, "SELECT 5-(-0.0)") << "parentheses keep '--' from starting a comment";
 }
 
 TEST(D1Statement, FloatLiteralsAreExactProductsOfPowersOfTwo) {
@@ -68,24 +81,24 @@ TEST(D1Statement, FloatLiteralsAreExactProductsOfPowersOfTwo) {
 }
 
 TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {
-  auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::int64_t{1}}}));
+  auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::string("1")}}));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->bound, 1u);
-  EXPECT_EQ(r->params_json, "[1]");
+  EXPECT_EQ(r->params_json, "[\"1\"]");
 }
 
 TEST(D1Statement, NamedAndNumberedFollowSqliteNumbering) {
-  auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{std::int64_t{1}}}, {"@b", value{std::int64_t{2}}}, {"c", value{std::int64_t{3}}}}));
+  auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{1.5}}, {"@b", value{2.5}}, {"c", value{std::int64_t{3}}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, ?");
-  EXPECT_EQ(r->params_json, "[1,2,1,3]");
-  r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{std::int64_t{1}}, value{std::int64_t{2}}}));
+  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, CAST(3 AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[1.5,2.5,1.5]");
+  r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{1.5}, value{2.5}}));
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->params_json, "[2,1,2]");
+  EXPECT_EQ(r->params_json, "[2.5,1.5,2.5]");
   // An array binds named parameters by their index, as SQLite does.
-  r = to_d1_statement(positional("SELECT :x, ?", {value{std::int64_t{7}}, value{std::int64_t{8}}}));
+  r = to_d1_statement(positional("SELECT :x, ?", {value{std::string("7")}, value{std::string("8")}}));
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->params_json, "[7,8]");
+  EXPECT_EQ(r->params_json, "[\"7\",\"8\"]");
 }
 
 TEST(D1Statement, ParameterErrorsMatchTheSqliteStore) {
@@ -98,10 +111,10 @@ TEST(D1Statement, ParameterErrorsMatchTheSqliteStore) {
 
 TEST(D1Statement, D1LimitsAreCheckedBeforeSending) {
   std::string sql = "SELECT ?";
-  std::vector<value> v{value{std::int64_t{0}}};
+  std::vector<value> v{value{0.5}};
   for (int i = 1; i < 101; ++i) {
     sql += ",?";
-    v.emplace_back(std::int64_t{i});
+    v.emplace_back(i + 0.5);
   }
   auto r = to_d1_statement(positional(sql, v));
   ASSERT_FALSE(r);
