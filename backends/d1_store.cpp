@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json/value.hpp>
 
+#include "backends/d1_exact.hpp"
 #include "backends/journal.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "protocol/json_reader.hpp"
@@ -45,7 +46,7 @@ std::int64_t integer(const json::value* v) {
 
 // A D1 cell as its JSON has it. D1 writes JSON through JavaScript: blobs are arrays of byte
 // values, integers beyond 2^53 arrive already rounded, and whole-number floats arrive as
-// integers (beyond 64 bits: as doubles).
+// integers (beyond 64 bits: as doubles). backends/d1_exact.hpp makes the cells exact.
 outcome<protocol::value> cell(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null: return protocol::value{};
@@ -198,6 +199,7 @@ struct d1_store::impl {
       if (const auto* sql = std::get_if<std::string>(&row.at(0))) (*fresh)->exec_internal(sql->c_str());
     }
     shadow = std::move(*fresh);
+    planner.clear();  // `SELECT *` may stand for other columns now
     schema_current = true;
     co_return true;
   }
@@ -223,6 +225,21 @@ struct d1_store::impl {
     }
   }
 
+  // How a statement goes to D1 (backends/d1_exact.hpp): tandem's own SQL as it is; a client's by
+  // the mirror's plan for it, or, unknown to the mirror, as it is and followed by its
+  // last_insert_rowid(). Without room for companions in the batch, none follows.
+  std::shared_ptr<const exact_plan> exact_plan_for(const std::string& sql, const std::optional<statement_info>& info, bool internal,
+                                                   bool companions) {
+    static const auto as_is = std::make_shared<const exact_plan>();
+    static const auto unknown = std::make_shared<const exact_plan>(exact_plan{false, {}, {}, false, true});
+    if (internal) return as_is;
+    auto p = info && shadow ? planner.plan(sql, *info, *shadow) : unknown;
+    if (!p->last_row_id || companions) return p;
+    auto without = std::make_shared<exact_plan>(*p);
+    without->last_row_id = false;
+    return without;
+  }
+
   asio::awaitable<void> run(std::vector<protocol::statement> sts, bool is_batch, exec_options opts,
                             query_done on_query, batch_done on_batch) {
     auto finish = [&](outcome<std::vector<query_result>> r) {
@@ -246,6 +263,8 @@ struct d1_store::impl {
     bool all_reads = true;
     bool changes_schema = false;
     std::vector<std::string> parts;
+    std::vector<std::shared_ptr<const exact_plan>> plans;  // one per statement of `sts`
+    const bool companions = 2 * sts.size() + 1 <= options.limits.max_batch_statements;
     for (std::size_t i = 0; i < sts.size(); ++i) {
       outcome<std::optional<statement_info>> kind = std::optional<statement_info>{};
       if (opts.internal) {
@@ -262,7 +281,8 @@ struct d1_store::impl {
                             ", so SQLite (the follower while D1 leads) could not reproduce it from its SQL. Compute the "
                             "value in the application and bind it as a parameter");
       }
-      auto converted = kind ? to_d1_statement(sts[i], options.limits) : outcome<d1_statement>(kind.error());
+      auto converted = kind ? to_exact_d1_statement(sts[i], exact_plan_for(sts[i].sql, *kind, opts.internal, companions), options.limits)
+                            : outcome<exact_statement>(kind.error());
       if (!converted) {
         auto e = converted.error();
         if (is_batch) {
@@ -276,9 +296,11 @@ struct d1_store::impl {
       all_reads = all_reads && *kind && (*kind)->kind == statement_kind::read;
       changes_schema = changes_schema || is_schema_change(sts[i].sql);
       std::string part = "{\"sql\":";
-      protocol::append_json_string(part, converted->sql);
-      part += ",\"params\":" + converted->params_json + "}";
+      protocol::append_json_string(part, converted->statement.sql);
+      part += ",\"params\":" + converted->statement.params_json + "}";
       parts.push_back(std::move(part));
+      if (converted->plan->last_row_id) parts.push_back("{\"sql\":\"" + std::string(k_last_row_id_sql) + "\"}");
+      plans.push_back(std::move(converted->plan));
     }
     // D1 leads: the journal entry commits in the same batch (D1 runs a batch as one transaction).
     const bool journaled = opts.journal && !all_reads;
@@ -307,6 +329,7 @@ struct d1_store::impl {
       co_return;
     }
     auto results = parse_reply(*reply, parts.size(), all_reads);
+    if (results) results = restore_exact(std::move(*results), plans, is_batch);
     if (results && changes_schema) schema_current = false;
     if (results && journaled) {
       const auto& entry = results->back();
@@ -343,6 +366,7 @@ struct d1_store::impl {
   http_client http;
   std::string path;
   std::unique_ptr<sqlite_connection> shadow;
+  exact_planner planner;  // how each client statement is sent so that D1's answer is exact
   bool schema_current = false;
   std::atomic<bool> stopping{false};
   std::thread thread;

@@ -217,6 +217,9 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
         c->time_functions_.emplace_back(lower(b));
       }
       return SQLITE_OK;
+    case SQLITE_SELECT:
+      ++c->seen_.selects;
+      return SQLITE_OK;
     case SQLITE_PRAGMA: {
       // Reading pragmas are fine; anything that sets connection or database state is not: it
       // would leak into other clients' statements on a shared connection, and D1 refuses most.
@@ -320,6 +323,12 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
 // constant (an INSERT evaluates them without the authorizer seeing it), tables without a key.
 void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st, const std::string& sql) {
   info.kind = sqlite3_stmt_readonly(st) ? statement_kind::read : statement_kind::write;
+  const int ncol = sqlite3_column_count(st);
+  info.columns.reserve(static_cast<std::size_t>(ncol));
+  for (int i = 0; i < ncol; ++i) {
+    const char* name = sqlite3_column_name(st, i);
+    info.columns.emplace_back(name != nullptr ? name : "");
+  }
   if (info.nondeterministic.empty() && !time_functions_.empty()) {
     const std::string lowered = lower(sql);
     for (const auto& f : time_functions_) {

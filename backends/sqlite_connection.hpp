@@ -32,6 +32,11 @@ struct statement_info {
   std::vector<std::string> written_tables;
   // Written tables without a declared PRIMARY KEY (row images cannot name their rows).
   std::vector<std::string> tables_without_key;
+  // The names of the result columns (sqlite3_column_name), in order; empty when it returns none.
+  std::vector<std::string> columns;
+  // SELECTs SQLite compiled on their own: 1 for a plain query, more with subqueries (including
+  // those of views) and compounds; 0 for other statements.
+  int selects = 0;
 };
 
 struct sqlite_options {
