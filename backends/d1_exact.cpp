@@ -366,6 +366,10 @@ outcome<exact_statement> to_exact_d1_statement(const protocol::statement& st, st
   return exact_statement{std::move(*converted), std::move(plan)};
 }
 
+bool is_stale_typed_form(const protocol::error& e) {
+  return e.code == errc::sql_error && e.message.find("_tandem_exact") != std::string::npos;
+}
+
 outcome<std::vector<protocol::query_result>> restore_exact(std::vector<protocol::query_result> results,
                                                            const std::vector<std::shared_ptr<const exact_plan>>& plans,
                                                            bool is_batch) {

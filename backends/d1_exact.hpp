@@ -103,6 +103,10 @@ struct exact_statement {
 outcome<exact_statement> to_exact_d1_statement(const protocol::statement& st, std::shared_ptr<const exact_plan> plan,
                                                const d1_limits& limits);
 
+// Whether D1 refused a typed query because its columns are not the mirror's (D1's schema changed
+// behind the mirror): reload the mirror; a read may then be sent again.
+bool is_stale_typed_form(const protocol::error& e);
+
 // D1's answers to one request turned into SQLite's: `results` holds, in order, each planned
 // statement's answer followed by its companion's when it has one; answers after the planned
 // ones (the journal's, in dual-d1) are kept as they are. `is_batch`: a lone read reports

@@ -240,8 +240,9 @@ struct d1_store::impl {
     return without;
   }
 
+  // `after_reload`: the second attempt of reads whose typed form D1 refused (stale mirror).
   asio::awaitable<void> run(std::vector<protocol::statement> sts, bool is_batch, exec_options opts,
-                            query_done on_query, batch_done on_batch) {
+                            query_done on_query, batch_done on_batch, bool after_reload = false) {
     auto finish = [&](outcome<std::vector<query_result>> r) {
       if (is_batch) {
         on_batch(std::move(r));
@@ -329,6 +330,15 @@ struct d1_store::impl {
       co_return;
     }
     auto results = parse_reply(*reply, parts.size(), all_reads);
+    if (!results && is_stale_typed_form(results.error())) {
+      // D1's schema changed behind the mirror (another tandem, a migration): load it again, and
+      // send reads once more (D1 ran nothing: the statement did not compile).
+      schema_current = false;
+      if (all_reads && !after_reload) {
+        co_await run(std::move(sts), is_batch, opts, std::move(on_query), std::move(on_batch), true);
+        co_return;
+      }
+    }
     if (results) results = restore_exact(std::move(*results), plans, is_batch);
     if (results && changes_schema) schema_current = false;
     if (results && journaled) {

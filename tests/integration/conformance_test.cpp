@@ -294,6 +294,40 @@ TEST_P(Conformance, PipeliningKeepsOrder) {
   EXPECT_EQ(ok("SELECT count(*) FROM p").rows[0][0], value{std::int64_t{15}});
 }
 
+// Another client (another tandem, a migration) changes D1's schema: tandem's copy of the schema,
+// from which it learns the columns of `SELECT *`, is stale until D1 refuses the typed query.
+TEST(ExactReads, SchemaChangedBehindTheMirror) {
+  auto& d1 = local_d1::instance();
+  const auto database = d1.fresh_database();
+  auto a = backends::d1_store::open(d1.options(database));
+  auto b = backends::d1_store::open(d1.options(database));
+  ASSERT_TRUE(a && b);
+  backends::exec_options client;  // not internal: the exact path
+  ASSERT_TRUE(proxy::run_batch(**a, {{"CREATE TABLE t(id INTEGER PRIMARY KEY, x)", {}}, {"INSERT INTO t VALUES (1, 2.0)", {}}}, client));
+  auto before = proxy::run_batch(**a, {{"SELECT * FROM t", {}}}, client);
+  ASSERT_TRUE(before) << before.error().message;
+  EXPECT_EQ(before->at(0).columns, (std::vector<std::string>{"id", "x"}));
+  ASSERT_TRUE(proxy::run_batch(**b, {{"ALTER TABLE t ADD COLUMN y DEFAULT 9007199254740993", {}}}, client));
+  auto after = proxy::run_batch(**a, {{"SELECT * FROM t", {}}}, client);
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->at(0).columns, (std::vector<std::string>{"id", "x", "y"}));
+  ASSERT_EQ(after->at(0).rows.size(), 1u);
+  EXPECT_TRUE(same_cells(after->at(0).rows[0], {value{std::int64_t{1}}, value{2.0}, value{std::int64_t{9007199254740993}}}));
+}
+
+// What D1 answers but tandem cannot put in the typed form says so.
+TEST(ExactReads, WhatCannotBeTypedSaysSo) {
+  temp_dir dir;
+  test_server srv(test_server::default_options(), make_store("d1", dir));
+  auto c = srv.connect();
+  auto plan = c->query("EXPLAIN QUERY PLAN SELECT 1");
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_FALSE(plan->meta.exact) << "EXPLAIN cannot be wrapped, and its cells are numbers";
+  auto text = c->query("SELECT 'only text'");
+  ASSERT_TRUE(text);
+  EXPECT_TRUE(text->meta.exact);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, Conformance, ::testing::Values("sqlite", "d1"),
                          [](const auto& info) { return info.param; });
 
