@@ -100,12 +100,24 @@ std::vector<param_ref> find_params(std::string_view sql) {
   return refs;
 }
 
+constexpr std::int64_t k_max_exact = std::int64_t{1} << 53;
+
+// Integers within ±2^53 are exact as JSON numbers, but D1 may bind any JSON number as a REAL
+// (the local D1 does): they are bound as CAST(? AS INTEGER). The SQL text stays the same from
+// one value to the next, so D1 can reuse its compiled statement.
+bool is_cast_integer(const protocol::value& v) {
+  const auto* i = std::get_if<std::int64_t>(&v);
+  return i != nullptr && *i >= -k_max_exact && *i <= k_max_exact;
+}
+
 // The literal for a value that cannot travel exactly as a JSON parameter, if it is one.
-// Integers: a JSON number beyond 2^53 is rounded, and D1 may bind any JSON number as a REAL (the
-// local D1 does), so every integer is a literal. As CAST(n AS INTEGER), not (n): a bare integer
-// in ORDER BY or GROUP BY would name a result column, where a bound one is a constant.
+// Integers beyond 2^53 (JSON would round them) as CAST(n AS INTEGER), not (n): a bare integer in
+// ORDER BY or GROUP BY would name a result column, where a bound one is a constant.
 std::optional<std::string> literal_for(const protocol::value& v) {
-  if (const auto* i = std::get_if<std::int64_t>(&v)) return "CAST(" + std::to_string(*i) + " AS INTEGER)";
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    if (is_cast_integer(v)) return std::nullopt;
+    return "CAST(" + std::to_string(*i) + " AS INTEGER)";
+  }
   if (const auto* d = std::get_if<double>(&v)) {
     if (std::isfinite(*d) && *d != std::trunc(*d)) return std::nullopt;  // has a fraction: exact in JSON
     if (std::isnan(*d)) return std::string("(NULL)");
@@ -255,7 +267,7 @@ outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::para
       out.sql += *lit;
       continue;
     }
-    out.sql += '?';
+    out.sql += is_cast_integer(*v) ? "CAST(? AS INTEGER)" : "?";
     if (out.bound++) out.params_json += ',';
     protocol::append_value(out.params_json, *v);
   }

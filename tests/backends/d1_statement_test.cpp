@@ -31,14 +31,18 @@ TEST(D1Statement, ExactJsonValuesStayBound) {
   EXPECT_EQ(r->bound, 3u);
 }
 
-TEST(D1Statement, EveryIntegerIsALiteralThatNamesNoColumn) {
+TEST(D1Statement, EveryIntegerIsCastToIntegerAndNamesNoColumn) {
   // D1 may bind a JSON number as a REAL (the local D1 binds 42 as 42.0), and (2) in ORDER BY
   // would mean the second column where a bound 2 is a constant.
   auto r = to_d1_statement(positional("SELECT a, b FROM t WHERE a = ? ORDER BY ?", {value{std::int64_t{42}}, value{std::int64_t{2}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT a, b FROM t WHERE a = CAST(42 AS INTEGER) ORDER BY CAST(2 AS INTEGER)");
-  EXPECT_EQ(r->params_json, "[]");
-  EXPECT_EQ(r->bound, 0u);
+  EXPECT_EQ(r->sql, "SELECT a, b FROM t WHERE a = CAST(? AS INTEGER) ORDER BY CAST(? AS INTEGER)") << "the same SQL for every value";
+  EXPECT_EQ(r->params_json, "[42,2]");
+  EXPECT_EQ(r->bound, 2u);
+  r = to_d1_statement(positional("SELECT ?, ?", {value{std::int64_t{9007199254740992}}, value{std::int64_t{-9007199254740993}}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->sql, "SELECT CAST(? AS INTEGER), CAST(-9007199254740993 AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[9007199254740992]");
 }
 
 TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
@@ -90,8 +94,8 @@ TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {
 TEST(D1Statement, NamedAndNumberedFollowSqliteNumbering) {
   auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{1.5}}, {"@b", value{2.5}}, {"c", value{std::int64_t{3}}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, CAST(3 AS INTEGER)");
-  EXPECT_EQ(r->params_json, "[1.5,2.5,1.5]");
+  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, CAST(? AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[1.5,2.5,1.5,3]");
   r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{1.5}, value{2.5}}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->params_json, "[2.5,1.5,2.5]");
