@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <chrono>
 #include <cstdio>
 #include <limits>
 
@@ -326,6 +327,49 @@ TEST(ExactReads, WhatCannotBeTypedSaysSo) {
   auto text = c->query("SELECT 'only text'");
   ASSERT_TRUE(text);
   EXPECT_TRUE(text->meta.exact);
+}
+
+// dual-sqlite with every read on D1: D1's answers are SQLite's cells. A shadow read compares
+// the two stores' answers (columns and rows, proxy/router.cpp); here the same reads run on both
+// stores are compared cell by cell.
+TEST(ExactReads, DualModeReadsFromD1AreSQLitesCells) {
+  temp_dir dir;
+  proxy::router_options ro;
+  ro.initial = proxy::mode::dual_sqlite;
+  ro.read_percent = 100;
+  auto made = make_dual_router(dir, ro);
+  test_server srv(test_server::default_options(), std::move(made.route));
+  auto c = srv.connect();
+  ASSERT_TRUE(c->query("CREATE TABLE v(id INTEGER PRIMARY KEY, x, r REAL, i INTEGER)"));
+  const auto values = every_kind_of_value();
+  std::vector<protocol::statement> inserts;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    protocol::statement st{"INSERT INTO v(id, x, r, i) VALUES (?, ?, ?, ?)", {}};
+    st.params.positional = {value{static_cast<std::int64_t>(i)}, values[i], values[i], values[i]};
+    inserts.push_back(std::move(st));
+  }
+  ASSERT_TRUE(c->batch(std::move(inserts)));
+  auto rep = srv.router().replication();
+  ASSERT_TRUE(rep && rep->wait_caught_up(backends::clock::now() + std::chrono::seconds(120)));
+  auto all = c->query("SELECT id, x FROM v ORDER BY id");
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(all->meta.served_by, "d1");
+  EXPECT_TRUE(same_cells(column(*all, 1), values));
+  backends::exec_options client;  // the client's path, not tandem's internal one
+  for (const char* sql : {"SELECT * FROM v ORDER BY id", "SELECT r, i, x, typeof(r), r * 2, i / 3 FROM v ORDER BY id DESC",
+                          "SELECT count(*), total(i), max(r), min(x) FROM v", "PRAGMA table_info(v)",
+                          "SELECT a.x, b.x FROM v a JOIN v b ON a.id = b.id + 1 ORDER BY a.id"}) {
+    auto on_sqlite = proxy::run_batch(*made.sqlite, {{sql, {}}}, client);
+    auto on_d1 = proxy::run_batch(*made.d1, {{sql, {}}}, client);
+    ASSERT_TRUE(on_sqlite && on_d1) << sql << ": " << (on_sqlite ? on_d1.error().message : on_sqlite.error().message);
+    const auto& a = on_sqlite->at(0);
+    const auto& b = on_d1->at(0);
+    EXPECT_EQ(a.columns, b.columns) << sql;
+    ASSERT_EQ(a.rows.size(), b.rows.size()) << sql;
+    for (std::size_t k = 0; k < a.rows.size(); ++k) EXPECT_TRUE(same_cells(b.rows[k], a.rows[k])) << sql << ", row " << k;
+    EXPECT_TRUE(b.meta.exact) << sql;
+  }
+  expect_equal_stores(*made.sqlite, *made.d1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, Conformance, ::testing::Values("sqlite", "d1"),
