@@ -4,7 +4,9 @@
 
 #include <cctype>
 #include <charconv>
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "protocol/codec.hpp"
@@ -100,22 +102,13 @@ std::vector<param_ref> find_params(std::string_view sql) {
   return refs;
 }
 
-constexpr std::int64_t k_max_exact = std::int64_t{1} << 53;
-
-// Integers within ±2^53 are exact as JSON numbers, but D1 may bind any JSON number as a REAL
-// (the local D1 does): they are bound as CAST(? AS INTEGER). The SQL text stays the same from
-// one value to the next, so D1 can reuse its compiled statement.
-bool is_cast_integer(const protocol::value& v) {
-  const auto* i = std::get_if<std::int64_t>(&v);
-  return i != nullptr && *i >= -k_max_exact && *i <= k_max_exact;
-}
-
-// The literal for a value that cannot travel exactly as a JSON parameter, if it is one.
-// Integers beyond 2^53 (JSON would round them) as CAST(n AS INTEGER), not (n): a bare integer in
-// ORDER BY or GROUP BY would name a result column, where a bound one is a constant.
+// The literal for a value that cannot travel exactly as a JSON parameter, if it is one. Every
+// integer is one: D1 binds a JSON number as REAL in some runtimes (42 arrives as 42.0, and a
+// TEXT column then holds '42.0'), and beyond 2^53 it is rounded on the way. As
+// CAST(n AS INTEGER), not (n): a bare integer in ORDER BY or GROUP BY names a result column,
+// where a bound one is a constant (and the cast keeps -2^63 an INTEGER).
 std::optional<std::string> literal_for(const protocol::value& v) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    if (is_cast_integer(v)) return std::nullopt;
     return "CAST(" + std::to_string(*i) + " AS INTEGER)";
   }
   if (const auto* d = std::get_if<double>(&v)) {
@@ -134,6 +127,24 @@ std::optional<std::string> literal_for(const protocol::value& v) {
     }
     return s + "')";
   }
+  return std::nullopt;
+}
+
+// A literal for a value that travels fine as a parameter, for statements with more parameters
+// than D1 binds: text as a quoted string (when it is valid UTF-8 without NUL, which the JSON
+// request carries unchanged), a float as its exact literal. nullopt when there is none.
+std::optional<std::string> overflow_literal(const protocol::value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    if (s->find('\0') != std::string::npos || !protocol::is_valid_utf8(*s)) return std::nullopt;
+    std::string out = "'";
+    for (char c : *s) {
+      out += c;
+      if (c == '\'') out += '\'';
+    }
+    return out + "'";
+  }
+  if (const auto* d = std::get_if<double>(&v)) return "(" + exact_float_literal(*d) + ")";
+  if (std::holds_alternative<std::monostate>(v)) return std::string("NULL");
   return std::nullopt;
 }
 
@@ -251,11 +262,33 @@ outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::para
     }
   }
 
+  // More parameters than D1 binds (an ORM's multi-row INSERT): the smallest ones are written
+  // into the SQL as literals until the rest fit.
+  std::vector<std::optional<std::string>> literal(refs.size());
+  std::size_t bound = 0;
+  for (std::size_t k = 0; k < refs.size(); ++k) {
+    literal[k] = literal_for(*by_index[refs[k].index]);
+    if (!literal[k]) ++bound;
+  }
+  if (bound > limits.max_bound_parameters) {
+    std::vector<std::size_t> order;
+    for (std::size_t k = 0; k < refs.size(); ++k)
+      if (!literal[k]) order.push_back(k);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return value_bytes(*by_index[refs[a].index]) < value_bytes(*by_index[refs[b].index]);
+    });
+    for (std::size_t k : order) {
+      if (bound <= limits.max_bound_parameters) break;
+      if ((literal[k] = overflow_literal(*by_index[refs[k].index]))) --bound;
+    }
+  }
+
   d1_statement out;
   out.sql.reserve(sql.size());
   out.params_json = "[";
   std::size_t copied = 0;
-  for (const auto& r : refs) {
+  for (std::size_t k = 0; k < refs.size(); ++k) {
+    const auto& r = refs[k];
     const auto* v = by_index[r.index];
     if (value_bytes(*v) > limits.max_value_bytes) {
       return unsupported("a value of " + std::to_string(value_bytes(*v)) + " bytes is over D1's limit of " +
@@ -263,11 +296,11 @@ outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::para
     }
     out.sql.append(sql.substr(copied, r.begin - copied));
     copied = r.end;
-    if (auto lit = literal_for(*v)) {
-      out.sql += *lit;
+    if (literal[k]) {
+      out.sql += *literal[k];
       continue;
     }
-    out.sql += is_cast_integer(*v) ? "CAST(? AS INTEGER)" : "?";
+    out.sql += '?';
     if (out.bound++) out.params_json += ',';
     protocol::append_value(out.params_json, *v);
   }

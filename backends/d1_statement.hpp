@@ -4,10 +4,11 @@
 // JavaScript on D1's side: integers beyond 2^53 are rounded, a whole-number float arrives as an
 // integer, and a number may be bound as a REAL whatever it looks like (the local D1 binds every
 // number as REAL). Blobs have no JSON form. So values that cannot travel exactly as parameters
-// are written into the SQL as literals that SQLite parses exactly: integers beyond 2^53 as
-// CAST(n AS INTEGER), X'..' blobs and whole-number floats in parentheses. Other integers are
-// bound as CAST(? AS INTEGER); text, NULL and floats with a fraction stay a bound `?`. Named and numbered
-// parameters are resolved here with SQLite's own numbering and sent positionally.
+// are written into the SQL as literals that SQLite parses exactly: every integer as
+// CAST(n AS INTEGER), X'..' blobs and whole-number floats in parentheses. Text, NULL and floats
+// with a fraction stay a bound `?`, unless a statement has more of them than D1 binds (then
+// the smallest become literals too). Named and numbered parameters are resolved here with
+// SQLite's own numbering and sent positionally.
 #pragma once
 
 #include <cstddef>

@@ -324,12 +324,33 @@ struct d1_store::impl {
       body += "]}";
     }
 
-    auto reply = co_await http.post(path, std::move(body), headers(), all_reads, opts.deadline);
+    auto reply = co_await http.post(path, body, headers(), all_reads, opts.deadline);
     if (!reply) {
       finish(reply.error());
       co_return;
     }
     auto results = parse_reply(*reply, parts.size(), all_reads);
+    if (!results && journaled && results.error().message.find("no such table: _tandem_journal") != std::string::npos) {
+      // D1 leads and tandem's tables are not there yet (the replicator creates them when it
+      // first reaches D1). The batch failed as a whole, so nothing committed: create them, send again.
+      std::string schema = "{\"batch\":[";
+      bool first = true;
+      for (const char* sql : k_journal_schema) {
+        schema += first ? "{\"sql\":" : ",{\"sql\":";
+        protocol::append_json_string(schema, sql);
+        schema += "}";
+        first = false;
+      }
+      schema += "]}";
+      if (auto made = co_await http.post(path, std::move(schema), headers(), true, opts.deadline); made) {
+        reply = co_await http.post(path, std::move(body), headers(), all_reads, opts.deadline);
+        if (!reply) {
+          finish(reply.error());
+          co_return;
+        }
+        results = parse_reply(*reply, parts.size(), all_reads);
+      }
+    }
     if (!results && is_stale_typed_form(results.error())) {
       // D1's schema changed behind the mirror (another tandem, a migration): load it again, and
       // send reads once more (D1 ran nothing: the statement did not compile).

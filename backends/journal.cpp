@@ -1,4 +1,3 @@
-#define SQLITE_ENABLE_SESSION 1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "backends/journal.hpp"
 
@@ -7,9 +6,13 @@
 #include <charconv>
 #include <chrono>
 #include <limits>
+#include <algorithm>
+#include <cstring>
+#include <map>
 #include <memory>
 
 #include "protocol/codec.hpp"
+#include "protocol/text.hpp"
 
 namespace tandem::backends {
 namespace {
@@ -19,9 +22,6 @@ using protocol::error;
 
 struct stmt_finalizer {
   void operator()(sqlite3_stmt* st) const noexcept { sqlite3_finalize(st); }
-};
-struct iter_finalizer {
-  void operator()(sqlite3_changeset_iter* it) const noexcept { sqlite3changeset_finalize(it); }
 };
 
 protocol::value to_value(sqlite3_value* v) {
@@ -38,22 +38,6 @@ protocol::value to_value(sqlite3_value* v) {
     }
     default: return std::monostate{};
   }
-}
-
-// Column names of `table`, in table order (hidden generated columns excluded: they are computed).
-std::vector<std::string> columns_of(sqlite3* db, const char* table) {
-  std::vector<std::string> out;
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT name, hidden FROM pragma_table_xinfo(?)", -1, &raw, nullptr) != SQLITE_OK) return out;
-  std::unique_ptr<sqlite3_stmt, stmt_finalizer> q(raw);
-  sqlite3_bind_text(raw, 1, table, -1, SQLITE_TRANSIENT);
-  while (sqlite3_step(raw) == SQLITE_ROW) {
-    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(raw, 0)));
-    // Generated columns (hidden 2 or 3) are part of the changeset's column list but cannot be
-    // assigned: marked with an empty name.
-    if (sqlite3_column_int(raw, 1) >= 2) out.back().clear();
-  }
-  return out;
 }
 
 }  // namespace
@@ -92,7 +76,11 @@ outcome<std::vector<protocol::statement>> decode_statements(std::string_view bod
   if (auto* r = std::get_if<protocol::request>(&decoded); r && r->kind == protocol::op::batch) {
     return std::move(r->statements);
   }
-  return error{errc::internal, "a journal entry could not be read (corrupt body)", {}, {}};
+  std::string why = "not a batch";
+  if (const auto* resp = std::get_if<protocol::response>(&decoded)) {
+    if (const auto* e = std::get_if<protocol::error>(&resp->body)) why = e->message;
+  }
+  return error{errc::internal, "a journal entry could not be read (corrupt body: " + why + ")", {}, {}};
 }
 
 std::string encode_changes(const std::vector<protocol::query_result>& results) {
@@ -127,37 +115,6 @@ std::int64_t wall_ms() {
       .count();
 }
 
-outcome<change_recorder> change_recorder::start(sqlite3* db) {
-  sqlite3_session* session = nullptr;
-  if (sqlite3session_create(db, "main", &session) != SQLITE_OK) {
-    return error{errc::internal, "cannot start recording the write's rows", "sqlite", {}};
-  }
-  if (sqlite3session_attach(session, nullptr) != SQLITE_OK) {
-    sqlite3session_delete(session);
-    return error{errc::internal, "cannot start recording the write's rows", "sqlite", {}};
-  }
-  return change_recorder(db, session);
-}
-
-change_recorder::change_recorder(change_recorder&& o) noexcept : db_(o.db_), session_(o.session_) {
-  o.session_ = nullptr;
-}
-
-change_recorder::~change_recorder() {
-  if (session_ != nullptr) sqlite3session_delete(static_cast<sqlite3_session*>(session_));
-}
-
-outcome<std::vector<protocol::statement>> change_recorder::statements() {
-  int size = 0;
-  void* data = nullptr;
-  if (sqlite3session_changeset(static_cast<sqlite3_session*>(session_), &size, &data) != SQLITE_OK) {
-    return error{errc::internal, "cannot read the rows the write changed", "sqlite", {}};
-  }
-  auto out = changeset_to_statements(db_, data, size);
-  sqlite3_free(data);
-  return out;
-}
-
 protocol::statement applied_statement(std::string_view source, std::int64_t seq) {
   protocol::statement st;
   st.sql =
@@ -167,76 +124,297 @@ protocol::statement applied_statement(std::string_view source, std::int64_t seq)
   return st;
 }
 
-outcome<std::vector<protocol::statement>> changeset_to_statements(sqlite3* db, const void* changeset, int size) {
-  sqlite3_changeset_iter* raw = nullptr;
-  if (sqlite3changeset_start(&raw, size, const_cast<void*>(changeset)) != SQLITE_OK) {
-    return error{errc::internal, "cannot read the write's changeset", "sqlite", {}};
+protocol::statement applied_guard(std::string_view source, std::int64_t expected) {
+  protocol::statement st;
+  st.sql =
+      "SELECT json(CASE WHEN coalesce((SELECT seq FROM _tandem_applied WHERE source = ?), 0) = ? THEN '0' "
+      "ELSE 'tandem: the applied position moved since this batch was built' END)";
+  st.params.positional = {std::string(source), expected};
+  return st;
+}
+
+// --- row_recorder ----------------------------------------------------------------------------
+
+namespace {
+
+struct row_change {
+  int op = 0;  // SQLITE_INSERT, SQLITE_UPDATE or SQLITE_DELETE
+  std::string table;
+  std::int64_t old_rowid = 0, new_rowid = 0;
+  std::vector<protocol::value> old_values, new_values;  // every column; empty when not applicable
+};
+
+bool same_value(const protocol::value& a, const protocol::value& b) {
+  if (a.index() != b.index()) return false;
+  if (const auto* d = std::get_if<double>(&a)) {
+    const double e = std::get<double>(b);
+    return std::memcmp(d, &e, sizeof e) == 0;  // -0.0 is not 0.0
   }
-  std::unique_ptr<sqlite3_changeset_iter, iter_finalizer> it(raw);
-  std::vector<protocol::statement> out;
-  std::string cached_table;
-  std::vector<std::string> names;
-  int rc;
-  while ((rc = sqlite3changeset_next(raw)) == SQLITE_ROW) {
-    const char* table = nullptr;
-    int ncol = 0, op = 0, indirect = 0;
-    sqlite3changeset_op(raw, &table, &ncol, &op, &indirect);
-    unsigned char* pk = nullptr;
-    int npk = 0;
-    sqlite3changeset_pk(raw, &pk, &npk);
-    if (table != cached_table) {
-      cached_table = table;
-      names = columns_of(db, table);
+  return a == b;
+}
+
+std::size_t value_size(const protocol::value& v) {
+  if (const auto* t = std::get_if<std::string>(&v)) return t->size();
+  if (const auto* b = std::get_if<protocol::blob>(&v)) return b->bytes.size();
+  return 0;
+}
+
+// What replaying needs to know of one table, read once per finish().
+struct table_shape {
+  std::vector<std::string> names;  // every column, in table order
+  std::vector<bool> generated;     // computed by the follower: never assigned
+  std::vector<int> stored;         // the columns a row record holds (not VIRTUAL generated ones)
+  std::vector<int> key;            // primary key columns, in key order (WITHOUT ROWID)
+  bool without_rowid = false;
+  int rowid_alias = -1;            // the INTEGER PRIMARY KEY column of a rowid table
+  std::string rowid_name;          // rowid, _rowid_ or oid: the first no column shadows
+  std::vector<std::pair<std::string, std::string>> triggers;  // name, CREATE TRIGGER text
+};
+
+outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
+  auto fail = [&](const char* what) {
+    return error{errc::internal, "cannot read the shape of table " + table + " (" + what + "): " + sqlite3_errmsg(db), "sqlite", {}};
+  };
+  auto query = [&](const char* sql, auto&& row) -> bool {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) return false;
+    std::unique_ptr<sqlite3_stmt, stmt_finalizer> q(raw);
+    if (sqlite3_bind_text(raw, 1, table.c_str(), -1, SQLITE_TRANSIENT) != SQLITE_OK) return false;
+    int rc;
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) row(raw);
+    return rc == SQLITE_DONE;
+  };
+  auto text = [](sqlite3_stmt* st, int i) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+    return std::string(p ? p : "");
+  };
+  table_shape t;
+  std::vector<std::pair<int, int>> pk;  // position in key, column
+  std::vector<std::string> types;
+  if (!query("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?)", [&](sqlite3_stmt* st) {
+        const int col = static_cast<int>(t.names.size());
+        t.names.push_back(text(st, 0));
+        types.push_back(text(st, 1));
+        if (sqlite3_column_int(st, 2) > 0) pk.emplace_back(sqlite3_column_int(st, 2), col);
+        t.generated.push_back(sqlite3_column_int(st, 3) >= 2);
+        if (sqlite3_column_int(st, 3) != 2) t.stored.push_back(col);
+      }))
+    return fail("columns");
+  if (!query("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?",
+             [&](sqlite3_stmt* st) { t.without_rowid = sqlite3_column_int(st, 0) != 0; }))
+    return fail("kind");
+  if (!query("SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE AND sql IS NOT NULL",
+             [&](sqlite3_stmt* st) { t.triggers.emplace_back(text(st, 0), text(st, 1)); }))
+    return fail("triggers");
+  std::sort(pk.begin(), pk.end());
+  for (const auto& [pos, col] : pk) t.key.push_back(col);
+  if (!t.without_rowid) {
+    if (t.key.size() == 1 && sqlite3_stricmp(types[t.key[0]].c_str(), "INTEGER") == 0) t.rowid_alias = t.key[0];
+    for (const char* candidate : {"rowid", "_rowid_", "oid"}) {
+      if (std::none_of(t.names.begin(), t.names.end(), [&](const std::string& n) { return sqlite3_stricmp(n.c_str(), candidate) == 0; })) {
+        t.rowid_name = candidate;
+        break;
+      }
     }
-    if (static_cast<int>(names.size()) != ncol) {
-      return error{errc::internal, std::string("the changeset of table ") + table + " does not match its columns", "sqlite", {}};
+    if (t.rowid_name.empty() && t.rowid_alias < 0) {
+      return error{errc::unsupported, "table " + table + " has columns named rowid, _rowid_ and oid, so its rows have no name to be addressed by", "sqlite", {}};
     }
-    protocol::statement st;
-    const std::string qt = quote_identifier(table);
-    auto where_key = [&](bool use_old) {
-      std::string w;
-      for (int i = 0; i < ncol; ++i) {
-        if (!pk[i]) continue;
+  }
+  if (t.without_rowid && t.key.empty()) return fail("no primary key");
+  return t;
+}
+
+}  // namespace
+
+struct row_recorder::impl {
+  sqlite3* db = nullptr;
+  std::vector<row_change> changes;
+  std::size_t cap = std::numeric_limits<std::size_t>::max();  // beyond it only the count goes on
+  std::size_t count = 0;
+  std::size_t largest_value = 0;
+
+  static void hook(void* self, sqlite3* db, int op, const char* schema, const char* table, sqlite3_int64 key1,
+                   sqlite3_int64 key2) {
+    auto* me = static_cast<impl*>(self);
+    if (schema == nullptr || std::strcmp(schema, "main") != 0 || table == nullptr) return;
+    if (sqlite3_strnicmp(table, "_tandem_", 8) == 0 || sqlite3_strnicmp(table, "sqlite_", 7) == 0) return;
+    if (++me->count > me->cap) return;
+    row_change c;
+    c.op = op;
+    c.table = table;
+    c.old_rowid = key1;
+    c.new_rowid = key2;
+    const int n = sqlite3_preupdate_count(db);
+    auto read = [&](bool old_row) {
+      std::vector<protocol::value> out;
+      out.reserve(static_cast<std::size_t>(n));
+      // SQLite 3.40 gives the values in record order (VIRTUAL generated columns have none) and
+      // SQLITE_RANGE past them; later versions give every column in table order. finish() tells
+      // the two apart by how many values there are.
+      for (int i = 0; i < n; ++i) {
         sqlite3_value* v = nullptr;
-        if (use_old) sqlite3changeset_old(raw, i, &v);
-        else sqlite3changeset_new(raw, i, &v);
-        w += (w.empty() ? " WHERE " : " AND ") + quote_identifier(names[i]) + " = ?";
-        st.params.positional.push_back(to_value(v));
+        const int rc = old_row ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
+        if (rc != SQLITE_OK) break;
+        out.push_back(to_value(v));
+        me->largest_value = std::max(me->largest_value, value_size(out.back()));
+      }
+      return out;
+    };
+    if (op != SQLITE_INSERT) c.old_values = read(true);
+    if (op != SQLITE_DELETE) c.new_values = read(false);
+    me->changes.push_back(std::move(c));
+  }
+};
+
+outcome<row_recorder> row_recorder::start(sqlite3* db) {
+  auto i = std::make_unique<impl>();
+  i->db = db;
+  sqlite3_preupdate_hook(db, &impl::hook, i.get());
+  return row_recorder(std::move(i));
+}
+
+row_recorder::row_recorder(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+row_recorder::row_recorder(row_recorder&& o) noexcept : impl_(std::move(o.impl_)) {}
+
+row_recorder::~row_recorder() {
+  if (impl_) sqlite3_preupdate_hook(impl_->db, nullptr, nullptr);
+}
+
+outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& limits, std::size_t max_statements) {
+  sqlite3_preupdate_hook(impl_->db, nullptr, nullptr);
+  auto unsupported = [](std::string m) { return error{errc::unsupported, std::move(m), "sqlite", {}}; };
+  if (impl_->largest_value > limits.max_value_bytes) {
+    return unsupported("the write stores a value of " + std::to_string(impl_->largest_value) + " bytes; D1 holds at most " +
+                       std::to_string(limits.max_value_bytes) + " bytes per value");
+  }
+  if (impl_->count > max_statements) {
+    return unsupported("the write changes " + std::to_string(impl_->count) + " rows, and its row images (one statement each) are more than the " +
+                       std::to_string(max_statements) + " statements D1 runs in one atomic batch: split it into smaller writes");
+  }
+  std::map<std::string, table_shape> shapes;
+  std::vector<std::string> order;  // tables in the order first changed
+  for (const auto& c : impl_->changes) {
+    if (shapes.count(c.table)) continue;
+    auto shape = shape_of(impl_->db, c.table);
+    if (!shape) return shape.error();
+    shapes.emplace(c.table, std::move(*shape));
+    order.push_back(c.table);
+  }
+  std::vector<protocol::statement> out;
+  for (const auto& table : order) {
+    for (const auto& [name, sql] : shapes[table].triggers) out.push_back({"DROP TRIGGER " + quote_identifier(name), {}});
+  }
+  // A blob whose literal (two hex digits a byte) would not leave room for the rest of the
+  // statement is written empty, then appended in pieces.
+  const std::size_t inline_blob_max = limits.max_statement_bytes / 4;
+  const std::size_t piece = (limits.max_statement_bytes - 4096) / 2;
+  for (auto& c : impl_->changes) {
+    const table_shape& t = shapes[c.table];
+    const std::string qt = quote_identifier(c.table);
+    // The hook gives the columns a record stores; VIRTUAL generated columns are not among them.
+    for (auto* values : {&c.old_values, &c.new_values}) {
+      if (values->empty() || values->size() == t.names.size()) continue;
+      if (values->size() != t.stored.size()) {
+        return error{errc::internal, "the recorded row of table " + c.table + " does not match its columns", "sqlite", {}};
+      }
+      std::vector<protocol::value> full(t.names.size());
+      for (std::size_t i = 0; i < t.stored.size(); ++i) full[t.stored[i]] = std::move((*values)[i]);
+      *values = std::move(full);
+    }
+    // A value too large for one statement is written empty and appended in pieces. Text that a
+    // JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what it is
+    // given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
+    struct piecewise {
+      int col;
+      std::string_view bytes;
+      const char* type;
+    };
+    std::vector<piecewise> appended;
+    auto assign = [&](protocol::statement& st, int col, const protocol::value& v) -> std::string {
+      const auto* b = std::get_if<protocol::blob>(&v);
+      const auto* text = std::get_if<std::string>(&v);
+      const bool raw_text = text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
+      if (!b && !raw_text) {
+        st.params.positional.push_back(v);
+        return "?";
+      }
+      const std::string_view bytes = b ? std::string_view(b->bytes) : std::string_view(*text);
+      if (bytes.size() > inline_blob_max) {
+        appended.push_back({col, bytes, b ? "BLOB" : "TEXT"});
+        st.params.positional.push_back(protocol::blob{});
+      } else {
+        st.params.positional.push_back(protocol::blob{std::string(bytes)});
+      }
+      return b ? "?" : "CAST(? AS TEXT)";
+    };
+    // Where the row is after the change: by rowid, or by key (new values) for WITHOUT ROWID.
+    auto where = [&](protocol::statement& st, bool after) {
+      std::string w;
+      if (!t.without_rowid) {
+        w = " WHERE " + quote_identifier(t.rowid_alias >= 0 ? t.names[t.rowid_alias] : t.rowid_name) + " = ?";
+        st.params.positional.push_back(after ? c.new_rowid : c.old_rowid);
+        return w;
+      }
+      const auto& values = after ? c.new_values : c.old_values;
+      for (int k : t.key) {
+        w += (w.empty() ? " WHERE " : " AND ") + quote_identifier(t.names[k]) + " = ?";
+        st.params.positional.push_back(values.at(k));
       }
       return w;
     };
-    if (op == SQLITE_INSERT) {
+    protocol::statement st;
+    if (c.op == SQLITE_INSERT) {
       std::string cols, marks;
-      for (int i = 0; i < ncol; ++i) {
-        if (names[i].empty()) continue;
-        sqlite3_value* v = nullptr;
-        sqlite3changeset_new(raw, i, &v);
-        cols += (cols.empty() ? "" : ", ") + quote_identifier(names[i]);
-        marks += marks.empty() ? "?" : ", ?";
-        st.params.positional.push_back(to_value(v));
+      if (!t.without_rowid && t.rowid_alias < 0) {
+        cols = quote_identifier(t.rowid_name);
+        marks = "?";
+        st.params.positional.push_back(c.new_rowid);
+      }
+      for (std::size_t i = 0; i < c.new_values.size(); ++i) {
+        if (t.generated[i]) continue;
+        cols += (cols.empty() ? "" : ", ") + quote_identifier(t.names[i]);
+        marks += (marks.empty() ? "" : ", ") + assign(st, static_cast<int>(i), c.new_values[i]);
       }
       st.sql = "INSERT INTO " + qt + " (" + cols + ") VALUES (" + marks + ")";
-    } else if (op == SQLITE_UPDATE) {
+    } else if (c.op == SQLITE_UPDATE) {
       std::string set;
-      for (int i = 0; i < ncol; ++i) {
-        sqlite3_value* v = nullptr;
-        sqlite3changeset_new(raw, i, &v);
-        if (v == nullptr || names[i].empty()) continue;  // unchanged
-        set += (set.empty() ? "" : ", ") + quote_identifier(names[i]) + " = ?";
-        st.params.positional.push_back(to_value(v));
+      if (!t.without_rowid && t.rowid_alias < 0 && c.old_rowid != c.new_rowid) {
+        set = quote_identifier(t.rowid_name) + " = ?";
+        st.params.positional.push_back(c.new_rowid);
+      }
+      for (std::size_t i = 0; i < c.new_values.size(); ++i) {
+        if (t.generated[i] || same_value(c.old_values.at(i), c.new_values[i])) continue;
+        set += (set.empty() ? "" : ", ") + quote_identifier(t.names[i]) + " = ";
+        set += assign(st, static_cast<int>(i), c.new_values[i]);
       }
       if (set.empty()) continue;
       st.sql = "UPDATE " + qt + " SET " + set;
-      st.sql += where_key(true);
-    } else if (op == SQLITE_DELETE) {
+      st.sql += where(st, false);
+    } else if (c.op == SQLITE_DELETE) {
       st.sql = "DELETE FROM " + qt;
-      st.sql += where_key(true);
+      st.sql += where(st, false);
     } else {
       continue;
     }
     out.push_back(std::move(st));
+    for (const auto& [col, bytes, type] : appended) {
+      const std::string q = quote_identifier(t.names[col]);
+      for (std::size_t at = 0; at < bytes.size(); at += piece) {
+        protocol::statement up;
+        up.sql = "UPDATE " + qt + " SET " + q + " = CAST(" + q + " || ? AS " + type + ")";
+        up.params.positional.push_back(protocol::blob{std::string(bytes.substr(at, piece))});
+        up.sql += where(up, true);
+        out.push_back(std::move(up));
+      }
+    }
   }
-  if (rc != SQLITE_DONE) return error{errc::internal, "cannot read the write's changeset", "sqlite", {}};
+  for (const auto& table : order) {
+    for (const auto& [name, sql] : shapes[table].triggers) out.push_back({sql, {}});
+  }
+  if (out.size() > max_statements) {
+    return unsupported("the write's row images take " + std::to_string(out.size()) + " statements, more than the " +
+                       std::to_string(max_statements) + " D1 runs in one atomic batch: split it into smaller writes");
+  }
   return out;
 }
 

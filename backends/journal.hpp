@@ -4,18 +4,21 @@
 // (a transactional outbox). The row holds what the follower must run to reach the same state,
 // as a protocol v1 batch line (exact integers, round-trip floats, base64 blobs):
 //   - the client's statements as they were, when the SQL alone determines their effect;
-//   - otherwise (random(), the current time, a DEFAULT CURRENT_TIMESTAMP, ...) and only when
-//     SQLite leads: the rows the write produced, read from SQLite's session extension and turned
-//     into INSERT / UPDATE / DELETE by primary key ("row images").
+//   - otherwise (random(), the current time, a DEFAULT CURRENT_TIMESTAMP, a trigger using one, a
+//     statement D1 could not run as written) and only when SQLite leads: every row change the
+//     write made, in order, read from SQLite's pre-update hook and turned into INSERT / UPDATE /
+//     DELETE by rowid or primary key ("row images").
 // The follower records the last entry it applied in `_tandem_applied`, in the same atomic step
 // as the entries themselves, so replay after any crash starts exactly after it.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "backends/d1_statement.hpp"
 #include "backends/store.hpp"
 
 struct sqlite3;
@@ -58,30 +61,48 @@ std::vector<std::int64_t> decode_changes(std::string_view text);
 // Milliseconds since the Unix epoch, now.
 std::int64_t wall_ms();
 
-// The statements that replay a changeset (sqlite3session_changeset) on another database with
-// the same schema: INSERT, UPDATE of the changed columns, DELETE, each by primary key. `db`
-// supplies column names. INTERNAL error if the changeset cannot be read.
-outcome<std::vector<protocol::statement>> changeset_to_statements(sqlite3* db, const void* changeset, int size);
-
-// Records the rows a write changes (SQLite's session extension, every table of "main"), from
-// start() until statements(). Not thread-safe; lives on the writer's thread.
-class change_recorder {
+// Records every row a write changes, in the order SQLite changes them (the pre-update hook:
+// the statement's own rows, its triggers' and its foreign-key actions'), from start() until
+// finish(). Replaying the changes in that order passes every constraint the leader passed at
+// each step (a UNIQUE value moved between rows, a key deleted and inserted again, a parent
+// inserted after its child's update), whatever order the tables come in. Rows are addressed by
+// rowid (rowid tables, with or without a declared key) or by primary key (WITHOUT ROWID).
+// Not thread-safe; lives on the writer's thread, one per connection at a time.
+class row_recorder {
  public:
-  static outcome<change_recorder> start(sqlite3* db);
-  change_recorder(change_recorder&&) noexcept;
-  change_recorder& operator=(change_recorder&&) = delete;
-  ~change_recorder();
-  // The statements that replay what was recorded (see changeset_to_statements).
-  outcome<std::vector<protocol::statement>> statements();
+  static outcome<row_recorder> start(sqlite3* db);
+  row_recorder(row_recorder&&) noexcept;
+  row_recorder& operator=(row_recorder&&) = delete;
+  ~row_recorder();
+
+  // Stops recording and returns the statements that replay the changes on a follower with the
+  // same schema: the triggers of every changed table dropped first and created again last (the
+  // rows already hold their effects: fired again they would apply twice, with the follower's
+  // clock), then one INSERT, UPDATE (of the changed columns) or DELETE per row change. Generated
+  // columns are left to the follower to compute. Within `limits` (D1's): a blob too large for one
+  // statement is written in pieces appended by further UPDATEs of the same row; UNSUPPORTED when
+  // a value is over max_value_bytes or the statements would be more than `max_statements`.
+  outcome<std::vector<protocol::statement>> finish(const d1_limits& limits, std::size_t max_statements);
 
  private:
-  change_recorder(sqlite3* db, void* session) : db_(db), session_(session) {}
-  sqlite3* db_;
-  void* session_;  // sqlite3_session*, kept opaque so that callers need not enable the extension
+  struct impl;
+  explicit row_recorder(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
 };
 
 // The SQL that records, on a follower, that it applied `source`'s journal up to `seq`.
 protocol::statement applied_statement(std::string_view source, std::int64_t seq);
+
+// The first statement of every batch the replicator applies: it fails (json() of text that is not
+// JSON, so the whole atomic batch is rolled back) unless the follower's position for `source` is
+// still `expected`, the position the batch was built on. A batch that commits after tandem stopped
+// waiting for it (an answer lost, a late D1) therefore never applies twice: the copy that arrives
+// second changes nothing. `k_position_moved` is in the error message the follower gives.
+protocol::statement applied_guard(std::string_view source, std::int64_t expected);
+inline constexpr std::string_view k_position_moved = "malformed JSON";
+
+// Statements every replicated batch adds to its entries: the guard and the applied marker.
+inline constexpr std::size_t k_batch_overhead = 2;
 
 // Quotes an identifier for SQL: "name" with inner quotes doubled.
 std::string quote_identifier(std::string_view name);

@@ -59,32 +59,19 @@ void add_unique(std::vector<std::string>& list, const char* name) {
   if (std::find(list.begin(), list.end(), name) == list.end()) list.emplace_back(name);
 }
 
-// Functions whose result is not determined by their arguments and the database alone.
+// Functions whose result is not determined by their arguments and the database alone. Every date
+// and time function counts, whatever its arguments: with 'now' (or none) it reads the clock, and
+// which arguments a call gets is known only when it runs (a bound value, a column, a trigger's
+// NEW row). Such a write is journaled as the rows it produced, which replay exactly either way.
 constexpr std::string_view k_volatile_functions[] = {
     "random", "randomblob", "changes", "total_changes", "last_insert_rowid", "sqlite_version",
-    "sqlite_source_id", "current_date", "current_time", "current_timestamp"};
-// Date and time functions: volatile with 'now' (or no argument at all, which means 'now').
-constexpr std::string_view k_time_functions[] = {
+    "sqlite_source_id", "current_date", "current_time", "current_timestamp",
     "date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
   return out;
-}
-
-// Whether `sql` calls `name` with no argument: "date()", "datetime ( )".
-bool called_without_arguments(const std::string& lowered_sql, std::string_view name) {
-  for (auto at = lowered_sql.find(name); at != std::string::npos; at = lowered_sql.find(name, at + 1)) {
-    if (at > 0 && (std::isalnum(static_cast<unsigned char>(lowered_sql[at - 1])) || lowered_sql[at - 1] == '_')) continue;
-    auto i = at + name.size();
-    while (i < lowered_sql.size() && std::isspace(static_cast<unsigned char>(lowered_sql[i]))) ++i;
-    if (i >= lowered_sql.size() || lowered_sql[i] != '(') continue;
-    ++i;
-    while (i < lowered_sql.size() && std::isspace(static_cast<unsigned char>(lowered_sql[i]))) ++i;
-    if (i < lowered_sql.size() && lowered_sql[i] == ')') return true;
-  }
-  return false;
 }
 
 constexpr std::string_view k_use_batch =
@@ -211,10 +198,11 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
       return deny("TEMP objects are not supported: they live in one connection, and D1 forbids them");
     case SQLITE_FUNCTION:
       if (equals_nocase(b, "load_extension")) return deny("load_extension() is not supported");
-      if (c->seen_.nondeterministic.empty() && in_list(b, k_volatile_functions)) {
-        c->seen_.nondeterministic = lower(b) + "()";
-      } else if (b != nullptr && in_list(b, k_time_functions)) {
-        c->time_functions_.emplace_back(lower(b));
+      // Reported for the statement and for the body of every trigger it may fire (`d` names
+      // the trigger), so a trigger's datetime('now') is seen like the statement's own.
+      if (c->volatile_seen_.empty() && b != nullptr && in_list(b, k_volatile_functions)) {
+        c->volatile_seen_ = lower(b) + "()";
+        if (d != nullptr) c->volatile_seen_ += std::string(" (in trigger ") + d + ")";
       }
       return SQLITE_OK;
     case SQLITE_SELECT:
@@ -287,7 +275,7 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
   denied_.clear();
   seen_ = {};
   inserted_tables_.clear();
-  time_functions_.clear();
+  volatile_seen_.clear();
   checking_user_sql_ = !internal;
   const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
                                     SQLITE_PREPARE_PERSISTENT, &raw, &tail);
@@ -306,7 +294,7 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
                  "sqlite", {}};
   }
   statement_info info = std::move(seen_);
-  finish_info(info, stmt.get(), sql);
+  finish_info(info, stmt.get());
   if (cache_.size() >= std::max<std::size_t>(options_.statement_cache_size, 1)) {
     cache_.erase(lru_.back());
     lru_.pop_back();
@@ -319,9 +307,11 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
   return &entry;
 }
 
-// Completes what the authorizer saw with what needs the schema: column DEFAULTs that are not
-// constant (an INSERT evaluates them without the authorizer seeing it), tables without a key.
-void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st, const std::string& sql) {
+// Completes what the authorizer saw with what needs the schema: the functions of the column
+// DEFAULTs an INSERT may evaluate (the authorizer does not see those while the INSERT is
+// prepared, so each DEFAULT is prepared on its own and the authorizer reports its functions), and
+// the written tables whose rows cannot be journaled as row images.
+void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st) {
   info.kind = sqlite3_stmt_readonly(st) ? statement_kind::read : statement_kind::write;
   const int ncol = sqlite3_column_count(st);
   info.columns.reserve(static_cast<std::size_t>(ncol));
@@ -329,43 +319,55 @@ void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st, cons
     const char* name = sqlite3_column_name(st, i);
     info.columns.emplace_back(name != nullptr ? name : "");
   }
-  if (info.nondeterministic.empty() && !time_functions_.empty()) {
-    const std::string lowered = lower(sql);
-    for (const auto& f : time_functions_) {
-      if (lowered.find("now") != std::string::npos || sqlite3_bind_parameter_count(st) > 0 ||
-          called_without_arguments(lowered, f)) {
-        info.nondeterministic = f + "() with 'now' (or a bound argument)";
-        break;
-      }
-    }
-  }
+  info.nondeterministic = volatile_seen_;
   if (info.kind == statement_kind::read) return;
-  auto each_column = [&](const std::string& table, auto&& fn) {
-    sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), "SELECT dflt_value, pk FROM pragma_table_xinfo(?)", -1, &raw, nullptr) != SQLITE_OK) return;
-    stmt_ptr q(raw);
-    sqlite3_bind_text(raw, 1, table.c_str(), -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(raw) == SQLITE_ROW) {
-      const auto* dflt = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
-      fn(dflt ? lower(dflt) : std::string(), sqlite3_column_int(raw, 1));
-    }
-  };
   for (const auto& table : info.written_tables) {
-    bool keyed = false;
-    each_column(table, [&](const std::string&, int pk) { keyed = keyed || pk > 0; });
-    if (!keyed) info.tables_without_key.push_back(table);
+    if (auto why = row_images_refused(table); !why.empty()) info.tables_without_row_images.push_back(why);
   }
   if (!info.nondeterministic.empty()) return;
   for (const auto& table : inserted_tables_) {
-    each_column(table, [&](const std::string& dflt, int) {
-      if (!info.nondeterministic.empty() || dflt.empty()) return;
-      for (std::string_view f : k_volatile_functions) {
-        if (dflt.find(f) != std::string::npos) info.nondeterministic = "a DEFAULT of table " + table + " using " + std::string(f);
-      }
-      if (info.nondeterministic.empty() && dflt.find("now") != std::string::npos)
-        info.nondeterministic = "a DEFAULT of table " + table + " using 'now'";
-    });
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), "SELECT name, dflt_value FROM pragma_table_xinfo(?) WHERE dflt_value IS NOT NULL", -1, &raw,
+                           nullptr) != SQLITE_OK)
+      continue;
+    stmt_ptr q(raw);
+    sqlite3_bind_text(raw, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+    while (info.nondeterministic.empty() && sqlite3_step(raw) == SQLITE_ROW) {
+      const std::string column = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+      const std::string probe = std::string("SELECT (") + reinterpret_cast<const char*>(sqlite3_column_text(raw, 1)) + ")";
+      volatile_seen_.clear();
+      sqlite3_stmt* dflt = nullptr;
+      sqlite3_prepare_v2(db_.get(), probe.c_str(), -1, &dflt, nullptr);
+      sqlite3_finalize(dflt);
+      if (!volatile_seen_.empty()) info.nondeterministic = volatile_seen_ + " (the DEFAULT of " + table + "." + column + ")";
+    }
   }
+  volatile_seen_.clear();
+}
+
+// Why rows of `table` cannot be journaled as row images ("" when they can): the pre-update hook
+// does not see virtual tables, and a rowid table whose columns shadow rowid, _rowid_ and oid has
+// no name left to address its rows by.
+std::string sqlite_connection::row_images_refused(const std::string& table) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", -1, &raw, nullptr) !=
+      SQLITE_OK)
+    return "";
+  stmt_ptr q(raw);
+  sqlite3_bind_text(raw, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(raw) != SQLITE_ROW) return "";
+  const std::string type = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+  if (type == "virtual") return "table " + table + " is a virtual table, whose rows SQLite does not report";
+  if (sqlite3_column_int(raw, 1) != 0) return "";
+  sqlite3_stmt* cols = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), "SELECT count(*) FROM pragma_table_xinfo(?) WHERE lower(name) IN ('rowid', '_rowid_', 'oid')", -1,
+                         &cols, nullptr) != SQLITE_OK)
+    return "";
+  stmt_ptr c(cols);
+  sqlite3_bind_text(cols, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(cols) == SQLITE_ROW && sqlite3_column_int(cols, 0) == 3)
+    return "table " + table + " has columns named rowid, _rowid_ and oid, so its rows have no name to be addressed by";
+  return "";
 }
 
 outcome<statement_kind> sqlite_connection::classify(const std::string& sql) {
@@ -506,6 +508,7 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
 
   // Like D1: the total_changes() delta, so DDL reports 0 rather than an earlier statement's count.
   result.meta.changes = sqlite3_total_changes64(db_.get()) - changes_before;
+  result.meta.direct_changes = result.meta.changes > 0 ? sqlite3_changes64(db_.get()) : 0;
   result.meta.last_row_id = sqlite3_last_insert_rowid(db_.get());
   result.meta.rows_read = static_cast<std::int64_t>(result.rows.size());
   result.meta.rows_written = result.meta.changes;

@@ -24,14 +24,16 @@ enum class statement_kind { read, write };
 // replicating it exactly.
 struct statement_info {
   statement_kind kind = statement_kind::write;
-  // Why replaying the SQL elsewhere could give a different result (random(), the current time,
-  // changes(), a column DEFAULT of that kind, ...); empty when the SQL alone determines it.
+  // Why replaying the SQL elsewhere could give a different result: the first function that
+  // SQLite reported (random(), a date or time function, changes(), ...) in the statement, in a
+  // trigger it may fire, or in a column DEFAULT it may evaluate; empty when the SQL alone
+  // determines the result.
   std::string nondeterministic;
   bool schema_change = false;   // CREATE, DROP or ALTER
   bool fires_triggers = false;  // a trigger runs as part of it
   std::vector<std::string> written_tables;
-  // Written tables without a declared PRIMARY KEY (row images cannot name their rows).
-  std::vector<std::string> tables_without_key;
+  // Why a written table's rows cannot be journaled as row images, one line per such table.
+  std::vector<std::string> tables_without_row_images;
   // The names of the result columns (sqlite3_column_name), in order; empty when it returns none.
   std::vector<std::string> columns;
   // SELECTs SQLite compiled on their own: 1 for a plain query, more with subqueries (including
@@ -97,7 +99,8 @@ class sqlite_connection {
 
   explicit sqlite_connection(const sqlite_options& options);
   outcome<cache_entry*> prepare(const std::string& sql, bool internal = false);
-  void finish_info(statement_info& info, sqlite3_stmt* st, const std::string& sql);
+  void finish_info(statement_info& info, sqlite3_stmt* st);
+  std::string row_images_refused(const std::string& table);
   protocol::error error_from(int rc, std::string_view context) const;
   static int authorize(void* self, int action, const char* a, const char* b, const char* c,
                        const char* d);
@@ -112,7 +115,7 @@ class sqlite_connection {
   std::string denied_;  // why the authorizer refused the statement being prepared
   statement_info seen_;  // what the authorizer saw of the statement being prepared
   std::vector<std::string> inserted_tables_;  // likewise: tables an INSERT writes (defaults apply)
-  std::vector<std::string> time_functions_;   // likewise: date and time functions called
+  std::string volatile_seen_;                 // likewise: the first volatile function reported
   clock::time_point deadline_ = clock::time_point::max();
 };
 

@@ -209,8 +209,9 @@ void sqlite_store::commit_group(std::vector<job>& group) {
           continue;
         }
       }
-      std::optional<change_recorder> rows;
+      std::optional<row_recorder> rows;
       bool record = false;
+      std::string plan_reason;
       if (j.options.journal) {
         auto plan = plan_journal(conn, j);
         if (!plan) {
@@ -219,8 +220,9 @@ void sqlite_store::commit_group(std::vector<job>& group) {
           continue;
         }
         record = plan->record;
+        plan_reason = plan->why_rows;
         if (plan->row_images) {
-          auto rec = change_recorder::start(conn.handle());
+          auto rec = row_recorder::start(conn.handle());
           if (!rec) {
             j.failure = rec.error();
             if (several) conn.exec_internal("RELEASE tandem_job");
@@ -245,6 +247,10 @@ void sqlite_store::commit_group(std::vector<job>& group) {
       if (!j.failure && record && conn.in_transaction()) {
         if (auto seq = append_journal(conn, j, rows ? &*rows : nullptr); !seq) {
           j.failure = seq.error();
+          if (rows && j.failure->code == errc::unsupported) {
+            j.failure->message = "refused, nothing was written: this write is replicated as the rows it changes (" +
+                                 plan_reason + "), and " + j.failure->message;
+          }
         } else {
           for (auto& r : j.results) r.meta.seq = *seq;
         }
@@ -287,43 +293,67 @@ void sqlite_store::commit_group(std::vector<job>& group) {
   }
 }
 
-// Whether (and how) a job is journaled: not at all when it only reads; as row images when its
-// effect depends on more than its SQL, which needs every written table to have a key and no
-// trigger or schema change involved (those could not be replayed from rows).
+// Whether (and how) a job is journaled: not at all when it only reads; as its statements when
+// their SQL alone determines the result and D1 can run them as they are; otherwise as row images,
+// which need every written table's rows to be addressable and no schema change among the
+// statements (a schema change has no rows). What D1 could never take is refused here, before
+// anything commits.
 outcome<sqlite_store::journal_plan> sqlite_store::plan_journal(sqlite_connection& conn, const job& j) {
   journal_plan plan;
   std::string volatile_reason;
   std::vector<statement_info> infos;
   for (const auto& st : j.statements) {
     auto info = conn.inspect(st.sql);
-    if (!info) return journal_plan{true, false};  // execution reports the statement's own error
+    if (!info) return journal_plan{true, false, {}};  // execution reports the statement's own error
     if (info->kind == statement_kind::write) plan.record = true;
-    if (volatile_reason.empty()) volatile_reason = info->nondeterministic;
+    if (volatile_reason.empty() && !info->nondeterministic.empty()) volatile_reason = "it uses " + info->nondeterministic;
     infos.push_back(std::move(*info));
   }
-  if (!plan.record || volatile_reason.empty()) return plan;
-  auto refuse = [&](const std::string& why) {
-    return error{errc::unsupported,
-                 "this write uses " + volatile_reason + ", so the follower could not reproduce it from its SQL, and " + why +
-                     ". Compute the value in the application and bind it as a parameter",
-                 "sqlite", {}};
+  if (!plan.record) return plan;
+  const auto& limits = options_.follower_limits;
+  const std::size_t max_statements = limits.max_batch_statements - k_batch_overhead;
+  auto refuse = [](std::string why) {
+    return error{errc::unsupported, "refused, nothing was written: " + std::move(why), "sqlite", {}};
   };
+  if (j.statements.size() > max_statements) {
+    return refuse("D1, the follower, runs at most " + std::to_string(max_statements) +
+                  " statements of a replicated batch atomically, and this batch has " + std::to_string(j.statements.size()) +
+                  ": split it into smaller batches (each is atomic on its own)");
+  }
+  if (volatile_reason.empty()) {
+    for (std::size_t k = 0; k < j.statements.size(); ++k) {
+      auto on_d1 = to_d1_statement(j.statements[k], limits);
+      if (!on_d1 && on_d1.error().code == errc::unsupported) {
+        volatile_reason = "D1 could not run " + (j.is_batch ? "statement " + std::to_string(k) : std::string("it")) +
+                          " as written: " + on_d1.error().message;
+        break;
+      }
+    }
+    if (volatile_reason.empty()) return plan;
+  }
   for (const auto& info : infos) {
-    if (info.schema_change) return refuse("a schema change cannot be replicated as rows");
-    if (info.fires_triggers) return refuse("it fires a trigger, which would run again on the follower");
-    if (!info.tables_without_key.empty())
-      return refuse("table " + info.tables_without_key[0] + " has no PRIMARY KEY to replicate its rows by");
+    if (info.schema_change) {
+      return refuse(volatile_reason + ", so it must be replicated as the rows it changes, and a schema change has no rows. " +
+                    "Run the schema change on its own, and bind such values as parameters");
+    }
+    if (!info.tables_without_row_images.empty()) {
+      return refuse(volatile_reason + ", so it must be replicated as the rows it changes, and " + info.tables_without_row_images[0] +
+                    ". Compute the value in the application and bind it as a parameter");
+    }
   }
   plan.row_images = true;
+  plan.why_rows = std::move(volatile_reason);
   return plan;
 }
 
-outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, const job& j, change_recorder* rows) {
+outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, const job& j, row_recorder* rows) {
   protocol::statement entry;
   entry.sql = "INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (?, ?, ?, ?)";
   if (rows != nullptr) {
-    auto images = rows->statements();
+    const auto& limits = options_.follower_limits;
+    auto images = rows->finish(limits, limits.max_batch_statements - k_batch_overhead);
     if (!images) return images.error();
+    if (images->empty()) return std::int64_t{0};  // it changed no row: nothing for the follower to do
     entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::row_images)}, encode_statements(*images),
                                std::string("[]"), wall_ms()};
   } else {

@@ -12,12 +12,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/d1_statement.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "backends/store.hpp"
 
 namespace tandem::backends {
 
-class change_recorder;
+class row_recorder;
 
 struct sqlite_store_options {
   sqlite_options db;
@@ -25,6 +26,9 @@ struct sqlite_store_options {
   std::size_t max_group_size = 512;  // most jobs committed in one transaction
   // How long an idle worker watches its queue before sleeping (0: sleep at once).
   std::chrono::microseconds spin{100};
+  // What the follower (D1, while SQLite leads) accepts: a journaled write whose replay would not
+  // fit is journaled in a form that does, or refused before it commits.
+  d1_limits follower_limits;
 };
 
 // How the writer has been doing; read by metrics.
@@ -67,11 +71,12 @@ class sqlite_store final : public store {
   struct journal_plan {
     bool record = false;      // it writes: append an entry
     bool row_images = false;  // record the rows, not the SQL
+    std::string why_rows;     // why the SQL alone would not do
   };
 
   explicit sqlite_store(const sqlite_store_options& options);
   outcome<journal_plan> plan_journal(sqlite_connection& conn, const job& j);
-  outcome<std::int64_t> append_journal(sqlite_connection& conn, const job& j, change_recorder* rows);
+  outcome<std::int64_t> append_journal(sqlite_connection& conn, const job& j, row_recorder* rows);
   bool internal_is_write(const std::string& sql);
   void submit(job j);
   void reader_loop(sqlite_connection& conn);

@@ -47,6 +47,9 @@ struct result_meta {
   bool exact = true;
   // The write's journal sequence number in a dual mode (0 otherwise). Internal: not on the wire.
   std::int64_t seq = 0;
+  // SQLite's changes() for the statement: its own rows, not its triggers' or cascades' (which
+  // `changes` counts, as D1 does). What a D1 leader's journal records for verification. Internal.
+  std::int64_t direct_changes = 0;
 };
 
 // The result of one statement.

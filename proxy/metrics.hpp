@@ -28,7 +28,8 @@ namespace tandem::proxy {
   X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
   X(shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                           \
   X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
-  X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")
+  X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                      \
+  X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")
 
 // X(member, wire name, help)
 #define TANDEM_GAUGES(X)                                                                       \

@@ -229,7 +229,7 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
                      internal_until(clock::now() + options_.request_timeout));
   if (!r) return r.error();
   std::vector<journal_entry> out;
-  std::size_t bytes = 0, statements = 1;
+  std::size_t bytes = 0, statements = backends::k_batch_overhead;
   for (const auto& row : r->at(0).rows) {
     journal_entry e;
     const auto* seq = std::get_if<std::int64_t>(&row.at(0));
@@ -263,7 +263,10 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
 void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
   if (!verify_.load() || e.kind != entry_kind::statements || e.changes.size() != e.statements.size()) return;
   for (std::size_t k = 0; k < e.statements.size(); ++k) {
-    const auto follower_changes = results.at(first + k).meta.changes;
+    // A D1 leader records changes() (its journal INSERT runs in the write's own batch, where the
+    // statement's meta is not known yet): the follower's own-rows count is the one to compare.
+    const auto& meta = results.at(first + k).meta;
+    const auto follower_changes = source_ == "d1" ? meta.direct_changes : meta.changes;
     if (follower_changes == e.changes[k]) continue;
     metrics_.verification_failures.fetch_add(1);
     // The statement, never its parameter values.
@@ -280,24 +283,40 @@ void replicator::verify(const journal_entry& e, const std::vector<query_result>&
 // Applies the entries (consecutive, starting right after applied_) in one atomic batch.
 bool replicator::apply(std::vector<journal_entry>& entries) {
   std::vector<statement> batch;
+  std::int64_t built_on;
+  {
+    std::lock_guard lock(mu_);
+    built_on = applied_;
+  }
+  batch.push_back(backends::applied_guard(source_, built_on));
   for (const auto& e : entries) batch.insert(batch.end(), e.statements.begin(), e.statements.end());
   batch.push_back(backends::applied_statement(source_, entries.back().seq));
   const auto start = clock::now();
   auto r = run_batch(follower_, std::move(batch), internal_until(start + options_.request_timeout));
   const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+  if (!r && r.error().index == std::size_t{0} && r.error().message.find(backends::k_position_moved) != std::string::npos) {
+    // The guard: an earlier copy of this batch (sent before a lost answer) committed after all.
+    // Nothing applied twice; read the position again and go on from there.
+    spdlog::info("replication {} -> {}: seq {} was already applied (a late commit); reading the position again", source_,
+                 follower_.name(), entries.front().seq);
+    metrics_.late_commits.fetch_add(1);
+    std::lock_guard lock(mu_);
+    ready_ = false;
+    return true;
+  }
   if (!r) {
     metrics_.secondary_failures.fetch_add(1);
     std::string what = "applying seq " + std::to_string(entries.front().seq);
     if (entries.size() > 1) what += "-" + std::to_string(entries.back().seq);
-    if (entries.size() == 1 && r.error().index && *r.error().index < entries[0].statements.size()) {
-      what += " (statement: " + entries[0].statements[*r.error().index].sql + ")";
+    if (entries.size() == 1 && r.error().index && *r.error().index >= 1 && *r.error().index - 1 < entries[0].statements.size()) {
+      what += " (statement: " + entries[0].statements[*r.error().index - 1].sql + ")";
     }
     set_error(what + " on " + std::string(follower_.name()) + " failed: " + r.error().message);
     std::lock_guard lock(mu_);
     if (entries.size() > 1) single_until_ = entries.back().seq;
     return false;
   }
-  std::size_t at = 0;
+  std::size_t at = 1;  // after the guard
   for (const auto& e : entries) {
     verify(e, *r, at);
     at += e.statements.size();

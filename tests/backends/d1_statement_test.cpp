@@ -23,26 +23,20 @@ protocol::statement named(std::string sql, std::vector<std::pair<std::string, va
   return st;
 }
 
-TEST(D1Statement, ExactJsonValuesStayBound) {
-  auto r = to_d1_statement(positional("INSERT INTO t VALUES (?, ?, ?)", {value{0.5}, value{std::string("t\"x")}, value{}}));
+TEST(D1Statement, ExactJsonValuesStayBoundAndIntegersBecomeLiterals) {
+  auto r = to_d1_statement(positional("INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+                                      {value{std::int64_t{42}}, value{0.5}, value{std::string("t\"x")}, value{}, value{std::int64_t{-1}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "INSERT INTO t VALUES (?, ?, ?)");
+  EXPECT_EQ(r->sql, "INSERT INTO t VALUES (CAST(42 AS INTEGER), ?, ?, ?, CAST(-1 AS INTEGER))") << "D1 may bind a JSON number as REAL: integers never travel as one";
   EXPECT_EQ(r->params_json, "[0.5,\"t\\\"x\",null]");
   EXPECT_EQ(r->bound, 3u);
 }
 
-TEST(D1Statement, EveryIntegerIsCastToIntegerAndNamesNoColumn) {
-  // D1 may bind a JSON number as a REAL (the local D1 binds 42 as 42.0), and (2) in ORDER BY
-  // would mean the second column where a bound 2 is a constant.
-  auto r = to_d1_statement(positional("SELECT a, b FROM t WHERE a = ? ORDER BY ?", {value{std::int64_t{42}}, value{std::int64_t{2}}}));
+TEST(D1Statement, IntegerLiteralsNameNoColumn) {
+  // (2) in ORDER BY would mean the second column, where a bound 2 is a constant.
+  auto r = to_d1_statement(positional("SELECT a, b FROM t ORDER BY ?", {value{std::int64_t{2}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT a, b FROM t WHERE a = CAST(? AS INTEGER) ORDER BY CAST(? AS INTEGER)") << "the same SQL for every value";
-  EXPECT_EQ(r->params_json, "[42,2]");
-  EXPECT_EQ(r->bound, 2u);
-  r = to_d1_statement(positional("SELECT ?, ?", {value{std::int64_t{9007199254740992}}, value{std::int64_t{-9007199254740993}}}));
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->sql, "SELECT CAST(? AS INTEGER), CAST(-9007199254740993 AS INTEGER)");
-  EXPECT_EQ(r->params_json, "[9007199254740992]");
+  EXPECT_EQ(r->sql, "SELECT a, b FROM t ORDER BY CAST(2 AS INTEGER)");
 }
 
 TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
@@ -51,8 +45,7 @@ TEST(D1Statement, ValuesJsonCannotCarryBecomeLiterals) {
                                        value{std::numeric_limits<std::int64_t>::min()}, value{std::int64_t{9007199254740993}},
                                        value{protocol::blob{std::string("\x00\xff", 2)}}, value{1.0}, value{-0.0}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql,
-            "SELECT CAST(9223372036854775807 AS INTEGER), CAST(-9223372036854775808 AS INTEGER), CAST(9007199254740993 AS INTEGER), "
+  EXPECT_EQ(r->sql, "SELECT CAST(9223372036854775807 AS INTEGER), CAST(-9223372036854775808 AS INTEGER), CAST(9007199254740993 AS INTEGER), "
             "(X'00FF'), (1.0), (-0.0)");
   EXPECT_EQ(r->params_json, "[]");
   EXPECT_EQ(r->bound, 0u);
@@ -85,24 +78,25 @@ TEST(D1Statement, FloatLiteralsAreExactProductsOfPowersOfTwo) {
 }
 
 TEST(D1Statement, PlaceholdersInsideStringsAndCommentsAreNotParameters) {
-  auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::string("1")}}));
+  auto r = to_d1_statement(positional("SELECT '?', \"?\", [?], `?` /* ? */, x'3F', ? -- ?\n", {value{std::string("v")}}));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->bound, 1u);
-  EXPECT_EQ(r->params_json, "[\"1\"]");
+  EXPECT_EQ(r->params_json, "[\"v\"]");
 }
 
 TEST(D1Statement, NamedAndNumberedFollowSqliteNumbering) {
-  auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{1.5}}, {"@b", value{2.5}}, {"c", value{std::int64_t{3}}}}));
+  auto r = to_d1_statement(named("SELECT :a, @b, :a, $c", {{"a", value{std::string("1")}}, {"@b", value{std::string("2")}}, {"c", value{std::int64_t{3}}}}));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, CAST(? AS INTEGER)");
-  EXPECT_EQ(r->params_json, "[1.5,2.5,1.5,3]");
-  r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{1.5}, value{2.5}}));
+  EXPECT_EQ(r->sql, "SELECT ?, ?, ?, CAST(3 AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[\"1\",\"2\",\"1\"]");
+  r = to_d1_statement(positional("SELECT ?2, ?1, ?2", {value{std::string("1")}, value{std::string("2")}}));
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->params_json, "[2.5,1.5,2.5]");
+  EXPECT_EQ(r->params_json, "[\"2\",\"1\",\"2\"]");
   // An array binds named parameters by their index, as SQLite does.
-  r = to_d1_statement(positional("SELECT :x, ?", {value{std::string("7")}, value{std::string("8")}}));
+  r = to_d1_statement(positional("SELECT :x, ?", {value{std::string("7")}, value{std::int64_t{8}}}));
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->params_json, "[\"7\",\"8\"]");
+  EXPECT_EQ(r->sql, "SELECT ?, CAST(8 AS INTEGER)");
+  EXPECT_EQ(r->params_json, "[\"7\"]");
 }
 
 TEST(D1Statement, ParameterErrorsMatchTheSqliteStore) {
@@ -113,19 +107,37 @@ TEST(D1Statement, ParameterErrorsMatchTheSqliteStore) {
   EXPECT_EQ(to_d1_statement(named("SELECT ?", {{"a", value{}}})).error().code, errc::bad_request);
 }
 
-TEST(D1Statement, D1LimitsAreCheckedBeforeSending) {
-  std::string sql = "SELECT ?";
-  std::vector<value> v{value{0.5}};
-  for (int i = 1; i < 101; ++i) {
-    sql += ",?";
-    v.emplace_back(i + 0.5);
+TEST(D1Statement, MoreParametersThanD1BindsBecomeLiterals) {
+  // An ORM's multi-row INSERT: 120 parameters, D1 binds 100. The smallest become literals.
+  std::string sql = "INSERT INTO t VALUES (?, ?)";
+  std::vector<value> v{value{std::string("it's 0")}, value{0.25}};
+  for (int i = 1; i < 60; ++i) {
+    sql += ", (?, ?)";
+    v.emplace_back(std::string("it's ") + std::to_string(i));
+    v.emplace_back(0.25 + i);
   }
   auto r = to_d1_statement(positional(sql, v));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->bound, 100u);
+  std::vector<value> texts(120, value{std::string("it's")});
+  std::string many = "SELECT ?";
+  for (int i = 1; i < 120; ++i) many += ",?";
+  r = to_d1_statement(positional(many, texts));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->bound, 100u);
+  EXPECT_NE(r->sql.find("'it''s'"), std::string::npos) << r->sql;
+  // Text that JSON-carried SQL could not hold stays bound; past the limit that is refused.
+  std::vector<value> bad(101, value{std::string("\xff")});
+  std::string marks = "SELECT ?";
+  for (int i = 1; i < 101; ++i) marks += ",?";
+  r = to_d1_statement(positional(marks, bad));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::unsupported);
   EXPECT_NE(r.error().message.find("100 bound parameters"), std::string::npos) << r.error().message;
+}
 
-  r = to_d1_statement(positional("SELECT ?", {value{protocol::blob{std::string(60000, 'x')}}}));
+TEST(D1Statement, D1LimitsAreCheckedBeforeSending) {
+  auto r = to_d1_statement(positional("SELECT ?", {value{protocol::blob{std::string(60000, 'x')}}}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::unsupported);
   EXPECT_NE(r.error().message.find("100000"), std::string::npos) << r.error().message;

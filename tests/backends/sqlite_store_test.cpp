@@ -1,8 +1,10 @@
 #include "backends/sqlite_store.hpp"
+#include "backends/journal.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cmath>
 #include <future>
 #include <set>
 #include <limits>
@@ -320,6 +322,38 @@ TEST_F(SqliteStore, OpenErrors) {
   o.db.path = dir_.file("y.db");
   o.db.synchronous = "SOMETIMES";
   EXPECT_FALSE(sqlite_store::open(o));
+}
+
+}  // namespace
+}  // namespace tandem::backends
+
+namespace tandem::backends {
+namespace {
+
+// A journal body carries every value exactly, whatever its size or kind.
+TEST(JournalBody, RoundTripsEveryValue) {
+  using protocol::value;
+  std::vector<protocol::statement> sts;
+  protocol::statement st{"INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", {}};
+  st.params.positional = {value{}, value{std::numeric_limits<std::int64_t>::min()}, value{-0.0}, value{std::numeric_limits<double>::infinity()},
+                          value{-std::numeric_limits<double>::infinity()}, value{5e-324}, value{std::string(150000, 'w')},
+                          value{std::string("ünï \"q\" \\ \n")}, value{protocol::blob{std::string(2000000, '\xff')}}, value{protocol::blob{}}};
+  sts.push_back(st);
+  auto back = decode_statements(encode_statements(sts));
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->size(), 1u);
+  ASSERT_EQ(back->at(0).params.positional.size(), st.params.positional.size());
+  for (std::size_t i = 0; i < st.params.positional.size(); ++i) {
+    const auto& a = st.params.positional[i];
+    const auto& b = back->at(0).params.positional[i];
+    ASSERT_EQ(a.index(), b.index()) << i;
+    if (const auto* d = std::get_if<double>(&a)) {
+      EXPECT_EQ(std::signbit(*d), std::signbit(std::get<double>(b))) << i;
+      EXPECT_EQ(*d, std::get<double>(b)) << i;
+    } else {
+      EXPECT_TRUE(a == b) << i;
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "tests/support/d1_support.hpp"
 
+#include <sqlite3.h>
+#include <algorithm>
+
 #include "backends/journal.hpp"
 #include "proxy/replicator.hpp"
 
@@ -88,6 +91,27 @@ std::unique_ptr<backends::store> make_store(const std::string& kind, const temp_
   auto s = backends::sqlite_store::open(o);
   if (!s) throw std::runtime_error(s.error().message);
   return std::move(*s);
+}
+
+void local_d1::inject_fault(const std::string& database_id, const std::string& fault_json) {
+  const std::string cmd = "curl -sf --max-time 10 -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + url_ +
+                          "/client/v4/accounts/" + k_d1_account + "/d1/database/" + database_id + "/fault -d '" + fault_json +
+                          "' -o /dev/null";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+int local_d1::faulted_requests_finished(const std::string& database_id) {
+  const std::string cmd = "curl -sf --max-time 10 -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + url_ +
+                          "/client/v4/accounts/" + k_d1_account + "/d1/database/" + database_id + "/fault -d '{\"status\":true}'";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  const auto at = out.find("\"finished\":");
+  EXPECT_NE(at, std::string::npos) << out;
+  return at == std::string::npos ? -1 : std::atoi(out.c_str() + at + 11);
 }
 
 dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database, std::string d1_endpoint) {
@@ -188,6 +212,72 @@ void expect_equal_stores(backends::store& a, backends::store& b) {
   }
 }
 
+
+bool expect_identical_stores(backends::store& a, backends::store& b) {
+  bool same = true;
+  auto show = [](const std::vector<value>& row) {
+    std::string out;
+    for (const auto& v : row) {
+      std::string cell = v.index() == 0 ? "NULL" : v.index() == 1 ? std::to_string(std::get<std::int64_t>(v)) : v.index() == 3 ? std::get<std::string>(v) : "?";
+      if (cell.size() > 60) cell = cell.substr(0, 60) + "…(" + std::to_string(cell.size()) + " chars)";
+      out += (out.empty() ? "" : " | ") + cell;
+    }
+    return out;
+  };
+  auto expect_same = [&](const std::string& sql, const std::string& what) {
+    const auto ra = run_rows(a, sql), rb = run_rows(b, sql);
+    if (ra == rb) return;
+    same = false;
+    std::size_t i = 0;
+    while (i < ra.size() && i < rb.size() && ra[i] == rb[i]) ++i;
+    ADD_FAILURE() << what << " differs: " << a.name() << " has " << ra.size() << " rows, " << b.name() << " " << rb.size()
+                  << "; first difference at row " << i << ":\n  " << a.name() << ": " << (i < ra.size() ? show(ra[i]) : "(none)")
+                  << "\n  " << b.name() << ": " << (i < rb.size() ? show(rb[i]) : "(none)");
+  };
+  expect_same("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+              "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_tandem\\_%' ESCAPE '\\' ORDER BY type, name",
+              "the schema");
+  const auto tables = user_tables(a);
+  if (std::find(tables.begin(), tables.end(), std::string("sqlite_sequence")) == tables.end()) {
+    backends::exec_options o;
+    o.internal = true;
+    auto has = proxy::run_batch(a, {{"SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", {}}}, o);
+    if (has && has->at(0).rows[0][0] == value{std::int64_t{1}})
+      expect_same("SELECT name, seq FROM sqlite_sequence WHERE name NOT LIKE '\\_tandem\\_%' ESCAPE '\\' ORDER BY name", "sqlite_sequence");
+  }
+  for (const auto& t : tables) {
+    backends::exec_options o;
+    o.internal = true;
+    auto cols = proxy::run_batch(a, {{"SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", {{std::string(t)}, {}, false}}}, o);
+    auto kind = proxy::run_batch(a, {{"SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", {{std::string(t)}, {}, false}}}, o);
+    if (!cols || !kind || kind->at(0).rows.empty()) {
+      ADD_FAILURE() << "cannot read the shape of " << t;
+      return false;
+    }
+    std::vector<std::string> names;
+    for (const auto& row : cols->at(0).rows) names.push_back(std::get<std::string>(row[0]));
+    if (kind->at(0).rows[0][0] == value{std::int64_t{0}}) {
+      for (const char* r : {"rowid", "_rowid_", "oid"}) {
+        if (std::none_of(names.begin(), names.end(), [&](const std::string& n) { return sqlite3_stricmp(n.c_str(), r) == 0; })) {
+          names.insert(names.begin(), r);
+          break;
+        }
+      }
+    }
+    std::string select, order;
+    int n = 0;
+    for (const auto& name : names) {
+      const auto q = backends::quote_identifier(name);
+      select += (select.empty() ? "" : ", ") + ("typeof(" + q + "), CASE typeof(" + q + ") WHEN 'blob' THEN " + q +
+                                                " WHEN 'real' THEN " + exact_real(q) + " || CASE WHEN " + q + " = 0 AND atan2(" + q +
+                                                ", -1.0) < 0 THEN ' negative' ELSE '' END WHEN 'text' THEN hex(" + q + ") ELSE CAST(" + q +
+                                                " AS TEXT) END");
+      order += (order.empty() ? "" : ", ") + std::to_string(2 * ++n);
+    }
+    expect_same("SELECT " + select + " FROM " + backends::quote_identifier(t) + " ORDER BY " + order, "table " + t);
+  }
+  return same;
+}
 
 // ---- scripted_http_server ----------------------------------------------------------------------
 

@@ -25,6 +25,11 @@ class local_d1 {
   // A database id nobody else in this process is using right now, with no tables.
   std::string fresh_database();
   backends::d1_options options(const std::string& database_id) const;
+  // Arms the local D1's fault hook for `database_id` (tools/d1-local/README.md: `/fault`), e.g.
+  // {"count":1,"delay_ms":2500,"fail":false}: the next request waits 2.5 s, then runs.
+  void inject_fault(const std::string& database_id, const std::string& fault_json);
+  // How many faulted requests to `database_id` have finished since its last reset.
+  int faulted_requests_finished(const std::string& database_id);
   // Stops and restarts the local D1 (same state folder, same port): a real outage.
   void stop();
   void start();
@@ -61,6 +66,9 @@ std::vector<std::string> user_tables(backends::store& s);
 // Expects both stores to hold the same tables with the same rows, compared cell by cell as
 // (type, exact text), through the same SQL on both sides.
 void expect_equal_stores(backends::store& a, backends::store& b);
+// Stricter: also every rowid, generated column, AUTOINCREMENT counter, and the schema (each
+// table, index, view and trigger's SQL). Returns false (after reporting) on any difference.
+bool expect_identical_stores(backends::store& a, backends::store& b);
 
 // A tiny HTTP/1.1 server on 127.0.0.1 that answers each request with what a script returns:
 // the raw bytes to send, "HANG" to never answer, or "CLOSE" to close at once. Optional TLS.

@@ -2,6 +2,7 @@
 # Installs what is missing (npm ci), builds, and runs every test of the TypeScript client:
 #   - unit tests;
 #   - the client against a real tandem server (TANDEM_BIN, default build/proxy/tandem);
+#   - Drizzle's D1 driver (drizzle-orm, a dev dependency) over the client, against the same;
 #   - the conformance cases against tandem AND, the same file, against the local D1's real
 #     env.DB binding inside a Worker (wrangler from tools/d1-local), and a comparison of both.
 # Exits non-zero on any failure; prints node's test summary.

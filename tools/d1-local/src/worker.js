@@ -17,6 +17,8 @@ const ROUTE_RE =
 
 // database_id -> pending injected faults (local-only test hook); lives as long as the isolate.
 const faults = new Map();
+// database_id -> how many faulted requests have finished (answered, after their delay and run).
+const faultsFinished = new Map();
 
 // ---------------------------------------------------------------- envelopes
 
@@ -316,6 +318,7 @@ async function handleReset(db) {
 // then run normally. `{"count": 0}` clears it.
 function handleFault(id, body) {
   if (body === null || typeof body !== "object") return malformed("expected a JSON object");
+  if (body.status === true) return ok({ finished: faultsFinished.get(id) ?? 0, pending: faults.get(id)?.count ?? 0 });
   const count = body.count ?? 1;
   if (!Number.isInteger(count) || count < 0) return malformed("`count` must be an integer >= 0");
   if (count === 0) {
@@ -372,6 +375,7 @@ export default {
 
     if (action === "reset") {
       faults.delete(id);
+      faultsFinished.delete(id);
       return handleReset(db);
     }
     if (action === "fault") return handleFault(id, body ?? {});
@@ -380,7 +384,12 @@ export default {
     if (fault) {
       if (--fault.count <= 0) faults.delete(id);
       if (fault.delay_ms > 0) await new Promise((r) => setTimeout(r, fault.delay_ms));
-      if (fault.fail) return fail(fault.status, fault.code, fault.message);
+      try {
+        if (fault.fail) return fail(fault.status, fault.code, fault.message);
+        return await handleQuery(db, body, action);
+      } finally {
+        faultsFinished.set(id, (faultsFinished.get(id) ?? 0) + 1);
+      }
     }
     return handleQuery(db, body, action);
   },

@@ -124,6 +124,7 @@ export class Connection {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private closeTimer: ReturnType<typeof setTimeout> | undefined; // close(): the server's side must close by then
   private closing = false;
   private closeWaiters: (() => void)[] = [];
   private lineError: TandemError | undefined; // a server error with "id": null, before it closes
@@ -538,15 +539,31 @@ export class Connection {
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = undefined;
     }
-    if (this.socket) {
+    const socket = this.socket;
+    if (socket) {
       if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
       this.idleTimer = undefined;
+      // The socket may be unref'd (idle, or being closed after idleTimeoutMs): ref it again, or
+      // Node would exit before its 'close' event and close() would never settle (a script
+      // ending in `await db.close()` would exit with code 13 and skip what follows).
+      socket.ref();
       if (!this.closingSocket) {
         this.closingSocket = true;
         if (this.phase === "ready") this.phase = "draining";
-        this.socket.end();
+        socket.end();
+      }
+      // A server that never closes its side after our FIN must not hold close() forever.
+      if (this.closeTimer === undefined) {
+        this.closeTimer = setTimeout(() => {
+          this.closeTimer = undefined;
+          if (this.socket === socket) socket.destroy();
+        }, this.options.connectTimeoutMs);
       }
       return; // onClose() calls back here once it is gone
+    }
+    if (this.closeTimer !== undefined) {
+      clearTimeout(this.closeTimer);
+      this.closeTimer = undefined;
     }
     const waiters = this.closeWaiters;
     this.closeWaiters = [];

@@ -133,7 +133,7 @@ export function connect(url: string | undefined, options: ConnectOptions = {}): 
 
 // ------------------------------------------------------------------------------------ values
 
-/** A bound value as protocol JSON, converted the way the D1 binding's bind() converts it. */
+/** A bound value as protocol JSON, converted as D1's documented type table says (README, Values). */
 function encodeValue(v: unknown): string {
   switch (typeof v) {
     case "string":
@@ -141,7 +141,7 @@ function encodeValue(v: unknown): string {
     case "number":
       return numberToJson(v);
     case "boolean":
-      return v ? "1.0" : "0.0"; // as D1: true becomes the number 1, which binds as a REAL
+      return v ? "1" : "0"; // INTEGER 1 / 0, as D1's type table says
     case "bigint":
       if (!fitsInt64(v)) {
         throw d1Error("D1_TYPE_ERROR", `Type 'bigint' not supported for value '${v}' (outside the 64-bit signed range)`, "BAD_REQUEST");

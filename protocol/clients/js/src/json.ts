@@ -180,18 +180,20 @@ export function fitsInt64(v: bigint): boolean {
 }
 
 /**
- * A JS number as a protocol value, bound the way the D1 binding binds it: always as a REAL
- * (D1 sends numbers through JSON into a binding that takes every number as a double), so
- * `42` binds as 42.0 exactly as on D1. NaN and ±Infinity bind as NULL and -0 as 0.0, which is
- * what D1's JSON makes of them. Use a bigint for an exact INTEGER.
+ * A JS number as a protocol value, bound as D1's documented type table says
+ * (https://developers.cloudflare.com/d1/worker-api/#type-conversion): an integral number in the
+ * safe range (Number.isSafeInteger, so ±(2^53 − 1)) binds as INTEGER and is sent as a JSON
+ * integer (`42`, `-0` as `0`); any other number binds as REAL and is sent with a `.` or an
+ * exponent, which keeps it REAL on tandem (PROTOCOL.md §4). NaN and ±Infinity bind as NULL,
+ * which is what D1's JSON makes of them. Use a bigint for an exact INTEGER beyond 2^53.
  */
 export function numberToJson(n: number): string {
   if (!Number.isFinite(n)) return "null";
-  if (n === 0) return "0.0";
+  if (Number.isSafeInteger(n)) return String(n); // String(-0) is "0"
   const t = String(n); // shortest round-trip form
   if (/[.eE]/.test(t)) return t;
-  // An integer-valued double. Written as `NNNe0` rather than `NNN.0` from 16 digits on: tandem's
-  // JSON reader (Boost.JSON 1.81) is exact for a mantissa up to 2^53 with a small exponent, and
-  // the `.0` would push a 16-digit mantissa past that (1732540000000000.0 read back 1 ulp off).
-  return t.length - (n < 0 ? 1 : 0) < 16 ? `${t}.0` : `${t}e0`;
+  // An integral double beyond 2^53 (16 to 21 digits): REAL. Written as `NNNe0`, not `NNN.0`:
+  // the `.0` lengthens the mantissa, and tandem's JSON reader (Boost.JSON 1.81) can then read
+  // the value back 1 ulp off (it did for 1732540000000000.0).
+  return `${t}e0`;
 }

@@ -3,7 +3,7 @@
 // queue, timeouts, reconnect and backoff, close(), routing keys, tokens, TLS and server limits.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -11,6 +11,21 @@ import { after, before, describe, test } from "node:test";
 import { connect, TandemError, type TandemD1Database } from "../src/index.js";
 import { fakeServer, queryResult, tcpProxy } from "./helpers/fake.js";
 import { PACKAGE_DIR, startTandem, type TandemServer } from "./helpers/tandem.js";
+
+/** Runs an ES module in a child Node process (nothing else alive in it) and waits for it to exit. */
+function runScript(script: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const CLIENT_MODULE = JSON.stringify(path.join(PACKAGE_DIR, "dist/src/index.js"));
 
 const isCode = (code: string, re?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof TandemError, `expected a TandemError, got ${String(e)}`);
@@ -178,8 +193,60 @@ describe("against tandem", () => {
     }
   });
 
-  test("REAL parameters round-trip exactly", async () => {
-    const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1];
+  test("bind() follows D1's type table: stored values keep the type bound (typeof) and read back exactly", async () => {
+    // A column without affinity, so SQLite stores each value with the type it was bound as.
+    await db.exec("CREATE TABLE bound (id INTEGER PRIMARY KEY, v)");
+    const i16 = new Int16Array([258, -1]);
+    const cases: [unknown, string, unknown][] = [
+      // value bound, typeof(v) stored, value read back
+      [42, "integer", 42],
+      [-7, "integer", -7],
+      [0, "integer", 0],
+      [-0, "integer", 0],
+      [3.0, "integer", 3],
+      [2 ** 53 - 1, "integer", 2 ** 53 - 1],
+      [-(2 ** 53 - 1), "integer", -(2 ** 53 - 1)],
+      [1732540000000000, "integer", 1732540000000000],
+      [true, "integer", 1],
+      [false, "integer", 0],
+      [1.5, "real", 1.5],
+      [-0.25, "real", -0.25],
+      [0.1 + 0.2, "real", 0.30000000000000004],
+      [1e300, "real", 1e300],
+      [5e-324, "real", 5e-324],
+      [2 ** 53, "real", 2 ** 53],
+      [-(2 ** 53 + 2), "real", -(2 ** 53 + 2)],
+      [2 ** 63, "real", 2 ** 63],
+      [1e21, "real", 1e21],
+      [NaN, "null", null],
+      [Infinity, "null", null],
+      [5n, "integer", 5],
+      [2n ** 63n - 1n, "integer", 2n ** 63n - 1n],
+      [-(2n ** 63n), "integer", -(2n ** 63n)],
+      [9007199254740993n, "integer", 9007199254740993n],
+      ["42", "text", "42"],
+      ["", "text", ""],
+      [null, "null", null],
+      [new Uint8Array([0, 255]), "blob", [0, 255]],
+      [new Uint8Array([9, 8]).buffer, "blob", [9, 8]],
+      [new DataView(new Uint8Array([1, 2, 3]).buffer, 1), "blob", [2, 3]],
+      [i16, "blob", Array.from(new Uint8Array(i16.buffer))],
+      [[0, 127, 255], "blob", [0, 127, 255]],
+    ];
+    await db.batch(cases.map(([v], i) => db.prepare("INSERT INTO bound (id, v) VALUES (?, ?)").bind(i, v)));
+    const { results } = await db.prepare("SELECT typeof(v) AS t, v FROM bound ORDER BY id").all<{ t: string; v: unknown }>();
+    assert.deepEqual(
+      results.map((r, i) => [cases[i]![0], r.t, r.v]),
+      cases.map(([v, t, back]) => [v, t, back]),
+    );
+    // An integral number is an INTEGER in expressions too: integer division, equality with the stored INTEGER.
+    assert.equal(await db.prepare("SELECT ? / 2 AS half").bind(7).first("half"), 3);
+    assert.equal(await db.prepare("SELECT ? / 2 AS half").bind(7.5).first("half"), 3.75);
+    assert.equal(await db.prepare("SELECT typeof(v) AS t FROM bound WHERE v = ?").bind(42).first("t"), "integer");
+  });
+
+  test("number parameters round-trip exactly", async () => {
+    const values = [0.30000000000000004, 3876267126141512.5, 2.818739117790303e-19, -266332876494918.22, 1 / 3, 1732540000000000, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 2 ** 60 + 2 ** 8, -(2 ** 62), 1e20, 123456789012345680000];
     const got = await Promise.all(values.map((v) => db.prepare("SELECT ? AS v").bind(v).first("v")));
     assert.deepEqual(got, values);
   });
@@ -192,6 +259,51 @@ describe("against tandem", () => {
     `;
     const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60000 });
     assert.equal(out.trim(), "42");
+  });
+  test("close() settles on its own: a script ending in `await db.close()` exits 0 and runs what follows", async () => {
+    // Nothing else keeps the child's event loop alive: the close() promise must settle by itself.
+    const r = await runScript(`
+      import { connect } from ${CLIENT_MODULE};
+      const db = connect(${JSON.stringify(server.url)});
+      console.log(JSON.stringify(await db.prepare("SELECT 40 + 2 AS x").first()));
+      await db.close();
+      console.log("after close");
+    `);
+    assert.deepEqual({ code: r.code, signal: r.signal, stderr: r.stderr }, { code: 0, signal: null, stderr: "" });
+    assert.deepEqual(r.stdout.trim().split("\n"), ['{"x":42}', "after close"]);
+  });
+
+  test("close() settles: on a client that never connected, twice, concurrently, with a call in flight", async () => {
+    const r = await runScript(`
+      import { connect } from ${CLIENT_MODULE};
+      const url = ${JSON.stringify(server.url)};
+      const unused = connect(url);
+      await unused.close();
+      console.log("never connected: closed");
+      await unused.close();
+      console.log("never connected: closed again");
+      const db = connect(url);
+      await db.ping();
+      await Promise.all([db.close(), db.close()]);
+      console.log("concurrent closes");
+      await db.close();
+      console.log("closed once more");
+      const busy = connect(url);
+      const call = busy.prepare("SELECT 7 AS x").first("x");
+      const closed = busy.close();
+      console.log("in flight:", await call);
+      await closed;
+      console.log("closed after the call");
+    `);
+    assert.deepEqual({ code: r.code, signal: r.signal, stderr: r.stderr }, { code: 0, signal: null, stderr: "" });
+    assert.deepEqual(r.stdout.trim().split("\n"), [
+      "never connected: closed",
+      "never connected: closed again",
+      "concurrent closes",
+      "closed once more",
+      "in flight: 7",
+      "closed after the call",
+    ]);
   });
 });
 
@@ -304,6 +416,25 @@ describe("with a scripted server", () => {
       assert.match(String(fake.connections[0]!.received[0]!.client), /^tandem-js\//);
     } finally {
       await c.close();
+      await fake.close();
+    }
+  });
+
+  test("close() settles even if the server never closes its side after the client's FIN", async () => {
+    let ended = false;
+    const fake = await fakeServer(
+      (req, conn) => conn.ok(req),
+      (conn) => conn.socket.on("end", () => (ended = true)), // and the server keeps its side open
+      { allowHalfOpen: true },
+    );
+    const c = connect(fake.url, { connectTimeoutMs: 50 });
+    try {
+      await c.ping();
+      await c.close(); // ends the socket, then destroys it after connectTimeoutMs
+      assert.equal(ended, true, "the client sent its FIN first");
+      await assert.rejects(c.ping(), isCode("UNAVAILABLE", /client is closed/));
+    } finally {
+      c.destroy();
       await fake.close();
     }
   });

@@ -24,9 +24,10 @@ export interface FakeServer {
 export async function fakeServer(
   onLine: (req: Record<string, unknown>, conn: FakeConnection) => void,
   onConnect?: (conn: FakeConnection) => void,
+  serverOptions: net.ServerOpts = {},
 ): Promise<FakeServer> {
   const connections: FakeConnection[] = [];
-  const server = net.createServer((socket) => {
+  const server = net.createServer(serverOptions, (socket) => {
     socket.setEncoding("utf8");
     const conn: FakeConnection = {
       socket,
