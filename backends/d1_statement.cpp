@@ -104,11 +104,12 @@ std::vector<param_ref> find_params(std::string_view sql) {
 
 // The literal for a value that cannot travel exactly as a JSON parameter, if it is one. Every
 // integer is one: D1 binds a JSON number as REAL in some runtimes (42 arrives as 42.0, and a
-// TEXT column then holds '42.0'), and beyond 2^53 it is rounded on the way.
+// TEXT column then holds '42.0'), and beyond 2^53 it is rounded on the way. As
+// CAST(n AS INTEGER), not (n): a bare integer in ORDER BY or GROUP BY names a result column,
+// where a bound one is a constant (and the cast keeps -2^63 an INTEGER).
 std::optional<std::string> literal_for(const protocol::value& v) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    if (*i == std::numeric_limits<std::int64_t>::min()) return std::string("(-9223372036854775807 - 1)");
-    return "(" + std::to_string(*i) + ")";
+    return "CAST(" + std::to_string(*i) + " AS INTEGER)";
   }
   if (const auto* d = std::get_if<double>(&v)) {
     if (std::isfinite(*d) && *d != std::trunc(*d)) return std::nullopt;  // has a fraction: exact in JSON
@@ -178,6 +179,8 @@ std::string exact_float_literal(double d) {
   return s;
 }
 
+std::size_t skip_quoted_token(std::string_view sql, std::size_t i) { return skip_quoted(sql, i); }
+
 std::string first_keyword(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size()) {
@@ -220,10 +223,13 @@ outcome<void> check_single_statement(std::string_view sql) {
 }
 
 outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_limits& limits) {
-  const auto refs = find_params(st.sql);
+  return to_d1_statement(st.sql, st.params, limits);
+}
+
+outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::params& p, const d1_limits& limits) {
+  const auto refs = find_params(sql);
   int count = 0;
   for (const auto& r : refs) count = std::max(count, r.index);
-  const auto& p = st.params;
 
   // The value of each SQLite parameter index, 1-based.
   std::vector<const protocol::value*> by_index(static_cast<std::size_t>(count) + 1, nullptr);
@@ -278,7 +284,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
   }
 
   d1_statement out;
-  out.sql.reserve(st.sql.size());
+  out.sql.reserve(sql.size());
   out.params_json = "[";
   std::size_t copied = 0;
   for (std::size_t k = 0; k < refs.size(); ++k) {
@@ -288,7 +294,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
       return unsupported("a value of " + std::to_string(value_bytes(*v)) + " bytes is over D1's limit of " +
                          std::to_string(limits.max_value_bytes) + " bytes per value");
     }
-    out.sql.append(st.sql, copied, r.begin - copied);
+    out.sql.append(sql.substr(copied, r.begin - copied));
     copied = r.end;
     if (literal[k]) {
       out.sql += *literal[k];
@@ -298,7 +304,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
     if (out.bound++) out.params_json += ',';
     protocol::append_value(out.params_json, *v);
   }
-  out.sql.append(st.sql, copied, std::string::npos);
+  out.sql.append(sql.substr(copied));
   out.params_json += ']';
   if (out.bound > limits.max_bound_parameters) {
     return unsupported("D1 allows at most " + std::to_string(limits.max_bound_parameters) +
@@ -306,7 +312,7 @@ outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_li
   }
   if (out.sql.size() > limits.max_statement_bytes) {
     return unsupported("the statement is " + std::to_string(out.sql.size()) + " bytes" +
-                       (out.sql.size() > st.sql.size() ? " once blobs and large integers are written into it" : "") +
+                       (out.sql.size() > sql.size() ? " once blobs and integers are written into it" : "") +
                        "; D1 allows at most " + std::to_string(limits.max_statement_bytes));
   }
   return out;

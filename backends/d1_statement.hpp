@@ -1,11 +1,14 @@
 // Turning a tandem statement into what D1's REST API can run exactly (sans-io, no HTTP here).
 //
 // D1's REST API takes SQL text plus a JSON array of parameters, and JSON numbers pass through
-// JavaScript on D1's side: integers beyond 2^53 are rounded, and a whole-number float arrives as
-// an integer. Blobs have no JSON form. So values that cannot travel exactly as parameters are
-// written into the SQL as literals that SQLite parses exactly (integers, X'..' blobs, floats
-// with a '.'), always in parentheses; everything else stays a bound `?`. Named and numbered
-// parameters are resolved here with SQLite's own numbering and sent positionally.
+// JavaScript on D1's side: integers beyond 2^53 are rounded, a whole-number float arrives as an
+// integer, and a number may be bound as a REAL whatever it looks like (the local D1 binds every
+// number as REAL). Blobs have no JSON form. So values that cannot travel exactly as parameters
+// are written into the SQL as literals that SQLite parses exactly: every integer as
+// CAST(n AS INTEGER), X'..' blobs and whole-number floats in parentheses. Text, NULL and floats
+// with a fraction stay a bound `?`, unless a statement has more of them than D1 binds (then
+// the smallest become literals too). Named and numbered parameters are resolved here with
+// SQLite's own numbering and sent positionally.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +36,8 @@ struct d1_statement {
 // BAD_REQUEST for parameter mismatches (as the SQLite store reports them), UNSUPPORTED naming
 // the D1 limit a statement would exceed.
 outcome<d1_statement> to_d1_statement(const protocol::statement& st, const d1_limits& limits = {});
+// The same for `sql` with the parameters `params` (of a statement whose SQL was rewritten).
+outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::params& params, const d1_limits& limits = {});
 
 // A literal SQLite reads back as exactly `d` (finite): a whole number below 2^53 as its digits
 // with ".0"; any other as its integer mantissa times or divided by powers of two. SQLite's
@@ -42,6 +47,10 @@ std::string exact_float_literal(double d);
 
 // BAD_REQUEST unless `sql` holds exactly one statement (comments and a trailing ';' allowed).
 outcome<void> check_single_statement(std::string_view sql);
+
+// Where the string, quoted identifier or comment starting at `i` ends (one past its last
+// character; a token left open runs to the end of `sql`), or `i` when none starts there.
+std::size_t skip_quoted_token(std::string_view sql, std::size_t i);
 
 // The first keyword, upper-cased ("SELECT", "CREATE", ...), skipping comments; "" if none.
 std::string first_keyword(std::string_view sql);

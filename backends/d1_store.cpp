@@ -1,6 +1,7 @@
 #include "backends/d1_store.hpp"
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json/value.hpp>
 
+#include "backends/d1_exact.hpp"
 #include "backends/journal.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "protocol/json_reader.hpp"
@@ -33,13 +35,18 @@ double number(const json::value* v) {
   return 0;
 }
 
+// A JSON number as an integer; D1's are JavaScript doubles, so beyond int64 it saturates.
 std::int64_t integer(const json::value* v) {
   if (v != nullptr && v->is_int64()) return v->get_int64();
-  return static_cast<std::int64_t>(number(v));
+  const double d = number(v);
+  if (!(d > -9223372036854775808.0)) return d < 0 ? std::numeric_limits<std::int64_t>::min() : 0;  // NaN: 0
+  if (d >= 9223372036854775808.0) return std::numeric_limits<std::int64_t>::max();
+  return static_cast<std::int64_t>(d);
 }
 
-// A D1 cell. D1 writes JSON through JavaScript: blobs are arrays of byte values, integers
-// beyond 2^53 arrive already rounded, and whole-number floats arrive as integers.
+// A D1 cell as its JSON has it. D1 writes JSON through JavaScript: blobs are arrays of byte
+// values, integers beyond 2^53 arrive already rounded, and whole-number floats arrive as
+// integers (beyond 64 bits: as doubles). backends/d1_exact.hpp makes the cells exact.
 outcome<protocol::value> cell(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null: return protocol::value{};
@@ -84,16 +91,19 @@ error map_error(unsigned status, std::int64_t code, const std::string& message, 
   return d1_error(errc::internal, "unexpected answer from D1: " + text);
 }
 
-// Reads a /raw answer: the Cloudflare envelope with one result per statement.
-outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::size_t expected, bool idempotent) {
-  auto doc = protocol::read_json(reply.body);
+}  // namespace
+
+outcome<std::vector<query_result>> parse_d1_reply(unsigned status, std::string_view body, std::size_t expected, bool idempotent) {
+  protocol::json_read_options ro;
+  ro.big_integers_as_double = true;  // JavaScript's numbers: -2^63 is -9223372036854776000
+  auto doc = protocol::read_json(body, ro);
   const json::object* o = doc.ok() ? doc.value.if_object() : nullptr;
   if (o == nullptr) {
-    if (reply.status != 200) return map_error(reply.status, 0, reply.body.substr(0, 200), idempotent);
-    return d1_error(errc::internal, "D1 answered with something that is not JSON: " + reply.body.substr(0, 200));
+    if (status != 200) return map_error(status, 0, std::string(body.substr(0, 200)), idempotent);
+    return d1_error(errc::internal, "D1 answered with something that is not JSON: " + std::string(body.substr(0, 200)));
   }
   const auto* success = o->if_contains("success");
-  if (reply.status != 200 || success == nullptr || !success->is_bool() || !success->get_bool()) {
+  if (status != 200 || success == nullptr || !success->is_bool() || !success->get_bool()) {
     std::int64_t code = 0;
     std::string message;
     if (const auto* errs = o->if_contains("errors"); errs && errs->is_array() && !errs->get_array().empty()) {
@@ -103,7 +113,7 @@ outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::siz
         if (const auto* m = eo->if_contains("message"); m && m->is_string()) message = std::string(m->get_string());
       }
     }
-    return map_error(reply.status, code, message, idempotent);
+    return map_error(status, code, message, idempotent);
   }
   const auto* result = o->if_contains("result");
   if (result == nullptr || !result->is_array() || result->get_array().size() != expected) {
@@ -146,6 +156,12 @@ outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::siz
   return out;
 }
 
+namespace {
+
+outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::size_t expected, bool idempotent) {
+  return parse_d1_reply(reply.status, reply.body, expected, idempotent);
+}
+
 bool is_schema_change(const std::string& sql) {
   const auto k = first_keyword(sql);
   return k == "CREATE" || k == "DROP" || k == "ALTER";
@@ -183,6 +199,7 @@ struct d1_store::impl {
       if (const auto* sql = std::get_if<std::string>(&row.at(0))) (*fresh)->exec_internal(sql->c_str());
     }
     shadow = std::move(*fresh);
+    planner.clear();  // `SELECT *` may stand for other columns now
     schema_current = true;
     co_return true;
   }
@@ -208,8 +225,24 @@ struct d1_store::impl {
     }
   }
 
+  // How a statement goes to D1 (backends/d1_exact.hpp): tandem's own SQL as it is; a client's by
+  // the mirror's plan for it, or, unknown to the mirror, as it is and followed by its
+  // last_insert_rowid(). Without room for companions in the batch, none follows.
+  std::shared_ptr<const exact_plan> exact_plan_for(const std::string& sql, const std::optional<statement_info>& info, bool internal,
+                                                   bool companions) {
+    static const auto as_is = std::make_shared<const exact_plan>();
+    static const auto unknown = std::make_shared<const exact_plan>(exact_plan{false, {}, {}, false, true});
+    if (internal) return as_is;
+    auto p = info && shadow ? planner.plan(sql, *info, *shadow) : unknown;
+    if (!p->last_row_id || companions) return p;
+    auto without = std::make_shared<exact_plan>(*p);
+    without->last_row_id = false;
+    return without;
+  }
+
+  // `after_reload`: the second attempt of reads whose typed form D1 refused (stale mirror).
   asio::awaitable<void> run(std::vector<protocol::statement> sts, bool is_batch, exec_options opts,
-                            query_done on_query, batch_done on_batch) {
+                            query_done on_query, batch_done on_batch, bool after_reload = false) {
     auto finish = [&](outcome<std::vector<query_result>> r) {
       if (is_batch) {
         on_batch(std::move(r));
@@ -231,6 +264,8 @@ struct d1_store::impl {
     bool all_reads = true;
     bool changes_schema = false;
     std::vector<std::string> parts;
+    std::vector<std::shared_ptr<const exact_plan>> plans;  // one per statement of `sts`
+    const bool companions = 2 * sts.size() + 1 <= options.limits.max_batch_statements;
     for (std::size_t i = 0; i < sts.size(); ++i) {
       outcome<std::optional<statement_info>> kind = std::optional<statement_info>{};
       if (opts.internal) {
@@ -247,7 +282,8 @@ struct d1_store::impl {
                             ", so SQLite (the follower while D1 leads) could not reproduce it from its SQL. Compute the "
                             "value in the application and bind it as a parameter");
       }
-      auto converted = kind ? to_d1_statement(sts[i], options.limits) : outcome<d1_statement>(kind.error());
+      auto converted = kind ? to_exact_d1_statement(sts[i], exact_plan_for(sts[i].sql, *kind, opts.internal, companions), options.limits)
+                            : outcome<exact_statement>(kind.error());
       if (!converted) {
         auto e = converted.error();
         if (is_batch) {
@@ -261,9 +297,11 @@ struct d1_store::impl {
       all_reads = all_reads && *kind && (*kind)->kind == statement_kind::read;
       changes_schema = changes_schema || is_schema_change(sts[i].sql);
       std::string part = "{\"sql\":";
-      protocol::append_json_string(part, converted->sql);
-      part += ",\"params\":" + converted->params_json + "}";
+      protocol::append_json_string(part, converted->statement.sql);
+      part += ",\"params\":" + converted->statement.params_json + "}";
       parts.push_back(std::move(part));
+      if (converted->plan->last_row_id) parts.push_back("{\"sql\":\"" + std::string(k_last_row_id_sql) + "\"}");
+      plans.push_back(std::move(converted->plan));
     }
     // D1 leads: the journal entry commits in the same batch (D1 runs a batch as one transaction).
     const bool journaled = opts.journal && !all_reads;
@@ -313,6 +351,16 @@ struct d1_store::impl {
         results = parse_reply(*reply, parts.size(), all_reads);
       }
     }
+    if (!results && is_stale_typed_form(results.error())) {
+      // D1's schema changed behind the mirror (another tandem, a migration): load it again, and
+      // send reads once more (D1 ran nothing: the statement did not compile).
+      schema_current = false;
+      if (all_reads && !after_reload) {
+        co_await run(std::move(sts), is_batch, opts, std::move(on_query), std::move(on_batch), true);
+        co_return;
+      }
+    }
+    if (results) results = restore_exact(std::move(*results), plans, is_batch);
     if (results && changes_schema) schema_current = false;
     if (results && journaled) {
       const auto& entry = results->back();
@@ -349,6 +397,7 @@ struct d1_store::impl {
   http_client http;
   std::string path;
   std::unique_ptr<sqlite_connection> shadow;
+  exact_planner planner;  // how each client statement is sent so that D1's answer is exact
   bool schema_current = false;
   std::atomic<bool> stopping{false};
   std::thread thread;

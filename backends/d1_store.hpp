@@ -32,6 +32,14 @@ struct d1_health {
   std::string error;
 };
 
+// Reads D1's answer to a /raw request: the Cloudflare envelope with `expected` results, one per
+// statement, or D1's error mapped onto tandem's codes (`idempotent`: the request may be retried,
+// so a 5xx does not leave its outcome unknown). Cells are as D1's JSON has them, every JSON
+// number accepted (integers beyond 64 bits as doubles); backends/d1_exact.hpp makes them exact.
+// Sans-io.
+outcome<std::vector<protocol::query_result>> parse_d1_reply(unsigned status, std::string_view body, std::size_t expected,
+                                                           bool idempotent);
+
 class d1_store final : public store {
  public:
   // Validates the options (no request is made: D1 may be down when tandem starts).

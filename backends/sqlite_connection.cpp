@@ -205,6 +205,9 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
         if (d != nullptr) c->volatile_seen_ += std::string(" (in trigger ") + d + ")";
       }
       return SQLITE_OK;
+    case SQLITE_SELECT:
+      ++c->seen_.selects;
+      return SQLITE_OK;
     case SQLITE_PRAGMA: {
       // Reading pragmas are fine; anything that sets connection or database state is not: it
       // would leak into other clients' statements on a shared connection, and D1 refuses most.
@@ -310,6 +313,12 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
 // the written tables whose rows cannot be journaled as row images.
 void sqlite_connection::finish_info(statement_info& info, sqlite3_stmt* st) {
   info.kind = sqlite3_stmt_readonly(st) ? statement_kind::read : statement_kind::write;
+  const int ncol = sqlite3_column_count(st);
+  info.columns.reserve(static_cast<std::size_t>(ncol));
+  for (int i = 0; i < ncol; ++i) {
+    const char* name = sqlite3_column_name(st, i);
+    info.columns.emplace_back(name != nullptr ? name : "");
+  }
   info.nondeterministic = volatile_seen_;
   if (info.kind == statement_kind::read) return;
   for (const auto& table : info.written_tables) {

@@ -34,6 +34,11 @@ struct statement_info {
   std::vector<std::string> written_tables;
   // Why a written table's rows cannot be journaled as row images, one line per such table.
   std::vector<std::string> tables_without_row_images;
+  // The names of the result columns (sqlite3_column_name), in order; empty when it returns none.
+  std::vector<std::string> columns;
+  // SELECTs SQLite compiled on their own: 1 for a plain query, more with subqueries (including
+  // those of views) and compounds; 0 for other statements.
+  int selects = 0;
 };
 
 struct sqlite_options {

@@ -345,6 +345,7 @@ void append_meta(std::string& out, const result_meta& m) {
   append_double(out, m.duration_ms);
   out += ",\"served_by\":";
   append_json_string(out, m.served_by);
+  if (!m.exact) out += ",\"exact\":false";
   out += '}';
 }
 
@@ -505,6 +506,7 @@ std::optional<query_result> decode_query_result(const json::value& v, std::strin
       r.meta.duration_ms = f->to_number<double>();
     if (const auto* f = mo.if_contains("served_by"); f != nullptr && f->is_string())
       r.meta.served_by = std::string(f->get_string());
+    if (const auto* f = mo.if_contains("exact"); f != nullptr && f->is_bool()) r.meta.exact = f->get_bool();
   }
   return r;
 }

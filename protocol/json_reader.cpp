@@ -23,8 +23,8 @@ class strict_handler {
   static constexpr std::size_t max_key_size = json::string::max_size();
   static constexpr std::size_t max_string_size = json::string::max_size();
 
-  strict_handler(json::storage_ptr sp, bool track, const std::size_t* line)
-      : stack_(std::move(sp)), track_(track), line_(line) {}
+  strict_handler(json::storage_ptr sp, bool track, bool big_as_double, const std::size_t* line)
+      : stack_(std::move(sp)), track_(track), big_as_double_(big_as_double), line_(line) {}
 
   json::value_stack& stack() { return stack_; }
   std::map<std::string, std::size_t>& key_lines() { return key_lines_; }
@@ -96,7 +96,7 @@ class strict_handler {
     number_.append(s.data(), s.size());
     // A literal without fraction or exponent that still became a double did not fit 64 bits.
     const bool integral = number_.find_first_of(".eE") == std::string::npos;
-    if (integral) {
+    if (integral && !big_as_double_) {
       number_.clear();
       integer_overflow_ = true;
       ec = json::error::exponent_overflow;  // any error stops the parse; we report our own text
@@ -152,6 +152,7 @@ class strict_handler {
 
   json::value_stack stack_;
   bool track_;
+  bool big_as_double_;
   const std::size_t* line_;
   std::string number_;
   std::string key_;
@@ -171,7 +172,7 @@ json_document read_json(std::string_view text, const json_read_options& options,
   po.max_depth = options.max_depth;
 
   std::size_t line = 1;
-  json::basic_parser<strict_handler> parser(po, sp, options.track_key_lines, &line);
+  json::basic_parser<strict_handler> parser(po, sp, options.track_key_lines, options.big_integers_as_double, &line);
   parser.handler().stack().reset(sp);
 
   json_document doc;

@@ -42,6 +42,9 @@ struct result_meta {
   std::int64_t rows_written = 0;
   double duration_ms = 0;
   std::string served_by;  // "sqlite" or "d1"
+  // False when D1 answered a statement tandem could not send in its exact form (PROTOCOL.md
+  // §13) and a cell may differ from SQLite's. On the wire only when false.
+  bool exact = true;
   // The write's journal sequence number in a dual mode (0 otherwise). Internal: not on the wire.
   std::int64_t seq = 0;
   // SQLite's changes() for the statement: its own rows, not its triggers' or cascades' (which

@@ -29,6 +29,25 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
   return 0;
 }
 
+// How many bytes at `i` (not a valid sequence) one U+FFFD stands for: the maximal subpart, the
+// longest prefix of a valid sequence (Unicode §3.9, the WHATWG decoder, JavaScript's), at least 1.
+std::size_t invalid_run(std::string_view s, std::size_t i) noexcept {
+  const auto c = static_cast<unsigned char>(s[i]);
+  auto in = [&](std::size_t k, unsigned char lo, unsigned char hi) {
+    return i + k < s.size() && static_cast<unsigned char>(s[i + k]) >= lo && static_cast<unsigned char>(s[i + k]) <= hi;
+  };
+  if (c >= 0xE0 && c <= 0xEF) {
+    const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    return in(1, lo, hi) ? 2 : 1;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    if (!in(1, lo, hi)) return 1;
+    return in(2, 0x80, 0xBF) ? 3 : 2;
+  }
+  return 1;
+}
+
 constexpr char k_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 constexpr std::array<std::int8_t, 256> make_decode_table() {
@@ -86,7 +105,7 @@ void append_json_string(std::string& out, std::string_view s) {
     const std::size_t n = utf8_sequence_length(s, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
-      ++i;
+      i += invalid_run(s, i);
     } else {
       out.append(s.data() + i, n);
       i += n;

@@ -11,7 +11,8 @@ bool is_valid_utf8(std::string_view s) noexcept;
 
 // Appends `s` to `out` as a quoted JSON string. Bytes that are not valid UTF-8 are replaced by
 // U+FFFD so that the output is always valid JSON (SQLite does not validate the text it stores;
-// binary data belongs in blobs).
+// binary data belongs in blobs): one U+FFFD per maximal subpart, as JavaScript's decoder (and so
+// D1) replaces them, so E2 82 (a cut-off sequence) is one U+FFFD and C0 AF two.
 void append_json_string(std::string& out, std::string_view s);
 
 std::string base64_encode(std::string_view bytes);

@@ -364,11 +364,16 @@ void row(const std::string& name, int conns, const figures& floor, const figures
   std::fflush(stdout);
 }
 
-// The same statement straight to D1's REST API, in process, over keep-alive connections.
-operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> next) {
-  return [&s, next] {
+// The same statement straight to D1's REST API, in process, over keep-alive connections: by
+// default through the D1 store's exact path (backends/d1_exact.hpp: typed reads, a write's
+// last_insert_rowid()); `raw` sends the SQL as it is and takes D1's JSON as it comes (the
+// store's internal path, which does neither).
+operation d1_direct(backends::d1_store& s, std::function<protocol::statement()> next, bool raw = false) {
+  backends::exec_options opts;
+  opts.internal = raw;
+  return [&s, next, opts] {
     std::promise<bool> done;
-    s.execute(next(), {}, [&done](auto r) { done.set_value(r.has_value()); });
+    s.execute(next(), opts, [&done](auto r) { done.set_value(r.has_value()); });
     return done.get_future().get();
   };
 }
@@ -414,14 +419,46 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
 
   std::printf("tandem bench --store d1: local D1 at %s (wrangler/workerd), %d rows, %.1f s per run, %u cores\n",
               url.c_str(), rows, o.seconds, std::thread::hardware_concurrency());
-  std::printf("%-14s %5s | %-28s | %-28s | %s\n", "workload", "conns", "  direct: ops/s  p50 us  p99 us",
-              " tandem: ops/s  p50 us  p99 us", "tandem/direct");
-  std::printf("%s\n", std::string(100, '-').c_str());
   auto select_stmt = [rows](std::mt19937_64& rng) {
     protocol::statement st{k_select_d1, {}};
     st.params.positional = {static_cast<std::int64_t>(rng() % rows) + 1};
     return st;
   };
+  // What exactness costs: the same calls, straight to D1, raw and exact.
+  std::printf("%-14s %5s | %-28s | %-28s | %s\n", "exact vs raw", "conns", "     raw: ops/s  p50 us  p99 us",
+              "  exact: ops/s  p50 us  p99 us", "exact/raw");
+  std::printf("%s\n", std::string(100, '-').c_str());
+  figures select1_raw, select1_exact;
+  for (int n : o.connections) {
+    auto per_thread = [&](bool raw) {
+      return [&, raw](int i) {
+        auto rng = std::make_shared<std::mt19937_64>(i + 1);
+        return d1_direct(d1, [rng, select_stmt] { return select_stmt(*rng); }, raw);
+      };
+    };
+    auto r = measure(n, o.seconds, per_thread(true));
+    auto e = measure(n, o.seconds, per_thread(false));
+    row("point-select", n, r, e);
+    if (n == 1) select1_raw = r, select1_exact = e;
+  }
+  for (int n : o.connections) {
+    auto per_thread = [&](bool raw) {
+      return [&, raw](int i) {
+        auto k = std::make_shared<int>(0);
+        return d1_direct(d1, [i, k] {
+          protocol::statement st{k_insert, {}};
+          st.params.positional = {std::int64_t{1000 + i}, std::int64_t{++*k}, std::string("exactness")};
+          return st;
+        }, raw);
+      };
+    };
+    auto r = measure(n, o.seconds, per_thread(true));
+    auto e = measure(n, o.seconds, per_thread(false));
+    row("insert", n, r, e);
+  }
+  std::printf("\n%-14s %5s | %-28s | %-28s | %s\n", "workload", "conns", "  direct: ops/s  p50 us  p99 us",
+              " tandem: ops/s  p50 us  p99 us", "tandem/direct");
+  std::printf("%s\n", std::string(100, '-').c_str());
   figures select1_direct, select1_tandem;
   for (int n : o.connections) {
     auto f = measure(n, o.seconds, [&](int i) {
@@ -476,6 +513,9 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   if (select1_direct.ran && select1_tandem.ran)
     std::printf("point-select p50 at 1 conn: tandem adds %.0f%% to the direct call (target < 10%%)\n",
                 100.0 * (select1_tandem.p50_us - select1_direct.p50_us) / select1_direct.p50_us);
+  if (select1_raw.ran && select1_exact.ran)
+    std::printf("point-select p50 at 1 conn: the exact path costs %.0f us (%.0f%%) over the raw one\n",
+                select1_exact.p50_us - select1_raw.p50_us, 100.0 * (select1_exact.p50_us - select1_raw.p50_us) / select1_raw.p50_us);
   child.stop();
   d1.shutdown();
   return 0;

@@ -38,13 +38,19 @@ std::unique_ptr<d1_store> open_at(const std::string& url, std::string ca_file = 
 bool is_schema(const std::string& request) { return request.find("sqlite_schema") != std::string::npos; }
 
 const std::string k_empty_schema = server::d1_ok("[\"sql\"]", "[]");
+// The answer to `SELECT 1 AS x` in the typed form the D1 store sends it in (backends/d1_exact.hpp).
+const std::string k_one = server::d1_ok("[\"_t\",\"_0\"]", "[[\"i\",1]]");
+// The answer to a write without rows: its result, then its last_insert_rowid() companion's.
+const std::string k_written = server::http(
+    200, R"({"success":true,"errors":[],"messages":[],"result":[{"success":true,"meta":{"changes":1,"last_row_id":1},"results":{"columns":[],"rows":[]}},)"
+         R"({"success":true,"meta":{"changes":0,"last_row_id":1},"results":{"columns":["x"],"rows":[["1"]]}}]})");
 
 TEST(D1Faults, ReadsAreRetriedThrough500s) {
   int failures = 0;
   server srv([&](int, const std::string& req) {
     if (is_schema(req)) return k_empty_schema;
     return failures++ < 2 ? server::http(500, R"({"success":false,"errors":[{"code":7500,"message":"internal error"}],"messages":[],"result":null})")
-                          : server::d1_ok();
+                          : k_one;
   });
   auto s = open_at(srv.url());
   auto r = run(*s, "SELECT 1 AS x");
@@ -73,7 +79,7 @@ TEST(D1Faults, TooManyRequestsIsRetriedForWritesToo) {
   int calls = 0;
   server srv([&](int, const std::string& req) {
     if (is_schema(req)) return server::d1_ok("[\"sql\"]", "[[\"CREATE TABLE t(x)\"]]");
-    return calls++ == 0 ? server::http(429, "{}", "Retry-After: 1\r\n") : server::d1_ok("[]", "[]");
+    return calls++ == 0 ? server::http(429, "{}", "Retry-After: 1\r\n") : k_written;
   });
   auto s = open_at(srv.url());
   auto r = run(*s, "INSERT INTO t VALUES (1)");
@@ -108,7 +114,7 @@ TEST(D1Faults, DroppedConnectionMidRequest) {
   int calls = 0;
   server srv([&](int, const std::string& req) {
     if (is_schema(req)) return server::d1_ok("[\"sql\"]", "[[\"CREATE TABLE t(x)\"]]");
-    return calls++ == 0 ? std::string("CLOSE") : server::d1_ok();
+    return calls++ == 0 ? std::string("CLOSE") : k_one;
   });
   auto s = open_at(srv.url());
   auto w = run(*s, "INSERT INTO t VALUES (1)");
@@ -145,7 +151,7 @@ TEST(D1Faults, CertificateMustMatch) {
   const auto cert = dir.file("cert.pem"), key = dir.file("key.pem");
   ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
                          key + " -out " + cert + " >/dev/null 2>&1").c_str()), 0);
-  server srv([&](int, const std::string& req) { return is_schema(req) ? k_empty_schema : server::d1_ok(); }, cert, key);
+  server srv([&](int, const std::string& req) { return is_schema(req) ? k_empty_schema : k_one; }, cert, key);
   auto good = open_at(srv.url(), cert);  // https://localhost:PORT, CA given
   auto ok = run(*good, "SELECT 1 AS x");
   ASSERT_TRUE(ok) << ok.error().message;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "protocol/json_reader.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -247,6 +249,19 @@ TEST(RoundTrip, ResponseThroughEncodeAndDecode) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[1].rows, q.rows);
   EXPECT_EQ(all[1].meta.last_row_id, 9007199254740993);
+}
+
+TEST(JsonReader, BigIntegersAsDoublesOnlyWhenAsked) {
+  EXPECT_FALSE(read_json("[-9223372036854776000]").ok()) << "a client's integer is never rounded";
+  json_read_options o;
+  o.big_integers_as_double = true;
+  auto doc = read_json("[-9223372036854776000, 100000000000000000000, 18446744073709551615, 1e+300]", o);
+  ASSERT_TRUE(doc.ok()) << doc.error;
+  const auto& a = doc.value.as_array();
+  EXPECT_EQ(a[0].as_double(), -9223372036854775808.0);
+  EXPECT_EQ(a[1].as_double(), 1e20);
+  EXPECT_EQ(a[2].as_uint64(), 18446744073709551615u) << "what fits 64 bits keeps Boost's integer";
+  EXPECT_EQ(a[3].as_double(), 1e300);
 }
 
 }  // namespace

@@ -38,4 +38,19 @@ TEST(Utf8, Validity) {
 }
 
 }  // namespace
+TEST(Text, InvalidUtf8IsReplacedPerMaximalSubpartAsJavaScriptDoes) {
+  auto json = [](std::string_view bytes) {
+    std::string out;
+    append_json_string(out, bytes);
+    return out;
+  };
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(json("\xE2\x82"), "\"" + r + "\"") << "a cut-off 3-byte sequence";
+  EXPECT_EQ(json("\xF0\x9F\x98"), "\"" + r + "\"") << "a cut-off 4-byte sequence";
+  EXPECT_EQ(json("\xC0\xAF"), "\"" + r + r + "\"") << "C0 never starts a sequence";
+  EXPECT_EQ(json("\xE0\x80\x80"), "\"" + r + r + r + "\"") << "overlong: E0 80 is not a prefix";
+  EXPECT_EQ(json("\xED\xA0\x80"), "\"" + r + r + r + "\"") << "a surrogate";
+  EXPECT_EQ(json("\xFF" "a\xE2\x82\xAC"), "\"" + r + "a\xE2\x82\xAC\"");
+}
+
 }  // namespace tandem::protocol
