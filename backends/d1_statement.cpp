@@ -104,12 +104,14 @@ std::vector<param_ref> find_params(std::string_view sql) {
 
 // The literal for a value that cannot travel exactly as a JSON parameter, if it is one. Every
 // integer is one: D1 binds a JSON number as REAL in some runtimes (42 arrives as 42.0, and a
-// TEXT column then holds '42.0'), and beyond 2^53 it is rounded on the way. As
-// CAST(n AS INTEGER), not (n): a bare integer in ORDER BY or GROUP BY names a result column,
-// where a bound one is a constant (and the cast keeps -2^63 an INTEGER).
+// TEXT column then holds '42.0'), and beyond 2^53 it is rounded on the way. As (n + 0): like a
+// bound value it has no affinity (CAST(n AS INTEGER) has INTEGER affinity, so `text_col = 42`
+// would match '42.0' and ' 42', which SQLite's `text_col = ?` does not), and unlike a bare (n) it
+// is no column number in ORDER BY or GROUP BY. -2^63 is written as (-2^63+1) - 1.
 std::optional<std::string> literal_for(const protocol::value& v) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) {
-    return "CAST(" + std::to_string(*i) + " AS INTEGER)";
+    if (*i == std::numeric_limits<std::int64_t>::min()) return std::string("(-9223372036854775807 - 1)");
+    return "(" + std::to_string(*i) + " + 0)";
   }
   if (const auto* d = std::get_if<double>(&v)) {
     if (std::isfinite(*d) && *d != std::trunc(*d)) return std::nullopt;  // has a fraction: exact in JSON

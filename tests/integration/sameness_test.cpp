@@ -99,6 +99,17 @@ TEST_F(Sameness, AnIntegerBoundIntoATextColumnStaysTextOfItsDigits) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->at(0).rows.at(0), (std::vector<value>{value{std::string("text")}, value{std::string("42")}, value{std::string("integer")},
                                                      value{std::string("real")}, value{std::string("integer")}}));
+  // An integer compared with a TEXT column: the same rows match on both (the literal D1 gets has
+  // no affinity, as a bound value has none).
+  ok("INSERT INTO t(a) VALUES ('42.0'), (' 42'), ('42e0')");
+  expect_identical();
+  for (backends::store* s : {static_cast<backends::store*>(sqlite_), static_cast<backends::store*>(d1_)}) {
+    protocol::statement q{"SELECT count(*) FROM t WHERE a = ? AND a IN (?, 7) ORDER BY ?", {}};
+    q.params.positional = {value{std::int64_t{42}}, value{std::int64_t{42}}, value{std::int64_t{2}}};
+    auto n = proxy::run_batch(*s, {q}, backends::exec_options{});
+    ASSERT_TRUE(n) << s->name() << ": " << n.error().message;
+    EXPECT_EQ(n->at(0).rows.at(0).at(0), value{std::int64_t{1}}) << s->name();
+  }
 }
 
 TEST_F(Sameness, DirectD1WritesKeepIntegerTypes) {
