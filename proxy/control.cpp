@@ -99,6 +99,12 @@ class worker {
     }
     cv_.notify_all();
   }
+  // Returns once no job is queued or running, the job's captures released: a completion it
+  // holds refers to the io_context, which the owner may destroy next.
+  void drain() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return jobs_.empty() && !running_; });
+  }
 
  private:
   void loop() {
@@ -110,14 +116,22 @@ class worker {
         if (jobs_.empty()) return;
         f = std::move(jobs_.front());
         jobs_.pop_front();
+        running_ = true;
       }
       f();
+      f = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        running_ = false;
+      }
+      cv_.notify_all();
     }
   }
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stop_ = false;
+  bool running_ = false;
   std::thread thread_;
 };
 
@@ -456,7 +470,10 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 control_server::control_server(asio::io_context& ioc, control_options options, router& r)
     : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
 
-control_server::~control_server() { stop(); }
+control_server::~control_server() {
+  stop();
+  impl_->blocking.drain();
+}
 
 void control_server::start() {
   const std::string& path = impl_->options.socket_path;
