@@ -5,21 +5,14 @@
 #include <limits>
 
 #include "backends/d1_store.hpp"
+#include "tests/backends/d1_reply_fixture.hpp"
 
 namespace tandem::backends {
 namespace {
 
 using protocol::errc;
 using protocol::value;
-using i64 = std::numeric_limits<std::int64_t>;
-
-// One /raw result in D1's envelope.
-std::string reply(const std::string& columns, const std::string& rows, const std::string& meta = R"("changes":0,"last_row_id":0)") {
-  return R"({"success":true,"errors":[],"messages":[],"result":[{"success":true,"meta":{)" + meta +
-         R"(,"rows_read":1,"rows_written":0,"duration":0.1},"results":{"columns":)" + columns + R"(,"rows":)" + rows + "}}]}";
-}
-
-std::uint64_t bits(double d) { return std::bit_cast<std::uint64_t>(d); }
+using namespace tandem::backends::testing;
 
 TEST(D1Reply, EveryNumberJavaScriptWritesIsAccepted) {
   // -2^63 and 2^63 as JavaScript prints them, a whole REAL beyond 2^64, exponent forms.
