@@ -305,9 +305,12 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
     for (const auto& [name, sql] : shapes[table].triggers) out.push_back({"DROP TRIGGER " + quote_identifier(name), {}});
   }
   // A blob whose literal (two hex digits a byte) would not leave room for the rest of the
-  // statement is written empty, then appended in pieces.
+  // statement travels as bound hex text instead, unhex()ed by D1 (bound text does not count
+  // towards D1's statement size), in pieces that each stay under its value limit. The row is
+  // written whole in one statement: an empty or partial value first would pass through states
+  // the leader never had (a UNIQUE blob column collides with another row's empty one).
   const std::size_t inline_blob_max = limits.max_statement_bytes / 4;
-  const std::size_t piece = (limits.max_statement_bytes - 4096) / 2;
+  const std::size_t piece = std::max<std::size_t>(limits.max_value_bytes / 2 - 16, 1);
   for (auto& c : impl_->changes) {
     const table_shape& t = shapes[c.table];
     const std::string qt = quote_identifier(c.table);
@@ -321,16 +324,9 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       for (std::size_t i = 0; i < t.stored.size(); ++i) full[t.stored[i]] = std::move((*values)[i]);
       *values = std::move(full);
     }
-    // A value too large for one statement is written empty and appended in pieces. Text that a
-    // JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what it is
-    // given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
-    struct piecewise {
-      int col;
-      std::string_view bytes;
-      const char* type;
-    };
-    std::vector<piecewise> appended;
-    auto assign = [&](protocol::statement& st, int col, const protocol::value& v) -> std::string {
+    // Text that a JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what
+    // it is given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
+    auto assign = [&](protocol::statement& st, int, const protocol::value& v) -> std::string {
       const auto* b = std::get_if<protocol::blob>(&v);
       const auto* text = std::get_if<std::string>(&v);
       const bool raw_text = text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
@@ -339,13 +335,24 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
         return "?";
       }
       const std::string_view bytes = b ? std::string_view(b->bytes) : std::string_view(*text);
-      if (bytes.size() > inline_blob_max) {
-        appended.push_back({col, bytes, b ? "BLOB" : "TEXT"});
-        st.params.positional.push_back(protocol::blob{});
-      } else {
+      if (bytes.size() <= inline_blob_max) {
         st.params.positional.push_back(protocol::blob{std::string(bytes)});
+        return b ? "?" : "CAST(? AS TEXT)";
       }
-      return b ? "?" : "CAST(? AS TEXT)";
+      static constexpr char hex[] = "0123456789ABCDEF";
+      std::string expr;
+      for (std::size_t at = 0; at < bytes.size(); at += piece) {
+        std::string h;
+        const auto part = bytes.substr(at, piece);
+        h.reserve(part.size() * 2);
+        for (unsigned char ch : part) {
+          h.push_back(hex[ch >> 4]);
+          h.push_back(hex[ch & 15]);
+        }
+        st.params.positional.push_back(std::move(h));
+        expr += expr.empty() ? "unhex(?)" : " || unhex(?)";
+      }
+      return "CAST(" + expr + (b ? " AS BLOB)" : " AS TEXT)");
     };
     // Where the row is after the change: by rowid, or by key (new values) for WITHOUT ROWID.
     auto where = [&](protocol::statement& st, bool after) {
@@ -397,16 +404,6 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       continue;
     }
     out.push_back(std::move(st));
-    for (const auto& [col, bytes, type] : appended) {
-      const std::string q = quote_identifier(t.names[col]);
-      for (std::size_t at = 0; at < bytes.size(); at += piece) {
-        protocol::statement up;
-        up.sql = "UPDATE " + qt + " SET " + q + " = CAST(" + q + " || ? AS " + type + ")";
-        up.params.positional.push_back(protocol::blob{std::string(bytes.substr(at, piece))});
-        up.sql += where(up, true);
-        out.push_back(std::move(up));
-      }
-    }
   }
   for (const auto& table : order) {
     for (const auto& [name, sql] : shapes[table].triggers) out.push_back({sql, {}});

@@ -80,7 +80,7 @@ class row_recorder {
   // rows already hold their effects: fired again they would apply twice, with the follower's
   // clock), then one INSERT, UPDATE (of the changed columns) or DELETE per row change. Generated
   // columns are left to the follower to compute. Within `limits` (D1's): a blob too large for one
-  // statement is written in pieces appended by further UPDATEs of the same row; UNSUPPORTED when
+  // statement is bound as hex text for D1 to unhex(), the row written whole; UNSUPPORTED when
   // a value is over max_value_bytes or the statements would be more than `max_statements`.
   outcome<std::vector<protocol::statement>> finish(const d1_limits& limits, std::size_t max_statements);
 

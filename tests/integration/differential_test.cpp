@@ -19,6 +19,8 @@
 #include <random>
 #include <set>
 
+#include <boost/json/serialize.hpp>
+
 #include "backends/journal.hpp"
 #include "proxy/replicator.hpp"
 #include "proxy/router.hpp"
@@ -322,7 +324,11 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
     if (paused) srv.router().resume_replication();
     auto rep = srv.router().replication();
     ASSERT_TRUE(rep);
-    ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 180s)) << "replication stopped: " << rep->last_error();
+    // A refused entry will not apply by waiting: fail at once, naming it.
+    for (int i = 0; i < 600 && !rep->stopped() && !rep->wait_caught_up(backends::clock::now() + 300ms); ++i) {
+    }
+    ASSERT_FALSE(rep->stopped()) << "replication stopped: " << boost::json::serialize(rep->status());
+    ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 180s)) << "replication stopped: " << boost::json::serialize(rep->status());
     EXPECT_EQ(rep->last_error(), "");
     EXPECT_EQ(srv.router().metrics().verification_failures.load(), 0u);
     if (GetParam() == proxy::mode::dual_sqlite) {

@@ -196,6 +196,12 @@ TEST_F(Sameness, LargeBlobsReplicateInPiecesAndTooLargeOnesAreRefused) {
   big[0] = '\0';
   ok("INSERT INTO files(name, data) VALUES (?, ?)", {value{std::string("1.5M")}, value{protocol::blob{big}}});
   ok("UPDATE files SET data = ? WHERE name = '60k'", {value{protocol::blob{bytes + bytes}}});
+  // A UNIQUE blob column that already holds an empty blob: a large one must arrive whole, never
+  // through an empty or partial value (which would collide).
+  ok("CREATE TABLE ub(id INTEGER PRIMARY KEY, b BLOB UNIQUE, at TEXT)");
+  ok("INSERT INTO ub(b) VALUES (X'')");
+  ok("INSERT INTO ub(b, at) VALUES (?, datetime('now'))", {value{protocol::blob{bytes}}});
+  ok("UPDATE ub SET b = ?, at = datetime('now') WHERE id = 2", {value{protocol::blob{bytes + "x"}}});
   auto r = c_->query("INSERT INTO files(name, data) VALUES ('too big', ?)", {{value{protocol::blob{std::string(2000001, 'y')}}}, {}, false});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::unsupported);
