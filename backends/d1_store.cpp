@@ -174,7 +174,7 @@ struct d1_store::impl {
       : options(o),
         http(ioc.get_executor(),
              http_client_options{std::move(url), o.ca_file, o.verify_tls, o.connect_timeout, o.request_timeout,
-                                 o.max_connections, o.max_attempts, o.backoff_base, o.backoff_max}),
+                                 o.max_connections, o.max_attempts, o.backoff_base, o.backoff_max, o.max_response_bytes}),
         path("/client/v4/accounts/" + o.account_id + "/d1/database/" + o.database_id + "/raw") {}
 
   std::vector<std::pair<std::string, std::string>> headers() const {

@@ -23,6 +23,7 @@ struct d1_options {
   int max_attempts = 5;
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_max{5000};
+  std::size_t max_response_bytes = 64u << 20;  // a larger answer is UNSUPPORTED, not an outage
   d1_limits limits;
 };
 

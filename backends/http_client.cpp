@@ -188,7 +188,7 @@ struct http_client::impl {
   }
 
   struct attempt {
-    enum class kind { reply, not_sent, sent_no_reply, timeout_after_send } what = kind::reply;
+    enum class kind { reply, not_sent, sent_no_reply, timeout_after_send, too_large } what = kind::reply;
     http_reply reply;
     std::string retry_after;
     bool keep_alive = false;
@@ -208,13 +208,17 @@ struct http_client::impl {
       co_return a;
     }
     ++stats.requests;
-    http::response<http::string_body> res;
-    auto [rec, rn] = co_await http::async_read(stream, c.buffer, res, k_tuple);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(options.max_response_bytes);
+    auto [rec, rn] = co_await http::async_read(stream, c.buffer, parser, k_tuple);
     if (rec) {
-      a.what = rec == beast::error::timeout ? attempt::kind::timeout_after_send : attempt::kind::sent_no_reply;
+      a.what = rec == http::error::body_limit ? attempt::kind::too_large
+               : rec == beast::error::timeout  ? attempt::kind::timeout_after_send
+                                               : attempt::kind::sent_no_reply;
       a.detail = rec.message();
       co_return a;
     }
+    auto res = parser.release();
     a.reply.status = res.result_int();
     a.reply.body = std::move(res.body());
     a.keep_alive = res.keep_alive();
@@ -313,6 +317,14 @@ asio::awaitable<outcome<http_reply>> http_client::post(std::string path, std::st
         }
         retry = true;
         break;
+      case impl::attempt::kind::too_large:
+        // The connection is dropped (the rest of the body is unread). Whatever the request did,
+        // it did: a write is reported as applied or not by the caller's own recovery.
+        co_return error{errc::unsupported,
+                        "D1's answer is larger than tandem takes (" + std::to_string(m.options.max_response_bytes >> 20) +
+                            " MiB): read fewer rows at a time (LIMIT and a key range)" +
+                            (idempotent ? "" : "; the write was sent, its outcome is unknown"),
+                        "d1", {}};
       case impl::attempt::kind::reply:
         if (a.reply.status == 429 || (idempotent && a.reply.status >= 500)) {
           retry = true;

@@ -38,6 +38,9 @@ struct http_client_options {
   int max_attempts = 5;                              // tries for a request that may be repeated
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_max{5000};
+  // The largest answer body taken. A larger one fails at once (UNSUPPORTED, not retried: it
+  // would be as large again), instead of passing for an unreachable D1.
+  std::size_t max_response_bytes = 64u << 20;
 };
 
 struct http_reply {

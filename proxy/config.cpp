@@ -168,6 +168,7 @@ config parse_config(std::string_view text, const std::string& source) {
          {"max_attempts", [&](const path& q, const value& w) { c.d1.max_attempts = static_cast<int>(r.integer(q, w, 1, 100)); }},
          {"backoff_base_ms", [&](const path& q, const value& w) { c.d1.backoff_base_ms = ms(q, w); }},
          {"backoff_max_ms", [&](const path& q, const value& w) { c.d1.backoff_max_ms = ms(q, w); }},
+         {"max_response_bytes", [&](const path& q, const value& w) { c.d1.max_response_bytes = r.integer(q, w, 1 << 16, std::int64_t{1} << 32); }},
        });
      }},
     {"auth", [&](const path& p, const value& v) {

@@ -40,6 +40,7 @@ struct d1_config {
   int max_attempts = 5;
   int backoff_base_ms = 100;
   int backoff_max_ms = 5000;
+  std::int64_t max_response_bytes = 64 << 20;
 
   bool operator==(const d1_config&) const = default;
 };

@@ -83,6 +83,7 @@ backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) 
   o.max_attempts = c.d1.max_attempts;
   o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
   o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
+  o.max_response_bytes = static_cast<std::size_t>(c.d1.max_response_bytes);
   return backends::d1_store::open(o);
 }
 

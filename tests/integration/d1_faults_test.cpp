@@ -60,6 +60,27 @@ TEST(D1Faults, ReadsAreRetriedThrough500s) {
   EXPECT_GE(s->http().retries, 2u);
 }
 
+// An answer over the body limit is its own error, at once: not retried, not called an outage.
+TEST(D1Faults, AnAnswerLargerThanTheLimitIsRefusedOnceAndPlainly) {
+  int reads = 0;
+  server srv([&](int, const std::string& req) {
+    if (is_schema(req)) return k_empty_schema;
+    ++reads;
+    return server::d1_ok("[\"_t\",\"_0\"]", "[[\"t\",\"" + std::string(300000, 'x') + "\"]]");
+  });
+  auto o = local_d1::instance().options("00000000-0000-4000-8000-000000000000");
+  o.endpoint = srv.url();
+  o.max_response_bytes = 100000;
+  auto s = d1_store::open(o);
+  ASSERT_TRUE(s) << s.error().message;
+  auto r = run(**s, "SELECT 1 AS x");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, protocol::errc::unsupported) << r.error().message;
+  EXPECT_NE(r.error().message.find("larger than tandem takes"), std::string::npos) << r.error().message;
+  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(run(**s, "SELECT 1 AS x").error().code, protocol::errc::unsupported) << "the store keeps working";
+}
+
 TEST(D1Faults, AWriteIsNotRepeatedAfterA500) {
   int writes = 0;
   server srv([&](int, const std::string& req) {
