@@ -120,13 +120,8 @@ std::optional<std::string> literal_for(const protocol::value& v) {
     return "(" + exact_float_literal(*d) + ")";
   }
   if (const auto* b = std::get_if<protocol::blob>(&v)) {
-    static constexpr char hex[] = "0123456789ABCDEF";
     std::string s = "(X'";
-    s.reserve(b->bytes.size() * 2 + 5);
-    for (unsigned char ch : b->bytes) {
-      s.push_back(hex[ch >> 4]);
-      s.push_back(hex[ch & 15]);
-    }
+    protocol::append_hex(s, b->bytes);
     return s + "')";
   }
   return std::nullopt;
@@ -148,12 +143,6 @@ std::optional<std::string> overflow_literal(const protocol::value& v) {
   if (const auto* d = std::get_if<double>(&v)) return "(" + exact_float_literal(*d) + ")";
   if (std::holds_alternative<std::monostate>(v)) return std::string("NULL");
   return std::nullopt;
-}
-
-std::size_t value_bytes(const protocol::value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return s->size();
-  if (const auto* b = std::get_if<protocol::blob>(&v)) return b->bytes.size();
-  return 0;
 }
 
 }  // namespace
@@ -277,7 +266,7 @@ outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::para
     for (std::size_t k = 0; k < refs.size(); ++k)
       if (!literal[k]) order.push_back(k);
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      return value_bytes(*by_index[refs[a].index]) < value_bytes(*by_index[refs[b].index]);
+      return protocol::byte_size(*by_index[refs[a].index]) < protocol::byte_size(*by_index[refs[b].index]);
     });
     for (std::size_t k : order) {
       if (bound <= limits.max_bound_parameters) break;
@@ -292,8 +281,8 @@ outcome<d1_statement> to_d1_statement(std::string_view sql, const protocol::para
   for (std::size_t k = 0; k < refs.size(); ++k) {
     const auto& r = refs[k];
     const auto* v = by_index[r.index];
-    if (value_bytes(*v) > limits.max_value_bytes) {
-      return unsupported("a value of " + std::to_string(value_bytes(*v)) + " bytes is over D1's limit of " +
+    if (protocol::byte_size(*v) > limits.max_value_bytes) {
+      return unsupported("a value of " + std::to_string(protocol::byte_size(*v)) + " bytes is over D1's limit of " +
                          std::to_string(limits.max_value_bytes) + " bytes per value");
     }
     out.sql.append(sql.substr(copied, r.begin - copied));

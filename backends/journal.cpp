@@ -144,20 +144,6 @@ struct row_change {
   std::vector<protocol::value> old_values, new_values;  // every column; empty when not applicable
 };
 
-bool same_value(const protocol::value& a, const protocol::value& b) {
-  if (a.index() != b.index()) return false;
-  if (const auto* d = std::get_if<double>(&a)) {
-    const double e = std::get<double>(b);
-    return std::memcmp(d, &e, sizeof e) == 0;  // -0.0 is not 0.0
-  }
-  return a == b;
-}
-
-std::size_t value_size(const protocol::value& v) {
-  if (const auto* t = std::get_if<std::string>(&v)) return t->size();
-  if (const auto* b = std::get_if<protocol::blob>(&v)) return b->bytes.size();
-  return 0;
-}
 
 // What replaying needs to know of one table, read once per finish().
 struct table_shape {
@@ -229,7 +215,7 @@ outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
 struct row_recorder::impl {
   sqlite3* db = nullptr;
   std::vector<row_change> changes;
-  std::size_t cap = std::numeric_limits<std::size_t>::max();  // beyond it only the count goes on
+  std::size_t cap = 0;  // changes kept; beyond it only the count goes on (finish() refuses them)
   std::size_t count = 0;
   std::size_t largest_value = 0;
 
@@ -256,7 +242,7 @@ struct row_recorder::impl {
         const int rc = old_row ? sqlite3_preupdate_old(db, i, &v) : sqlite3_preupdate_new(db, i, &v);
         if (rc != SQLITE_OK) break;
         out.push_back(to_value(v));
-        me->largest_value = std::max(me->largest_value, value_size(out.back()));
+        me->largest_value = std::max(me->largest_value, protocol::byte_size(out.back()));
       }
       return out;
     };
@@ -266,9 +252,10 @@ struct row_recorder::impl {
   }
 };
 
-outcome<row_recorder> row_recorder::start(sqlite3* db) {
+outcome<row_recorder> row_recorder::start(sqlite3* db, std::size_t max_changes) {
   auto i = std::make_unique<impl>();
   i->db = db;
+  i->cap = max_changes;
   sqlite3_preupdate_hook(db, &impl::hook, i.get());
   return row_recorder(std::move(i));
 }
@@ -326,7 +313,7 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
     }
     // Text that a JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what
     // it is given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
-    auto assign = [&](protocol::statement& st, int, const protocol::value& v) -> std::string {
+    auto assign = [&](protocol::statement& st, const protocol::value& v) -> std::string {
       const auto* b = std::get_if<protocol::blob>(&v);
       const auto* text = std::get_if<std::string>(&v);
       const bool raw_text = text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
@@ -339,33 +326,26 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
         st.params.positional.push_back(protocol::blob{std::string(bytes)});
         return b ? "?" : "CAST(? AS TEXT)";
       }
-      static constexpr char hex[] = "0123456789ABCDEF";
       std::string expr;
       for (std::size_t at = 0; at < bytes.size(); at += piece) {
         std::string h;
-        const auto part = bytes.substr(at, piece);
-        h.reserve(part.size() * 2);
-        for (unsigned char ch : part) {
-          h.push_back(hex[ch >> 4]);
-          h.push_back(hex[ch & 15]);
-        }
+        protocol::append_hex(h, bytes.substr(at, piece));
         st.params.positional.push_back(std::move(h));
         expr += expr.empty() ? "unhex(?)" : " || unhex(?)";
       }
       return "CAST(" + expr + (b ? " AS BLOB)" : " AS TEXT)");
     };
-    // Where the row is after the change: by rowid, or by key (new values) for WITHOUT ROWID.
-    auto where = [&](protocol::statement& st, bool after) {
+    // Where the row was before the change: by rowid, or by key for WITHOUT ROWID.
+    auto where = [&](protocol::statement& st) {
       std::string w;
       if (!t.without_rowid) {
         w = " WHERE " + quote_identifier(t.rowid_alias >= 0 ? t.names[t.rowid_alias] : t.rowid_name) + " = ?";
-        st.params.positional.push_back(after ? c.new_rowid : c.old_rowid);
+        st.params.positional.push_back(c.old_rowid);
         return w;
       }
-      const auto& values = after ? c.new_values : c.old_values;
       for (int k : t.key) {
         w += (w.empty() ? " WHERE " : " AND ") + quote_identifier(t.names[k]) + " = ?";
-        st.params.positional.push_back(values.at(k));
+        st.params.positional.push_back(c.old_values.at(k));
       }
       return w;
     };
@@ -380,7 +360,7 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
       for (std::size_t i = 0; i < c.new_values.size(); ++i) {
         if (t.generated[i]) continue;
         cols += (cols.empty() ? "" : ", ") + quote_identifier(t.names[i]);
-        marks += (marks.empty() ? "" : ", ") + assign(st, static_cast<int>(i), c.new_values[i]);
+        marks += (marks.empty() ? "" : ", ") + assign(st, c.new_values[i]);
       }
       st.sql = "INSERT INTO " + qt + " (" + cols + ") VALUES (" + marks + ")";
     } else if (c.op == SQLITE_UPDATE) {
@@ -390,16 +370,16 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
         st.params.positional.push_back(c.new_rowid);
       }
       for (std::size_t i = 0; i < c.new_values.size(); ++i) {
-        if (t.generated[i] || same_value(c.old_values.at(i), c.new_values[i])) continue;
+        if (t.generated[i] || protocol::identical(c.old_values.at(i), c.new_values[i])) continue;
         set += (set.empty() ? "" : ", ") + quote_identifier(t.names[i]) + " = ";
-        set += assign(st, static_cast<int>(i), c.new_values[i]);
+        set += assign(st, c.new_values[i]);
       }
       if (set.empty()) continue;
       st.sql = "UPDATE " + qt + " SET " + set;
-      st.sql += where(st, false);
+      st.sql += where(st);
     } else if (c.op == SQLITE_DELETE) {
       st.sql = "DELETE FROM " + qt;
-      st.sql += where(st, false);
+      st.sql += where(st);
     } else {
       continue;
     }

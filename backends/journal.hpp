@@ -70,7 +70,9 @@ std::int64_t wall_ms();
 // Not thread-safe; lives on the writer's thread, one per connection at a time.
 class row_recorder {
  public:
-  static outcome<row_recorder> start(sqlite3* db);
+  // Keeps at most `max_changes` changes (finish() refuses a write with more): an UPDATE of
+  // millions of rows does not copy them all first.
+  static outcome<row_recorder> start(sqlite3* db, std::size_t max_changes);
   row_recorder(row_recorder&&) noexcept;
   row_recorder& operator=(row_recorder&&) = delete;
   ~row_recorder();

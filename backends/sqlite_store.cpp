@@ -222,7 +222,8 @@ void sqlite_store::commit_group(std::vector<job>& group) {
         record = plan->record;
         plan_reason = plan->why_rows;
         if (plan->row_images) {
-          auto rec = row_recorder::start(conn.handle());
+          const auto& limits = options_.follower_limits;
+          auto rec = row_recorder::start(conn.handle(), limits.max_batch_statements - k_batch_overhead);
           if (!rec) {
             j.failure = rec.error();
             if (several) conn.exec_internal("RELEASE tandem_job");

@@ -175,4 +175,13 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
+void append_hex(std::string& out, std::string_view bytes) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  out.reserve(out.size() + bytes.size() * 2);
+  for (unsigned char ch : bytes) {
+    out.push_back(hex[ch >> 4]);
+    out.push_back(hex[ch & 15]);
+  }
+}
+
 }  // namespace tandem::protocol

@@ -9,6 +9,9 @@ namespace tandem::protocol {
 
 bool is_valid_utf8(std::string_view s) noexcept;
 
+// Two upper-case hex digits per byte, appended to `out` (SQL X'..' literals, unhex() arguments).
+void append_hex(std::string& out, std::string_view bytes);
+
 // Appends `s` to `out` as a quoted JSON string. Bytes that are not valid UTF-8 are replaced by
 // U+FFFD so that the output is always valid JSON (SQLite does not validate the text it stores;
 // binary data belongs in blobs): one U+FFFD per maximal subpart, as JavaScript's decoder (and so

@@ -1,7 +1,5 @@
 #include "proxy/router.hpp"
 
-#include <cstring>
-
 #include <spdlog/spdlog.h>
 
 #include <random>
@@ -32,21 +30,12 @@ std::uint64_t fnv1a(std::string_view s) {
 }
 
 // Cell by cell, type and bits: -0.0 is not 0.0 (std::variant's == would say it is).
-bool same_cell(const protocol::value& a, const protocol::value& b) {
-  if (a.index() != b.index()) return false;
-  if (const auto* d = std::get_if<double>(&a)) {
-    const double e = std::get<double>(b);
-    return std::memcmp(d, &e, sizeof e) == 0;
-  }
-  return a == b;
-}
-
 bool same_rows(const query_result& a, const query_result& b) {
   if (a.columns != b.columns || a.rows.size() != b.rows.size()) return false;
   for (std::size_t r = 0; r < a.rows.size(); ++r) {
     if (a.rows[r].size() != b.rows[r].size()) return false;
     for (std::size_t c = 0; c < a.rows[r].size(); ++c)
-      if (!same_cell(a.rows[r][c], b.rows[r][c])) return false;
+      if (!protocol::identical(a.rows[r][c], b.rows[r][c])) return false;
   }
   return true;
 }
