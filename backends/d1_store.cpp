@@ -332,12 +332,13 @@ struct d1_store::impl {
     auto results = parse_reply(*reply, parts.size(), all_reads);
     if (!results && journaled && results.error().message.find("no such table: _tandem_journal") != std::string::npos) {
       // D1 leads and tandem's tables are not there yet (the replicator creates them when it
-      // first reaches D1). The batch failed as a whole, so nothing committed: create them, send again.
+      // first reaches D1). The batch failed as a whole, so nothing committed: create them (the
+      // journal's identity too, before this write counts as D1's own data), send again.
       std::string schema = "{\"batch\":[";
       bool first = true;
-      for (const char* sql : k_journal_schema) {
+      for (const auto& st : journal_identity_statements()) {
         schema += first ? "{\"sql\":" : ",{\"sql\":";
-        protocol::append_json_string(schema, sql);
+        protocol::append_json_string(schema, st.sql);
         schema += "}";
         first = false;
       }

@@ -58,6 +58,96 @@ std::vector<protocol::statement> journal_schema_statements() {
   return out;
 }
 
+std::vector<protocol::statement> journal_identity_statements() {
+  auto out = journal_schema_statements();
+  // journal_base first: whether the store holds tables of its own (tandem's, SQLite's and D1's
+  // own excepted) or an older journal. A follower with no position may start at the beginning
+  // only of a journal that began with the store's own beginning.
+  out.push_back({"INSERT OR IGNORE INTO _tandem_meta (key, value) VALUES ('journal_base', CASE WHEN EXISTS ("
+                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                 "AND name NOT LIKE '\\_tandem\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\') "
+                 "OR coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), 0) > 0 "
+                 "THEN 'data' ELSE 'empty' END)",
+                 {}});
+  out.push_back({"INSERT OR IGNORE INTO _tandem_meta (key, value) VALUES ('journal_id', lower(hex(randomblob(16))))", {}});
+  out.push_back({"SELECT (SELECT value FROM _tandem_meta WHERE key = 'journal_id'), "
+                 "(SELECT value FROM _tandem_meta WHERE key = 'journal_base'), "
+                 "coalesce((SELECT value FROM _tandem_meta WHERE key = 'follower_stale'), ''), "
+                 "coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), (SELECT max(seq) FROM _tandem_journal), 0), "
+                 "coalesce((SELECT min(seq) FROM _tandem_journal), 0)",
+                 {}});
+  return out;
+}
+
+outcome<journal_identity> read_journal_identity(const std::vector<protocol::query_result>& results) {
+  const auto bad = error{errc::internal, "tandem's journal identity has unexpected types", {}, {}};
+  if (results.empty() || results.back().rows.size() != 1 || results.back().rows[0].size() != 5) return bad;
+  const auto& row = results.back().rows[0];
+  const auto* id = std::get_if<std::string>(&row[0]);
+  const auto* base = std::get_if<std::string>(&row[1]);
+  const auto* stale = std::get_if<std::string>(&row[2]);
+  const auto* high = std::get_if<std::int64_t>(&row[3]);
+  const auto* first = std::get_if<std::int64_t>(&row[4]);
+  if (!id || !base || !stale || !high || !first) return bad;
+  return journal_identity{*id, *base == "empty", *high, *first, *stale};
+}
+
+protocol::statement applied_position_statement(std::string_view source) {
+  protocol::statement st;
+  st.sql = "SELECT seq, coalesce(journal, '') FROM _tandem_applied WHERE source = ?";
+  st.params.positional = {std::string(source)};
+  return st;
+}
+
+applied_position read_applied_position(const protocol::query_result& result) {
+  applied_position p;
+  if (result.rows.empty() || result.rows[0].size() != 2) return p;
+  const auto* seq = std::get_if<std::int64_t>(&result.rows[0][0]);
+  const auto* journal = std::get_if<std::string>(&result.rows[0][1]);
+  if (!seq) return p;
+  p.present = true;
+  p.seq = *seq;
+  if (journal) p.journal = *journal;
+  return p;
+}
+
+std::string judge_position(const applied_position& at, const journal_identity& leader, std::string_view follower) {
+  const std::string f(follower);
+  const std::string short_id = leader.id.substr(0, 8);
+  if (!at.present) {
+    // Nothing applied yet: fine only from the very start of a journal that began with the store.
+    const bool whole = leader.first == 1 || (leader.first == 0 && leader.high_water == 0);
+    if (leader.born_empty && whole) return {};
+    return f + " holds no position in this journal (" + short_id + "): it was never copied from the leader, or was emptied";
+  }
+  if (!at.journal.empty() && at.journal != leader.id) {
+    return f + " follows another journal (" + at.journal.substr(0, 8) + ", at " + std::to_string(at.seq) + "), not the leader's (" +
+           short_id + "): the leader's file was replaced or restored, or " + f + " was copied from another database";
+  }
+  if (at.seq > leader.high_water) {
+    return f + " has applied entry " + std::to_string(at.seq) + " of journal " + short_id + ", but the leader's journal ends at " +
+           std::to_string(leader.high_water) + ": the leader lost acknowledged commits (a power loss with synchronous below FULL, "
+           "or a file restored from a backup), and " + f + " holds writes the leader does not";
+  }
+  if (at.seq < leader.high_water && (leader.first == 0 || leader.first > at.seq + 1)) {
+    return f + " stands at entry " + std::to_string(at.seq) + " of journal " + short_id + ", but the leader holds entries only from " +
+           (leader.first == 0 ? std::to_string(leader.high_water + 1) : std::to_string(leader.first)) +
+           ": the entries in between were pruned (was " + f + " restored to an earlier point?)";
+  }
+  return {};
+}
+
+protocol::statement follower_stale_statement(std::string_view reason) {
+  protocol::statement st;
+  if (reason.empty()) {
+    st.sql = "DELETE FROM _tandem_meta WHERE key = 'follower_stale'";
+  } else {
+    st.sql = "INSERT INTO _tandem_meta (key, value) VALUES ('follower_stale', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    st.params.positional = {std::string(reason)};
+  }
+  return st;
+}
+
 std::string encode_statements(const std::vector<protocol::statement>& statements) {
   protocol::request r;
   r.id_json = "0";
@@ -115,12 +205,12 @@ std::int64_t wall_ms() {
       .count();
 }
 
-protocol::statement applied_statement(std::string_view source, std::int64_t seq) {
+protocol::statement applied_statement(std::string_view source, std::string_view journal, std::int64_t seq) {
   protocol::statement st;
   st.sql =
-      "INSERT INTO _tandem_applied (source, seq, updated_ms) VALUES (?, ?, ?) "
-      "ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_ms = excluded.updated_ms";
-  st.params.positional = {std::string(source), seq, wall_ms()};
+      "INSERT INTO _tandem_applied (source, seq, updated_ms, journal) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_ms = excluded.updated_ms, journal = excluded.journal";
+  st.params.positional = {std::string(source), seq, wall_ms(), std::string(journal)};
   return st;
 }
 

@@ -25,16 +25,55 @@ struct sqlite3;
 
 namespace tandem::backends {
 
-// Creates tandem's tables if missing. Both stores get both tables: leader and follower swap.
+// Creates tandem's tables if missing. Both stores get all of them: leader and follower swap.
+//   _tandem_journal  the entries this store wrote while leading
+//   _tandem_applied  per leader (`source`): the last entry of its journal (`journal`, its id)
+//                    this store applied while following
+//   _tandem_meta     this store's journal identity (journal_id, journal_base) and, while set,
+//                    follower_stale: why the other store lacks writes made here outside the
+//                    journal (a single mode, a forced fallback, the journal's bound) and must be
+//                    rebuilt from this one before it follows again
 inline constexpr const char* k_journal_schema[] = {
     "CREATE TABLE IF NOT EXISTS _tandem_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "kind INTEGER NOT NULL, body TEXT NOT NULL, changes TEXT NOT NULL, created_ms INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS _tandem_applied (source TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
-    "updated_ms INTEGER NOT NULL)",
+    "updated_ms INTEGER NOT NULL, journal TEXT)",
+    "CREATE TABLE IF NOT EXISTS _tandem_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 };
 
 // k_journal_schema as statements, ready for a store's execute_batch (internal).
 std::vector<protocol::statement> journal_schema_statements();
+
+// A store's own journal, as a follower's position is judged against it.
+struct journal_identity {
+  std::string id;                  // random, made together with the journal
+  bool born_empty = false;         // the store held no table of its own when the journal was made
+  std::int64_t high_water = 0;     // the highest sequence ever appended (pruning keeps it)
+  std::int64_t first = 0;          // the lowest sequence still held; 0 when the journal is empty
+  std::string follower_stale;      // set: the other store must be rebuilt from this one (why)
+};
+
+// The schema, then the identity made if missing (the table check runs before anything of
+// tandem's is counted), then one SELECT that read_journal_identity() reads: an internal batch.
+std::vector<protocol::statement> journal_identity_statements();
+outcome<journal_identity> read_journal_identity(const std::vector<protocol::query_result>& results);
+
+// A follower's position in some leader's journal, as `_tandem_applied` holds it.
+struct applied_position {
+  bool present = false;  // no row: the follower never applied anything of that leader
+  std::int64_t seq = 0;
+  std::string journal;   // the journal's id; empty in rows written before journals had one
+};
+protocol::statement applied_position_statement(std::string_view source);
+applied_position read_applied_position(const protocol::query_result& result);
+
+// Whether a follower at `at` can go on with `leader`'s journal: "" if so, else why not (a
+// sentence naming both positions). Going on needs the same journal, a position no further than
+// the journal ever reached, and every entry after it still held.
+std::string judge_position(const applied_position& at, const journal_identity& leader, std::string_view follower);
+
+// Sets (or, with an empty reason, clears) the leader's follower_stale mark.
+protocol::statement follower_stale_statement(std::string_view reason);
 
 // What an entry's body holds.
 enum class entry_kind : int {
@@ -92,8 +131,8 @@ class row_recorder {
   std::unique_ptr<impl> impl_;
 };
 
-// The SQL that records, on a follower, that it applied `source`'s journal up to `seq`.
-protocol::statement applied_statement(std::string_view source, std::int64_t seq);
+// The SQL that records, on a follower, that it applied `source`'s journal `journal` up to `seq`.
+protocol::statement applied_statement(std::string_view source, std::string_view journal, std::int64_t seq);
 
 // The first statement of every batch the replicator applies: it fails (json() of text that is not
 // JSON, so the whole atomic batch is rolled back) unless the follower's position for `source` is

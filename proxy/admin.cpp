@@ -160,6 +160,12 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
         follower["error"] = "replication stopped at seq " + std::to_string(st->seq) + ": the follower refuses it: " + st->error;
         follower["replicationStoppedSeq"] = st->seq;
       }
+      if (auto why = rep->rebuild_needed()) {
+        auto& follower = (m == mode::dual_sqlite) ? d1 : sqlite;
+        follower["ok"] = false;
+        follower["error"] = "the follower must be rebuilt: " + *why;
+        follower["rebuildNeeded"] = true;
+      }
     }
     json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
                       {"sqlite", std::move(sqlite)},

@@ -300,6 +300,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (!route.replication()) return refuse(command + " needs a dual mode; the mode is " + std::string(to_string(before.current)));
       if (command == "pause-replication") route.pause_replication();
       else route.resume_replication();
+      if (auto why = route.replication()->rebuild_needed()) out["warning"] = "nothing is applied until the follower is rebuilt: " + *why;
     } else if (command == "switch-primary" && arity(0)) {
       auto r = route.switch_primary(options.max_pause);
       if (!r) return refuse(r.error().message);
@@ -327,24 +328,13 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (before.read_percent != 0 || before.shadow_read_percent != 0) {
         return refuse("reads on D1 would see a partial copy: split 0 and shadow 0 first");
       }
-      route.pause_replication();
+      if (auto r = route.begin_backfill(); !r) return refuse(r.error().message);
     } else if (command == "backfill-end" && arity(1)) {
       // The copy of the snapshot at S is complete: D1 stands at S, the replicator goes on at S+1.
       std::int64_t seq = -1;
       if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
       if (seq < 0) return refuse("backfill-end takes the journal sequence of the copied snapshot, not '" + w[1] + "'");
-      auto rep = route.replication();
-      if (before.current != mode::dual_sqlite || !rep || !rep->paused()) {
-        return refuse("backfill-end needs dual-sqlite with replication paused by backfill-begin");
-      }
-      backends::exec_options o;
-      o.internal = true;
-      o.deadline = backends::clock::now() + options.max_pause;
-      if (auto r = run_batch(*route.d1(), {backends::applied_statement("sqlite", seq)}, o); !r) {
-        return refuse("cannot record D1's position " + std::to_string(seq) + ": " + r.error().message + "; replication stays paused");
-      }
-      rep->reread_position();
-      route.resume_replication();
+      if (auto r = route.end_backfill(seq, options.max_pause); !r) return refuse(r.error().message);
       out["backfilledTo"] = seq;
     } else if (command == "skip" && arity(1)) {
       // The operator's way past an entry the follower refuses (see `status`: replication.stopped).

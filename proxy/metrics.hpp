@@ -40,6 +40,7 @@ namespace tandem::proxy {
   X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
   X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
   X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
+  X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
   X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")
 
 // X(member, wire name, help)

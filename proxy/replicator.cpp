@@ -38,6 +38,19 @@ backends::outcome<std::vector<query_result>> run_batch(backends::store& s, std::
   return f.get();
 }
 
+backends::outcome<backends::journal_identity> ensure_journal(backends::store& s, backends::exec_options options) {
+  auto r = run_batch(s, backends::journal_identity_statements(), options);
+  if (!r) return r.error();
+  // `_tandem_applied` rows name their journal since tandem 0.x; an older table gets the column.
+  auto probe = run_batch(s, {sql("SELECT journal FROM _tandem_applied LIMIT 0")}, options);
+  if (!probe && probe.error().message.find("no such column") != std::string::npos) {
+    if (auto up = run_batch(s, {sql("ALTER TABLE _tandem_applied ADD COLUMN journal TEXT")}, options); !up) return up.error();
+  } else if (!probe) {
+    return probe.error();
+  }
+  return backends::read_journal_identity(*r);
+}
+
 replicator::replicator(backends::store& leader, backends::store& follower, replicator_options options,
                        dual_metrics& metrics)
     : leader_(leader),
@@ -63,6 +76,7 @@ void replicator::stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   fire_waiters(true);
+  metrics_.follower_rebuild_needed.store(0);  // a replicator that follows again will say so itself
 }
 
 void replicator::notify(std::int64_t seq) {
@@ -178,7 +192,26 @@ boost::json::object replicator::status() const {
   } else {
     o["stopped"] = nullptr;
   }
+  if (rebuild_) {
+    o["rebuild"] = boost::json::object{{"reason", *rebuild_}, {"action", rebuild_advice()}};
+  } else {
+    o["rebuild"] = nullptr;
+  }
   return o;
+}
+
+std::optional<std::string> replicator::rebuild_needed() const {
+  std::lock_guard lock(mu_);
+  return rebuild_;
+}
+
+std::string replicator::rebuild_advice() const {
+  if (follower_.name() == "d1") {
+    return "Rebuild D1 from SQLite while tandem runs: empty the D1 database, then tandem migrate --from sqlite:PATH --to d1 "
+           "--via-control SOCKET (replication then goes on from the copied snapshot)";
+  }
+  return "SQLite cannot follow D1 from here: copy D1 into a new SQLite file with writes stopped (tandem migrate --from d1 "
+         "--to sqlite:NEW), or go back to dual-sqlite and rebuild D1 from SQLite";
 }
 
 backends::outcome<void> replicator::skip(std::int64_t seq, clock::time_point deadline) {
@@ -190,9 +223,10 @@ backends::outcome<void> replicator::skip(std::int64_t seq, clock::time_point dea
     return r;
   };
   std::int64_t at;
-  std::string not_stopped;
+  std::string not_stopped, journal;
   {
     std::lock_guard lock(mu_);
+    journal = leader_journal_;
     if (!stopped_ || stopped_->seq != seq) {
       not_stopped = "seq " + std::to_string(seq) + " is not the entry replication stopped at" +
                     (stopped_ ? " (that is " + std::to_string(stopped_->seq) + ")" : " (it has not stopped)");
@@ -201,7 +235,7 @@ backends::outcome<void> replicator::skip(std::int64_t seq, clock::time_point dea
   }
   if (!not_stopped.empty()) return done(refuse(not_stopped));
   if (at != seq - 1) return done(refuse("the follower stands at " + std::to_string(at) + ", not right before " + std::to_string(seq)));
-  auto r = run_batch(follower_, {backends::applied_guard(source_, at), backends::applied_statement(source_, seq)}, internal_until(deadline));
+  auto r = run_batch(follower_, {backends::applied_guard(source_, at), backends::applied_statement(source_, journal, seq)}, internal_until(deadline));
   if (!r) return done(r.error());
   {
     std::lock_guard lock(mu_);
@@ -250,27 +284,58 @@ bool replicator::wait_caught_up(clock::time_point deadline) {
   return cv_.wait_until(lock, deadline, [&] { return applied_ >= *target || stop_; }) && applied_ >= *target;
 }
 
-// Creates tandem's tables on both stores if missing, and reads where the follower stands.
+// Creates tandem's tables on both stores if missing, reads where the follower stands, and
+// judges whether it can go on from there with the leader's journal.
 bool replicator::prepare() {
   const auto deadline = clock::now() + options_.request_timeout;
+  backends::journal_identity journal;
   for (backends::store* s : {&follower_, &leader_}) {
-    if (auto r = run_batch(*s, backends::journal_schema_statements(), internal_until(deadline)); !r) {
-      set_error("cannot create tandem's tables on " + std::string(s->name()) + ": " + r.error().message);
+    auto id = ensure_journal(*s, internal_until(deadline));
+    if (!id) {
+      set_error("cannot create tandem's tables on " + std::string(s->name()) + ": " + id.error().message);
       return false;
     }
+    if (s == &leader_) journal = std::move(*id);
   }
-  auto r = run_batch(follower_, {sql("SELECT seq FROM _tandem_applied WHERE source = ?", {source_})}, internal_until(deadline));
+  auto r = run_batch(follower_, {backends::applied_position_statement(source_)}, internal_until(deadline));
   if (!r) {
     set_error("cannot read the applied sequence on " + std::string(follower_.name()) + ": " + r.error().message);
     return false;
   }
-  const auto& rows = r->at(0).rows;
-  const auto* v = rows.empty() ? nullptr : std::get_if<std::int64_t>(&rows[0][0]);
+  const auto at = backends::read_applied_position(r->at(0));
+  const std::string follower(follower_.name());
+  std::string why = journal.follower_stale.empty()
+                        ? backends::judge_position(at, journal, follower)
+                        : follower + " lacks writes " + std::string(leader_.name()) + " took outside the journal: " + journal.follower_stale;
+  if (!why.empty()) {
+    {
+      std::lock_guard lock(mu_);
+      if (!rebuild_ || *rebuild_ != why) {
+        spdlog::error("replication {} -> {} refused: {}. {}", source_, follower, why, rebuild_advice());
+      }
+      rebuild_ = why;
+      must_rebuild_.store(true);
+      last_error_ = why;
+      applied_ = -1;  // nothing is pruned, no read waits for it, no waiter is satisfied
+      metrics_.applied_seq.store(0);
+      metrics_.follower_rebuild_needed.store(1);
+      refresh_lag_locked();
+    }
+    fire_waiters(false);
+    return false;
+  }
   {
     std::lock_guard lock(mu_);
-    applied_ = v ? *v : 0;
+    if (rebuild_) spdlog::info("replication {} -> {}: the follower can follow again (at {})", source_, follower, at.seq);
+    rebuild_.reset();
+    must_rebuild_.store(false);
+    metrics_.follower_rebuild_needed.store(0);
+    leader_journal_ = journal.id;
+    applied_ = at.present ? at.seq : 0;
+    if (journal.high_water > known_leader_seq_) known_leader_seq_ = journal.high_water;
     ready_ = true;
     metrics_.applied_seq.store(applied_);
+    refresh_lag_locked();
   }
   cv_.notify_all();  // wait_caught_up() may already be satisfied
   fire_waiters(false);
@@ -348,9 +413,14 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     std::lock_guard lock(mu_);
     built_on = applied_;
   }
+  std::string journal;
+  {
+    std::lock_guard lock(mu_);
+    journal = leader_journal_;
+  }
   batch.push_back(backends::applied_guard(source_, built_on));
   for (const auto& e : entries) batch.insert(batch.end(), e.statements.begin(), e.statements.end());
-  batch.push_back(backends::applied_statement(source_, entries.back().seq));
+  batch.push_back(backends::applied_statement(source_, journal, entries.back().seq));
   const auto start = clock::now();
   auto r = run_batch(follower_, std::move(batch), internal_until(start + options_.request_timeout));
   const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();

@@ -88,7 +88,14 @@ class replicator {
   // lacks that write; the caller audits who asked. Blocks until done or `deadline`.
   backends::outcome<void> skip(std::int64_t seq, backends::clock::time_point deadline);
 
-  // applied, paused, lastError and stopped, as `ctl status` and /status show them.
+  // Why the follower cannot follow the leader's journal from where it stands, until it is rebuilt
+  // (a position in another journal, ahead of the leader, before pruned entries, or none; or the
+  // leader's follower_stale mark); nullopt while it can. Nothing is applied meanwhile, reads stay
+  // on the leader, and prepare is retried (a backfill sets a new position).
+  std::optional<std::string> rebuild_needed() const;
+  bool must_rebuild() const noexcept { return must_rebuild_.load(std::memory_order_relaxed); }
+
+  // applied, paused, lastError, stopped and rebuild, as `ctl status` and /status show them.
   boost::json::object status() const;
 
   std::int64_t applied() const;   // -1 until read from the follower
@@ -109,6 +116,8 @@ class replicator {
   void refresh_lag_locked();
   backends::clock::time_point next_wake_locked() const;
   backends::outcome<std::int64_t> leader_max_seq();
+  // What the operator runs when the follower must be rebuilt.
+  std::string rebuild_advice() const;
 
   backends::store& leader_;
   backends::store& follower_;
@@ -116,6 +125,7 @@ class replicator {
   dual_metrics& metrics_;
   const std::string source_;  // the leader's name, the key of its row in _tandem_applied
   std::atomic<bool> verify_;
+  std::atomic<bool> must_rebuild_{false};  // rebuild_ is set, readable without the lock
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -129,6 +139,8 @@ class replicator {
   std::int64_t single_until_ = 0;  // apply one entry at a time up to this sequence (isolating a failure)
   std::string last_error_;
   std::optional<stopped_entry> stopped_;
+  std::optional<std::string> rebuild_;
+  std::string leader_journal_;  // the leader's journal id, read by prepare()
   std::multimap<std::int64_t, std::pair<backends::clock::time_point, std::function<void(bool)>>> waiters_;
   backends::clock::time_point next_prune_{};
   std::thread thread_;
@@ -138,5 +150,9 @@ class replicator {
 backends::outcome<std::vector<protocol::query_result>> run_batch(backends::store& s,
                                                                   std::vector<protocol::statement> statements,
                                                                   backends::exec_options options);
+
+// Creates tandem's tables on `s` if missing (upgrading an older `_tandem_applied`) and returns
+// its journal's identity. For control paths, never an I/O thread.
+backends::outcome<backends::journal_identity> ensure_journal(backends::store& s, backends::exec_options options);
 
 }  // namespace tandem::proxy

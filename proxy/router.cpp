@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ctime>
 #include <random>
 
 namespace tandem::proxy {
@@ -42,6 +43,23 @@ bool same_rows(const query_result& a, const query_result& b) {
 
 thread_local std::minstd_rand t_rng{std::random_device{}()};
 
+// Now, as the operator reads it in a reason: 2026-12-02T10:04:05Z.
+std::string utc_now() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+backends::exec_options internal_until(clock::time_point deadline) {
+  backends::exec_options o;
+  o.internal = true;
+  o.deadline = deadline;
+  return o;
+}
+
 bool sample(int percent) {
   return percent > 0 && (percent >= 100 || static_cast<int>(t_rng() % 100) < percent);
 }
@@ -77,6 +95,26 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
       shadow_percent_(options.shadow_read_percent) {
   std::unique_lock lock(mu_);
   if (is_dual(mode_)) start_replication_locked();
+  // A single mode with the other store configured: that store stops receiving writes now.
+  if (mode_ == mode::sqlite_only && sqlite_ && d1_) {
+    auto marked = mark_follower_stale(*sqlite_, "tandem started in sqlite-only at " + utc_now() + "; writes made in sqlite-only are not journaled",
+                                      clock::now() + std::chrono::seconds(30));
+    if (!marked) spdlog::error("cannot record on SQLite that D1 stops following: {}", marked.error().message);
+    else if (*marked) stale_marked_at_ = single_writes_;
+  } else if (mode_ == mode::d1_only && sqlite_ && d1_) {
+    auto marked = mark_follower_stale(*d1_, "tandem started in d1-only at " + utc_now() + "; writes made in d1-only are not journaled",
+                                      clock::now() + options_.replication.request_timeout);
+    if (!marked) spdlog::error("cannot record on D1 that SQLite stops following: {}", marked.error().message);
+  }
+}
+
+backends::outcome<bool> router::mark_follower_stale(backends::store& leading, const std::string& reason, clock::time_point deadline) {
+  auto journal = ensure_journal(leading, internal_until(deadline));
+  if (!journal) return journal.error();
+  if (!journal->follower_stale.empty()) return false;
+  if (auto r = run_batch(leading, {backends::follower_stale_statement(reason)}, internal_until(deadline)); !r) return r.error();
+  spdlog::warn("{} marked: the other store must be rebuilt from it before it follows again ({})", leading.name(), reason);
+  return true;
 }
 
 router::router(std::unique_ptr<backends::store> only)
@@ -108,10 +146,9 @@ void router::start_replication_locked() {
   auto* follower = store_for(mode_, false);
   replicator_ = std::make_shared<replicator>(*leader, *follower, options_.replication, metrics_);
   if (mode_ == mode::dual_sqlite) {
-    // The leader's journal must exist before the first write; SQLite is local, so create it now.
-    backends::exec_options o;
-    o.internal = true;
-    if (auto r = run_batch(*sqlite_, backends::journal_schema_statements(), o); !r) {
+    // The leader's journal (and its identity) must exist before the first write; SQLite is
+    // local, so create it now.
+    if (auto r = ensure_journal(*sqlite_, internal_until(clock::time_point::max())); !r) {
       spdlog::error("cannot create tandem's journal on SQLite: {}", r.error().message);
     }
   }
@@ -162,16 +199,23 @@ void router::resume_replication() {
   if (auto r = replication()) r->resume();
 }
 
+mode router::mode_for_request(bool may_write) {
+  std::lock_guard lock(mu_);
+  if (may_write && mode_ == mode::sqlite_only) ++single_writes_;
+  return mode_;
+}
+
 void router::execute(client_context& client, protocol::statement st, backends::exec_options options,
                      backends::query_done done) {
-  const mode m = current_mode();
+  // SQLite judges what reads, on its copy of the schema. A statement it cannot prepare (a table
+  // the follower has not received yet, or bad SQL) goes to the leader, which gives its real error.
+  const bool reads = sqlite_ && d1_ && sqlite_->classify(st.sql) == backends::statement_kind::read;
+  const mode m = mode_for_request(sqlite_ && d1_ && !reads);
   if (!is_dual(m)) {
     store_for(m, true)->execute(std::move(st), options, std::move(done));
     return;
   }
-  // SQLite judges what reads, on its copy of the schema. A statement it cannot prepare (a table
-  // the follower has not received yet, or bad SQL) goes to the leader, which gives its real error.
-  if (sqlite_->classify(st.sql) == backends::statement_kind::read) {
+  if (reads) {
     read(client, std::move(st), options, std::move(done));
     return;
   }
@@ -185,7 +229,7 @@ void router::execute(client_context& client, protocol::statement st, backends::e
 
 void router::execute_batch(client_context& client, std::vector<protocol::statement> statements,
                            backends::exec_options options, backends::batch_done done) {
-  const mode m = current_mode();
+  const mode m = mode_for_request(sqlite_ && d1_);
   if (!is_dual(m)) {
     store_for(m, true)->execute_batch(std::move(statements), options, std::move(done));
     return;
@@ -232,7 +276,8 @@ void router::write(client_context& client, std::vector<protocol::statement> stat
       done(std::move(r));
       return;
     }
-    rep->wait_applied(seq, clock::now() + options_.ack_timeout,
+    // A follower that must be rebuilt will not apply it: no point waiting.
+    rep->wait_applied(seq, rep->must_rebuild() ? clock::now() : clock::now() + options_.ack_timeout,
                       [this, seq, r = std::move(r), done = std::move(done)](bool applied) mutable {
                         if (applied || options_.continue_on_follower_failure) {
                           if (!applied) metrics_.ack_timeouts.fetch_add(1);
@@ -270,9 +315,14 @@ void router::read(client_context& client, protocol::statement st, backends::exec
   backends::store* leader = store_for(mode_, true);
   backends::store* target = to_d1 ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
   backends::store* other = target == d1_.get() ? static_cast<backends::store*>(sqlite_.get()) : d1_.get();
-  const bool shadow = sample(shadow_percent_);
+  bool shadow = sample(shadow_percent_);
   auto rep = replicator_;
   lock.unlock();
+  // A follower that must be rebuilt holds no copy to read from (or to compare with).
+  if (rep && rep->must_rebuild()) {
+    target = leader;
+    shadow = false;
+  }
   // Where the stores stand as the read starts: a shadow comparison means something only when
   // both answer from the same journal position (a lagging follower is not a mismatch).
   const std::int64_t leader_at = shadow && rep ? rep->known_leader_seq() : 0;
@@ -402,17 +452,16 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
   backends::exec_options o;
   o.internal = true;
   o.deadline = deadline;
-  auto made = run_batch(*new_leader, backends::journal_schema_statements(), o);
-  auto last = made ? run_batch(*new_leader, {{"SELECT coalesce(max(seq), 0) FROM _tandem_journal", {}}}, o) : made;
-  const std::int64_t* seq = last && !last->at(0).rows.empty() ? std::get_if<std::int64_t>(&last->at(0).rows[0][0]) : nullptr;
-  auto marked = seq ? run_batch(*new_follower, {backends::applied_statement(new_leader->name(), *seq)}, o) : last;
-  if (!seq || !marked) {
+  // Where the new leader's journal ends: its high-water mark, which pruning keeps.
+  auto journal = ensure_journal(*new_leader, o);
+  auto marked = journal ? run_batch(*new_follower, {backends::applied_statement(new_leader->name(), journal->id, journal->high_water)}, o)
+                        : backends::outcome<std::vector<query_result>>(journal.error());
+  if (!marked) {
     lock.lock();
     start_replication_locked();  // the old direction again
     release_writes(lock);
     return protocol::error{errc::unavailable,
-                           "cannot prepare " + std::string(new_leader->name()) + " to lead: " +
-                               (marked ? std::string("no journal sequence") : marked.error().message) +
+                           "cannot prepare " + std::string(new_leader->name()) + " to lead: " + marked.error().message +
                                "; nothing changed, " + std::string(to_string(report.from)) + " continues",
                            {}, {}};
   }
@@ -469,9 +518,15 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   report.d1_journal_end = rep->known_leader_seq();
   report.sqlite_applied = sqlite_applied_from_d1(*rep, clock::now() + max_pause);
   report.unapplied = std::max<std::int64_t>(report.d1_journal_end - report.sqlite_applied, 0);
+  // D1 holds writes SQLite lacks: it is no copy of SQLite any more, and must be rebuilt from it.
+  auto marked = mark_follower_stale(*sqlite_, "forced fallback at " + utc_now() + ": D1 holds " + std::to_string(report.unapplied) +
+                                                  " journal entries SQLite lacks, and writes made since are not journaled",
+                                    clock::now() + max_pause);
+  if (!marked) spdlog::critical("cannot record on SQLite that D1 must be rebuilt: {}", marked.error().message);
   lock.lock();
   mode_ = mode::sqlite_only;
   read_percent_ = 0;
+  stale_marked_at_.reset();  // never taken back by itself
   release_writes(lock);
   spdlog::critical(
       "forced fallback: SQLite leads alone (sqlite-only); it lacks {} D1 journal entries ({} applied, D1 journal end {}); "
@@ -506,10 +561,34 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
   const auto start = clock::now();
   if (auto h = hold_writes(lock, start + max_pause); !h) return h.error();
   if (is_dual(from)) {
-    auto rep = std::move(replicator_);
+    // The store that goes on alone records that the other one stops receiving its writes,
+    // before any such write: a later dual mode then knows the follower lacks them.
+    auto rep = replicator_;
     lock.unlock();
     rep->stop();
+    backends::store& leading = m == mode::sqlite_only ? static_cast<backends::store&>(*sqlite_) : *d1_;
+    auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + utc_now() + ": writes made in " +
+                                                   std::string(to_string(m)) + " are not journaled",
+                                      start + max_pause);
     lock.lock();
+    if (!marked) {
+      start_replication_locked();
+      release_writes(lock);
+      return protocol::error{errc::unavailable,
+                             "cannot record on " + std::string(leading.name()) + " that the other store stops following: " +
+                                 marked.error().message + "; nothing changed, " + std::string(to_string(from)) + " continues",
+                             {}, {}};
+    }
+    replicator_.reset();
+    if (*marked) stale_marked_at_ = single_writes_;
+  } else if (from == mode::sqlite_only && stale_marked_at_ && *stale_marked_at_ == single_writes_) {
+    // Nothing was written since this process marked D1 stale: D1 lacks nothing, take it back.
+    lock.unlock();
+    auto cleared = run_batch(*sqlite_, {backends::follower_stale_statement("")}, internal_until(start + max_pause));
+    lock.lock();
+    if (!cleared) spdlog::warn("cannot take back D1's stale mark on SQLite: {}", cleared.error().message);
+    else spdlog::info("no write went by in sqlite-only: D1 follows SQLite's journal again from where it stood");
+    stale_marked_at_.reset();
   }
   mode_ = m;
   if (is_dual(m)) start_replication_locked();
@@ -517,6 +596,47 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
   release_writes(lock);
   spdlog::info("mode {} -> {}", to_string(from), to_string(m));
   return report;
+}
+
+backends::outcome<void> router::begin_backfill() {
+  auto rep = replication();
+  if (!rep || current_mode() != mode::dual_sqlite) {
+    return protocol::error{errc::bad_request, "a live backfill copies SQLite into D1 in dual-sqlite; the mode is " +
+                                                  std::string(to_string(current_mode())), {}, {}};
+  }
+  rep->pause();
+  return {};
+}
+
+backends::outcome<void> router::end_backfill(std::int64_t seq, std::chrono::milliseconds max_wait) {
+  auto rep = replication();
+  if (!rep || current_mode() != mode::dual_sqlite || !rep->paused()) {
+    return protocol::error{errc::bad_request, "backfill-end needs dual-sqlite with replication paused by backfill-begin", {}, {}};
+  }
+  const auto deadline = clock::now() + max_wait;
+  auto journal = ensure_journal(*sqlite_, internal_until(deadline));
+  if (!journal) return protocol::error{errc::unavailable, "cannot read SQLite's journal: " + journal.error().message + "; replication stays paused", {}, {}};
+  if (seq > journal->high_water) {
+    return protocol::error{errc::bad_request,
+                           "SQLite's journal ends at " + std::to_string(journal->high_water) + ", before " + std::to_string(seq) +
+                               ": that is no snapshot of this file; replication stays paused",
+                           {}, {}};
+  }
+  if (auto r = run_batch(*d1_, {backends::applied_statement("sqlite", journal->id, seq)}, internal_until(deadline)); !r) {
+    return protocol::error{errc::unavailable,
+                           "cannot record D1's position " + std::to_string(seq) + ": " + r.error().message + "; replication stays paused", {}, {}};
+  }
+  // D1 is a copy of SQLite again: the reason it had to be rebuilt is gone.
+  if (auto r = run_batch(*sqlite_, {backends::follower_stale_statement("")}, internal_until(deadline)); !r) {
+    return protocol::error{errc::unavailable, "cannot take back D1's stale mark on SQLite: " + r.error().message + "; replication stays paused", {}, {}};
+  }
+  {
+    std::lock_guard lock(mu_);
+    stale_marked_at_.reset();
+  }
+  rep->reread_position();
+  rep->resume();
+  return {};
 }
 
 void router::shutdown() {

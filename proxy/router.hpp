@@ -97,6 +97,12 @@ class router {
   backends::outcome<force_report> force_sqlite_leader(std::chrono::milliseconds max_pause);
   // While D1 leads: the D1 journal entries this process knows of that SQLite has not applied.
   std::int64_t d1_entries_sqlite_lacks();
+  // A live backfill (tandem migrate --via-control) in dual-sqlite. begin: replication pauses, so
+  // D1 holds still while a SQLite snapshot is copied. end: D1 holds the snapshot at journal
+  // sequence `seq`; its position and the journal's id are recorded on D1, SQLite's follower_stale
+  // mark is taken back, and replication goes on at seq + 1.
+  backends::outcome<void> begin_backfill();
+  backends::outcome<void> end_backfill(std::int64_t seq, std::chrono::milliseconds max_wait);
   void set_read_percent(int percent);
   int read_percent() const;
   void set_shadow_read_percent(int percent);
@@ -122,6 +128,11 @@ class router {
              backends::exec_options options, std::function<void(backends::outcome<std::vector<protocol::query_result>>)> done);
   void read(client_context& client, protocol::statement st, backends::exec_options options, backends::query_done done);
   void start_replication_locked();
+  // The mode a request runs in; counts it among single_writes_ when it may write in sqlite-only.
+  mode mode_for_request(bool may_write);
+  // Records on `leading` (in its _tandem_meta) that the other store stops receiving its writes.
+  // True if this call set the mark, false if it was already set (the first reason is kept).
+  backends::outcome<bool> mark_follower_stale(backends::store& leading, const std::string& reason, backends::clock::time_point deadline);
   backends::outcome<void> hold_writes(std::unique_lock<std::mutex>& lock, backends::clock::time_point deadline);
   void release_writes(std::unique_lock<std::mutex>& lock);
   backends::store* store_for(mode m, bool leader) const;
@@ -144,6 +155,11 @@ class router {
   std::deque<std::function<void()>> held_;  // writes that arrived while the gate was closed
   std::shared_ptr<replicator> replicator_;
   bool stopped_ = false;
+  // sqlite-only with D1 configured: writes D1 does not get. D1 is marked stale (follower_stale)
+  // on entering sqlite-only; the mark is taken back on the way to dual-sqlite only when this
+  // process made it and no write went by meanwhile.
+  std::uint64_t single_writes_ = 0;
+  std::optional<std::uint64_t> stale_marked_at_;  // single_writes_ when this process marked D1
 };
 
 }  // namespace tandem::proxy

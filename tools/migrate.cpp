@@ -476,7 +476,10 @@ int run_migrate(const migrate_command& c) {
     }
     if (live) {
       sqlite3_stmt* st = nullptr;
-      const bool read = sqlite3_prepare_v2(r->handle(), "SELECT coalesce(max(seq), 0) FROM _tandem_journal", -1, &st, nullptr) == SQLITE_OK &&
+      const bool read = sqlite3_prepare_v2(r->handle(),
+                                                   "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
+                                                   "(SELECT max(seq) FROM _tandem_journal), 0)",
+                                                   -1, &st, nullptr) == SQLITE_OK &&
                         sqlite3_step(st) == SQLITE_ROW;
       if (read) snapshot_seq = sqlite3_column_int64(st, 0);
       sqlite3_finalize(st);
