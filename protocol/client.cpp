@@ -178,7 +178,7 @@ client::client(std::unique_ptr<impl> i, client_options options)
 
 client::~client() = default;
 
-outcome<std::unique_ptr<client>> client::connect(const client_options& options) {
+outcome<std::unique_ptr<client::impl>> client::open(const client_options& options) {
   auto i = std::make_unique<impl>();
   i->tls = options.tls;
   const std::string where = options.host + ":" + std::to_string(options.port);
@@ -215,22 +215,41 @@ outcome<std::unique_ptr<client>> client::connect(const client_options& options) 
         options.timeout);
     if (ec) return unavailable("TLS handshake with " + where + " failed: " + ec.message());
   }
-  std::unique_ptr<client> c(new client(std::move(i), options));
-  if (!options.token.empty() || !options.routing_key.empty()) {
-    request hello;
-    hello.kind = op::hello;
-    hello.hello = {options.token, options.client_name, options.routing_key};
-    if (auto s = c->send(std::move(hello)); !s) return s.error();
-    auto r = c->receive();
-    if (!r) return r.error();
-    if (auto* e = std::get_if<error>(&r->body)) return *e;
-  }
+  return i;
+}
+
+outcome<void> client::hello() {
+  if (options_.token.empty() && options_.routing_key.empty() && position_.empty()) return {};
+  request h;
+  h.kind = op::hello;
+  h.hello = {options_.token, options_.client_name, options_.routing_key, position_};
+  if (auto s = send(std::move(h)); !s) return s.error();
+  auto r = receive();
+  if (!r) return r.error();
+  if (auto* e = std::get_if<error>(&r->body)) return *e;
+  return {};
+}
+
+outcome<std::unique_ptr<client>> client::connect(const client_options& options) {
+  auto i = open(options);
+  if (!i) return i.error();
+  std::unique_ptr<client> c(new client(std::move(*i), options));
+  c->position_ = options.min_seq;
+  if (auto h = c->hello(); !h) return h.error();
   return c;
+}
+
+outcome<void> client::reconnect() {
+  auto i = open(options_);
+  if (!i) return i.error();
+  impl_ = std::move(*i);
+  return hello();
 }
 
 outcome<void> client::send(request r) {
   if (impl_->broken) return unavailable("connection is closed");
   if (r.id_json == "null") r.id_json = std::to_string(next_id_++);
+  if ((r.kind == op::query || r.kind == op::batch) && r.min_seq.empty() && !r.min_seq_leader) r.min_seq = position_;
   encode_request(r, impl_->out);
   if (auto ec = impl_->write_all(options_.timeout)) {
     impl_->broken = true;
@@ -254,7 +273,14 @@ outcome<response> client::receive() {
     impl_->broken = true;
     return error{errc::internal, "bad response from server: " + *why, {}, {}};
   }
-  return std::get<response>(std::move(decoded));
+  auto& resp = std::get<response>(decoded);
+  if (auto* s = std::get_if<success>(&resp.body)) {
+    if (auto* q = std::get_if<query_result>(s)) keep_newer(position_, q->meta.at);
+    if (auto* all = std::get_if<std::vector<query_result>>(s)) {
+      for (const auto& q : *all) keep_newer(position_, q.meta.at);
+    }
+  }
+  return std::move(resp);
 }
 
 namespace {

@@ -153,13 +153,35 @@ bool read_routing_key(const json::object& o, request& req, std::string& error) {
   return true;
 }
 
+constexpr std::string_view k_bad_min_seq =
+    "'min_seq' must be a position token as meta.seq gives it (\"<journal>:<seq>\", e.g. \"sqlite:42\")";
+
+// The optional min_seq of hello (a token), query and batch (a token or "leader").
+bool read_min_seq(const json::object& o, position& out, bool* leader, std::string& error) {
+  const auto* m = o.if_contains("min_seq");
+  if (m == nullptr || m->is_null()) return true;
+  if (m->is_string()) {
+    const std::string_view text = m->get_string();
+    if (leader != nullptr && text == "leader") {
+      *leader = true;
+      return true;
+    }
+    if (auto p = parse_position(text)) {
+      out = std::move(*p);
+      return true;
+    }
+  }
+  error = std::string(k_bad_min_seq) + (leader != nullptr ? ", or \"leader\"" : "");
+  return false;
+}
+
 std::optional<statement> decode_statement(const json::object& o, std::string& error,
                                           const std::string& where, bool allow_id_op) {
   statement st;
   for (const auto& kv : o) {
     const auto key = kv.key();
     if (key == "sql" || key == "params") continue;
-    if (allow_id_op && (key == "id" || key == "op" || key == "routing_key")) continue;
+    if (allow_id_op && (key == "id" || key == "op" || key == "routing_key" || key == "min_seq")) continue;
     error = where + "unknown field '" + std::string(key) + "'";
     return std::nullopt;
   }
@@ -286,15 +308,17 @@ std::variant<request, response> decode_request(std::string_view frame,
                               : k == "client"      ? &req.hello.client
                               : k == "routing_key" ? &req.hello.routing_key
                                                    : nullptr;
-        if (k == "id" || k == "op") continue;
+        if (k == "id" || k == "op" || k == "min_seq") continue;
         if (target == nullptr) return fail("unknown field '" + std::string(k) + "' for op 'hello'");
         if (kv.value().is_null()) continue;
         if (!kv.value().is_string()) return fail("'" + std::string(k) + "' must be a string");
         *target = std::string(kv.value().get_string());
       }
+      if (!read_min_seq(o, req.hello.min_seq, nullptr, error)) return fail(error);
       break;
     case op::query: {
       if (!read_routing_key(o, req, error)) return fail(error);
+      if (!read_min_seq(o, req.min_seq, &req.min_seq_leader, error)) return fail(error);
       auto st = decode_statement(o, error, "", true);
       if (!st) return fail(error);
       req.statements.push_back(std::move(*st));
@@ -303,10 +327,11 @@ std::variant<request, response> decode_request(std::string_view frame,
     case op::batch: {
       for (const auto& kv : o) {
         const auto k = kv.key();
-        if (k != "id" && k != "op" && k != "statements" && k != "routing_key")
+        if (k != "id" && k != "op" && k != "statements" && k != "routing_key" && k != "min_seq")
           return fail("unknown field '" + std::string(k) + "' for op 'batch'");
       }
       if (!read_routing_key(o, req, error)) return fail(error);
+      if (!read_min_seq(o, req.min_seq, &req.min_seq_leader, error)) return fail(error);
       const auto* sts = o.if_contains("statements");
       if (sts == nullptr) return fail("missing field 'statements'");
       if (!sts->is_array()) return fail("'statements' must be an array");
@@ -346,6 +371,10 @@ void append_meta(std::string& out, const result_meta& m) {
   out += ",\"served_by\":";
   append_json_string(out, m.served_by);
   if (!m.exact) out += ",\"exact\":false";
+  if (!m.at.empty()) {
+    out += ",\"seq\":";
+    append_json_string(out, to_string(m.at));
+  }
   out += '}';
 }
 
@@ -507,6 +536,9 @@ std::optional<query_result> decode_query_result(const json::value& v, std::strin
     if (const auto* f = mo.if_contains("served_by"); f != nullptr && f->is_string())
       r.meta.served_by = std::string(f->get_string());
     if (const auto* f = mo.if_contains("exact"); f != nullptr && f->is_bool()) r.meta.exact = f->get_bool();
+    if (const auto* f = mo.if_contains("seq"); f != nullptr && f->is_string()) {
+      if (auto p = parse_position(f->get_string())) r.meta.at = std::move(*p);
+    }
   }
   return r;
 }
@@ -534,6 +566,10 @@ void encode_request(const request& r, std::string& out) {
         out += ",\"routing_key\":";
         append_json_string(out, r.hello.routing_key);
       }
+      if (!r.hello.min_seq.empty()) {
+        out += ",\"min_seq\":";
+        append_json_string(out, to_string(r.hello.min_seq));
+      }
       break;
     case op::query:
       out += ',';
@@ -553,6 +589,14 @@ void encode_request(const request& r, std::string& out) {
   if ((r.kind == op::query || r.kind == op::batch) && !r.routing_key.empty()) {
     out += ",\"routing_key\":";
     append_json_string(out, r.routing_key);
+  }
+  if (r.kind == op::query || r.kind == op::batch) {
+    if (r.min_seq_leader) {
+      out += ",\"min_seq\":\"leader\"";
+    } else if (!r.min_seq.empty()) {
+      out += ",\"min_seq\":";
+      append_json_string(out, to_string(r.min_seq));
+    }
   }
   out += "}\n";
 }

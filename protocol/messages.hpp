@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "protocol/error.hpp"
+#include "protocol/position.hpp"
 #include "protocol/value.hpp"
 
 namespace tandem::protocol {
@@ -20,6 +21,9 @@ struct hello_request {
   std::string token;
   std::string client;
   std::string routing_key;
+  // The newest position the client has seen (PROTOCOL.md §15), for the session's requests that
+  // carry none of their own. Empty: none given.
+  position min_seq;
 };
 
 struct request {
@@ -33,6 +37,11 @@ struct request {
   // `query` and `batch`: routes this request as this key instead of the session's (empty: the
   // session's, from hello).
   std::string routing_key;
+  // `query` and `batch`: the newest position the client has seen, for this request instead of
+  // hello's (PROTOCOL.md §15). Empty: none given.
+  position min_seq;
+  // `query` and `batch`: min_seq was "leader": read what the leader holds (D1's first-primary).
+  bool min_seq_leader = false;
 };
 
 struct result_meta {
@@ -45,8 +54,12 @@ struct result_meta {
   // False when D1 answered a statement tandem could not send in its exact form (PROTOCOL.md
   // §13) and a cell may differ from SQLite's. On the wire only when false.
   bool exact = true;
-  // The write's journal sequence number in a dual mode (0 otherwise). Internal: not on the wire.
+  // The write's journal sequence number in a dual mode (0 otherwise), as the store reports it.
+  // Internal: not on the wire.
   std::int64_t seq = 0;
+  // The journal position the answer is at least as new as (PROTOCOL.md §15), set by the router
+  // in the dual modes. On the wire as meta.seq when not empty.
+  position at;
   // SQLite's changes() for the statement: its own rows, not its triggers' or cascades' (which
   // `changes` counts, as D1 does). What a D1 leader's journal records for verification. Internal.
   std::int64_t direct_changes = 0;

@@ -207,6 +207,8 @@ config parse_config(std::string_view text, const std::string& source) {
          {"ack_timeout_ms", [&](const path& q, const value& w) { d.ack_timeout_ms = ms(q, w); }},
          {"continue_on_follower_failure", [&](const path& q, const value& w) { d.continue_on_follower_failure = r.boolean(q, w); }},
          {"read_your_writes_wait_ms", [&](const path& q, const value& w) { d.read_your_writes_wait_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+         {"key_memory_ms", [&](const path& q, const value& w) { d.key_memory_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+         {"key_memory_keys", [&](const path& q, const value& w) { d.key_memory_keys = static_cast<int>(r.integer(q, w, 0, 10000000)); }},
          {"verify_writes", [&](const path& q, const value& w) { d.verify_writes = r.boolean(q, w); }},
          {"pause_on_verification_failure", [&](const path& q, const value& w) { d.pause_on_verification_failure = r.boolean(q, w); }},
          {"batch_entries", [&](const path& q, const value& w) { d.batch_entries = static_cast<int>(r.integer(q, w, 1, 100000)); }},

@@ -70,7 +70,9 @@ struct dual_config {
   std::string ack = "leader";      // "leader" or "both"
   int ack_timeout_ms = 5000;       // with ack "both": how long to wait for the follower
   bool continue_on_follower_failure = true;
-  int read_your_writes_wait_ms = 100;  // a follower read waits this long for the session's write
+  int read_your_writes_wait_ms = 100;  // a follower read waits this long for its client's position
+  int key_memory_ms = 300000;      // a routing key's last position is remembered this long
+  int key_memory_keys = 100000;    // for at most this many keys
   bool verify_writes = true;
   bool pause_on_verification_failure = false;
   int batch_entries = 500;         // most journal entries applied in one follower batch

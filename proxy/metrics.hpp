@@ -23,8 +23,9 @@ namespace tandem::proxy {
   X(read_errors_sqlite, "readErrorsSqlite", "Reads SQLite answered with an error")                          \
   X(read_errors_d1, "readErrorsD1", "Reads D1 answered with an error")                                      \
   X(rollout_fallbacks, "rolloutFallbacks", "Times a breached guard moved the rollout back a stage")         \
-  X(read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the session's own write") \
+  X(read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the follower to reach their client's position") \
   X(read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead")     \
+  X(read_positions_unknown, "readPositionsUnknown", "Reads whose client position was ahead of the journal or of a journal tandem does not hold (read from the leader)") \
   X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
   X(shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                           \
   X(shadow_skipped, "shadowReadsSkipped", "Shadow reads not compared: the stores were not at the same journal position") \
@@ -41,7 +42,8 @@ namespace tandem::proxy {
   X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
   X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
   X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
-  X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")
+  X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")              \
+  X(remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)")
 
 // X(member, wire name, help)
 #define TANDEM_HISTOGRAMS(X)                                                               \

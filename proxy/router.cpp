@@ -90,6 +90,7 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
     : sqlite_(std::move(sqlite)),
       d1_(std::move(d1)),
       options_(options),
+      keys_(options.key_memory_keys, options.key_memory),
       mode_(options.initial),
       read_percent_(options.read_percent),
       shadow_percent_(options.shadow_read_percent) {
@@ -119,6 +120,7 @@ backends::outcome<bool> router::mark_follower_stale(backends::store& leading, co
 
 router::router(std::unique_ptr<backends::store> only)
     : only_(std::move(only)),
+      keys_(0, std::chrono::milliseconds(0)),
       mode_(only_->name() == "d1" ? mode::d1_only : mode::sqlite_only),
       read_percent_(0),
       shadow_percent_(0) {}
@@ -259,13 +261,20 @@ void router::write(client_context& client, std::vector<protocol::statement> stat
 
   options.journal = dual;
   const auto start = clock::now();
-  auto finish = [this, &client, rep, start, done = std::move(done)](batch_result r) mutable {
+  auto finish = [this, &client, rep, start, journal = std::string(leader->name()), done = std::move(done)](batch_result r) mutable {
     metrics_.primary_latency.record(ms_since(start));
     std::int64_t seq = r && !r->empty() ? r->front().meta.seq : 0;
     if (seq > 0) {
       metrics_.total_writes.fetch_add(1);
-      client.last_write_seq = seq;
+      client.last_write = {journal, seq};
       if (rep) rep->notify(seq);
+    }
+    if (r && rep) {
+      // The write's own position; one that journaled nothing (it changed no row) is as new as the
+      // journal's end.
+      const protocol::position at{journal, seq > 0 ? seq : std::max({rep->known_leader_seq(), rep->applied(), std::int64_t{0}})};
+      for (auto& one : *r) one.meta.at = at;
+      note_seen(client, at);
     }
     {
       std::lock_guard lock(mu_);
@@ -308,6 +317,39 @@ void router::write(client_context& client, std::vector<protocol::statement> stat
   }
 }
 
+router::read_floor router::floor_of(const client_context& client, std::string_view journal, const replicator& rep) {
+  read_floor f;
+  f.leader = client.min_seq_leader;
+  // Every position this process handed out is at most what the replicator knows of the
+  // leader's journal; anything beyond is from before a restart, a restored file, or forged.
+  const std::int64_t end = std::max(rep.known_leader_seq(), rep.applied());
+  bool unknown = false;
+  auto consider = [&](const protocol::position& p) {
+    if (p.empty()) return;
+    if (p.journal == journal) {
+      if (p.seq > end) unknown = true;
+      else f.seq = std::max(f.seq, p.seq);
+    } else if (p.journal != sqlite_->name() && p.journal != d1_->name()) {
+      unknown = true;
+    }
+    // Otherwise the journal of the store that led before a switch-primary: the switch drained it
+    // to the other store, so both hold all of it and there is nothing to wait for.
+  };
+  consider(client.last_write);
+  consider(client.min_seq);
+  consider(client.key_given ? keys_.get(client.routing_key) : client.key_seen);
+  if (unknown) {
+    metrics_.read_positions_unknown.fetch_add(1);
+    f.leader = true;
+  }
+  return f;
+}
+
+void router::note_seen(client_context& client, const protocol::position& p) {
+  if (client.key_given) metrics_.remembered_keys.store(static_cast<std::int64_t>(keys_.note(client.routing_key, p)));
+  else protocol::keep_newer(client.key_seen, p);
+}
+
 void router::read(client_context& client, protocol::statement st, backends::exec_options options,
                   backends::query_done done) {
   std::unique_lock lock(mu_);
@@ -323,20 +365,30 @@ void router::read(client_context& client, protocol::statement st, backends::exec
     target = leader;
     shadow = false;
   }
+  const std::string journal(leader->name());
+  const read_floor floor = rep ? floor_of(client, journal, *rep) : read_floor{};
   // Where the stores stand as the read starts: a shadow comparison means something only when
   // both answer from the same journal position (a lagging follower is not a mismatch).
   const std::int64_t leader_at = shadow && rep ? rep->known_leader_seq() : 0;
   const std::int64_t follower_at = shadow && rep ? rep->applied() : 0;
 
-  auto run = [this, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at](backends::store* on,
-                                                                                                        protocol::statement st) mutable {
+  auto run = [this, &client, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at, journal,
+              floor](backends::store* on, protocol::statement st) mutable {
     const auto start = clock::now();
     protocol::statement copy;
     if (shadow) copy = st;
     on->execute(std::move(st), options,
-                [this, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
-                 done = std::move(done)](backends::outcome<query_result> r) mutable {
+                [this, &client, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
+                 journal, floor, done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
+                  if (r && rep) {
+                    // At least what the read saw: the follower's applied position (it only grows),
+                    // or the leader's end once it answered (an overestimate, which is the safe side
+                    // for the reads that follow).
+                    const std::int64_t seen = on == leader ? rep->known_leader_seq() : floor.seq;
+                    r->meta.at = {journal, std::max({seen, rep->applied(), std::int64_t{0}})};
+                    note_seen(client, r->meta.at);
+                  }
                   (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
                   if (!r && r.error().code != errc::bad_request && r.error().code != errc::sql_error &&
                       r.error().code != errc::unsupported) {
@@ -381,12 +433,16 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                   done(std::move(r));
                 });
   };
-  // Read-your-writes: the follower must have applied this session's last write.
-  if (target != leader && rep && client.last_write_seq > 0 && rep->applied() < client.last_write_seq) {
+  // Read-your-writes and monotonic reads: the follower must have reached the client's position.
+  if (target != leader && floor.leader) {
+    run(leader, std::move(st));
+    return;
+  }
+  if (target != leader && rep && floor.seq > 0 && rep->applied() < floor.seq) {
     metrics_.read_your_writes_waits.fetch_add(1);
     auto shared_run = std::make_shared<decltype(run)>(std::move(run));
     auto pending = std::make_shared<protocol::statement>(std::move(st));
-    rep->wait_applied(client.last_write_seq, clock::now() + options_.read_your_writes_wait,
+    rep->wait_applied(floor.seq, clock::now() + options_.read_your_writes_wait,
                       [this, shared_run, pending, target, leader](bool applied) {
                         if (!applied) metrics_.read_your_writes_fallbacks.fetch_add(1);
                         (*shared_run)(applied ? target : leader, std::move(*pending));

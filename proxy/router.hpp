@@ -6,8 +6,11 @@
 //   dual-d1       the same with D1 leading and SQLite following (the rollback path)
 //   d1-only       everything on D1
 //
-// Reads are classified by SQLite itself. A read routed to the follower waits for the session's
-// own last write to be applied there (read-your-writes), up to a bound, then goes to the leader.
+// Reads are classified by SQLite itself. A read routed to the follower waits, up to a bound, for
+// the follower to reach the newest position its client is known to have seen, then goes to the
+// leader (read-your-writes and monotonic reads, PROTOCOL.md §15). That position is the newest of:
+// the session's own last write, the min_seq the client sent, and what the routing key's requests
+// wrote or read (remembered per key for a bounded time, key_positions.hpp).
 #pragma once
 
 #include <chrono>
@@ -23,6 +26,7 @@
 #include "backends/d1_store.hpp"
 #include "backends/sqlite_store.hpp"
 #include "backends/store.hpp"
+#include "proxy/key_positions.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/replicator.hpp"
 
@@ -40,14 +44,24 @@ struct router_options {
   std::chrono::milliseconds ack_timeout{5000};
   bool continue_on_follower_failure = true;  // with ack_both: acknowledge anyway at the timeout
   std::chrono::milliseconds read_your_writes_wait{100};
+  // The position of each client-given routing key, remembered this long after its last request,
+  // for at most this many keys.
+  std::chrono::milliseconds key_memory{300000};
+  std::size_t key_memory_keys = 100000;
   replicator_options replication;
 };
 
 // What the router knows about the client a request came from. Owned by its session, which
 // waits for each request's completion before the next (so the router may update it there).
 struct client_context {
-  std::string routing_key;         // from hello, else the connection's own; sticky read routing
-  std::int64_t last_write_seq = 0;  // journal sequence of this session's last write (dual modes)
+  std::string routing_key;  // from hello or the request, else the connection's own; sticky read routing
+  // The client named routing_key (hello or the request): its positions are remembered across
+  // connections. Otherwise the key is the connection, and key_seen below stands in for it.
+  bool key_given = false;
+  protocol::position last_write;  // this session's last write (dual modes)
+  protocol::position min_seq;     // what the client says it has seen: the request's, else hello's
+  bool min_seq_leader = false;    // the request asked for the leader's state ("leader")
+  protocol::position key_seen;    // the connection's own key: the newest position its requests saw
 };
 
 // How a switch-primary went.
@@ -127,6 +141,16 @@ class router {
   void write(client_context& client, std::vector<protocol::statement> statements, bool is_batch,
              backends::exec_options options, std::function<void(backends::outcome<std::vector<protocol::query_result>>)> done);
   void read(client_context& client, protocol::statement st, backends::exec_options options, backends::query_done done);
+  // What a read of `client` must see on the follower: the sequence number it must have applied
+  // (0: none), or `leader` when only the leader can tell (a position ahead of the journal or of
+  // a journal tandem does not hold). `journal` is the leading store's name.
+  struct read_floor {
+    std::int64_t seq = 0;
+    bool leader = false;
+  };
+  read_floor floor_of(const client_context& client, std::string_view journal, const replicator& rep);
+  // Notes the position a request of `client` wrote or read.
+  void note_seen(client_context& client, const protocol::position& p);
   void start_replication_locked();
   // The mode a request runs in; counts it among single_writes_ when it may write in sqlite-only.
   mode mode_for_request(bool may_write);
@@ -144,6 +168,7 @@ class router {
   std::unique_ptr<backends::store> only_;  // the single-store form
   router_options options_;
   dual_metrics metrics_;
+  key_positions keys_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

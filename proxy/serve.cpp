@@ -112,6 +112,8 @@ router_options router_options_from(const config& c) {
   o.ack_timeout = std::chrono::milliseconds(c.dual.ack_timeout_ms);
   o.continue_on_follower_failure = c.dual.continue_on_follower_failure;
   o.read_your_writes_wait = std::chrono::milliseconds(c.dual.read_your_writes_wait_ms);
+  o.key_memory = std::chrono::milliseconds(c.dual.key_memory_ms);
+  o.key_memory_keys = static_cast<std::size_t>(c.dual.key_memory_keys);
   auto& r = o.replication;
   r.batch_entries = static_cast<std::size_t>(c.dual.batch_entries);
   r.batch_bytes = static_cast<std::size_t>(c.dual.batch_bytes);

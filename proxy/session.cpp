@@ -232,7 +232,11 @@ protocol::response session::hello(const protocol::request& req) {
     return make_error(req.id_json, errc::unauthorized, "wrong or missing token");
   }
   authenticated_ = true;
-  if (!req.hello.routing_key.empty()) client_.routing_key = req.hello.routing_key;
+  if (!req.hello.routing_key.empty()) {
+    client_.routing_key = req.hello.routing_key;
+    client_.key_given = key_from_hello_ = true;
+  }
+  if (!req.hello.min_seq.empty()) hello_min_seq_ = req.hello.min_seq;
   protocol::hello_result h;
   h.version = TANDEM_VERSION;
   return {req.id_json, protocol::success{h}};
@@ -249,11 +253,19 @@ asio::awaitable<protocol::response> session::execute(protocol::request& req) {
   struct key_override {
     client_context& client;
     std::string saved;
+    bool key_given;
     ~key_override() {
       if (!saved.empty()) client.routing_key = std::move(saved);
+      client.key_given = key_given;
     }
-  } restore{client_, {}};
-  if (!req.routing_key.empty()) restore.saved = std::exchange(client_.routing_key, req.routing_key);
+  } restore{client_, {}, key_from_hello_};
+  if (!req.routing_key.empty()) {
+    restore.saved = std::exchange(client_.routing_key, req.routing_key);
+    client_.key_given = true;
+  }
+  // The request's min_seq stands for this request; without one, hello's does.
+  client_.min_seq = req.min_seq.empty() ? hello_min_seq_ : req.min_seq;
+  client_.min_seq_leader = req.min_seq_leader;
   switch (req.kind) {
     case protocol::op::ping:
       co_return protocol::response{req.id_json, protocol::success{protocol::ping_result{}}};

@@ -78,6 +78,8 @@ class session : public std::enable_shared_from_this<session> {
   protocol::frame_reader reader_;
   std::string out_;
   client_context client_;
+  bool key_from_hello_ = false;       // hello named the routing key (client_.key_given between requests)
+  protocol::position hello_min_seq_;  // hello's min_seq: for requests that carry none
   bool authenticated_;
   bool closing_ = false;           // graceful close requested
   bool close_after_flush_ = false;  // a fatal protocol error: answer, then close

@@ -37,6 +37,37 @@ class Dual : public ::testing::Test {
     return c ? std::move(*c) : nullptr;
   }
 
+  // A client whose hello carries `at` (a position from an earlier connection).
+  std::unique_ptr<protocol::client> client_at(const protocol::position& at, const std::string& routing_key = {}) {
+    auto o = srv_->client_options();
+    o.routing_key = routing_key;
+    o.min_seq = at;
+    auto c = protocol::client::connect(o);
+    EXPECT_TRUE(c);
+    return c ? std::move(*c) : nullptr;
+  }
+
+  // Sends `sql` as a query with this min_seq ("leader", a token, or any text as it is).
+  static protocol::response query_with(protocol::client& c, const std::string& sql, const std::string& min_seq) {
+    protocol::request req;
+    req.kind = protocol::op::query;
+    req.statements.push_back({sql, {}});
+    if (min_seq == "leader") req.min_seq_leader = true;
+    else if (auto p = protocol::parse_position(min_seq)) req.min_seq = *p;
+    EXPECT_TRUE(c.send(req));
+    auto r = c.receive();
+    EXPECT_TRUE(r);
+    return r ? *r : protocol::response{};
+  }
+  static const protocol::query_result& result_of(const protocol::response& r) {
+    static const protocol::query_result none;
+    const auto* s = std::get_if<protocol::success>(&r.body);
+    const auto* q = s ? std::get_if<protocol::query_result>(s) : nullptr;
+    EXPECT_TRUE(q) << (r.ok() ? "not a query result" : std::get<protocol::error>(r.body).message);
+    return q ? *q : none;
+  }
+  std::uint64_t counter(const char* name) { return route().metrics().snapshot().at(name).as_uint64(); }
+
   static protocol::query_result ok(protocol::client& c, const std::string& sql, std::vector<value> params = {}) {
     protocol::params p;
     p.positional = std::move(params);
@@ -347,6 +378,196 @@ TEST_F(Dual, AppliedEntriesArePrunedAfterTheRetention) {
   ok(*c, "INSERT INTO t VALUES (100)");
   caught_up();
   expect_equal_stores(*sqlite_, *d1_);
+}
+
+// Read-your-writes beyond one TCP connection (PROTOCOL.md §15), with the follower held back so
+// that D1 visibly lacks the write: the same client after a reconnect, a position handed to a new
+// connection, and a second connection of the same routing key all read it.
+TEST_F(Dual, ReadYourWritesAcrossReconnectsAndConnections) {
+  proxy::router_options ro;
+  ro.read_percent = 100;  // every key reads from D1
+  ro.read_your_writes_wait = 50ms;
+  start(proxy::mode::dual_sqlite, ro);
+  auto a = client();  // no routing key: the connection is the key
+  ok(*a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  caught_up();
+  route().pause_replication();
+  const auto w = ok(*a, "INSERT INTO t VALUES (1, 'mine')");
+  ASSERT_EQ(w.meta.at.journal, "sqlite");
+  EXPECT_GT(w.meta.at.seq, 0);
+  EXPECT_EQ(a->position(), w.meta.at);
+  // What this is about: a connection that knows nothing reads D1 as it stands, without the row.
+  auto stranger = client();
+  auto r = ok(*stranger, "SELECT v FROM t WHERE id = 1");
+  EXPECT_EQ(r.meta.served_by, "d1");
+  EXPECT_TRUE(r.rows.empty());
+  EXPECT_EQ(r.meta.at.journal, "sqlite");  // reads carry a position too: what they saw
+  // 1. The same client after a reconnect: its hello carries its position.
+  ASSERT_TRUE(a->reconnect());
+  r = ok(*a, "SELECT v FROM t WHERE id = 1");
+  ASSERT_EQ(r.rows.size(), 1u);
+  EXPECT_EQ(r.meta.served_by, "sqlite");
+  EXPECT_GE(r.meta.at.seq, w.meta.at.seq);
+  // 2. The position given to a new connection's hello, and per request on an unrelated one.
+  auto b = client_at(w.meta.at);
+  EXPECT_EQ(ok(*b, "SELECT v FROM t WHERE id = 1").rows.size(), 1u);
+  auto resent = query_with(*stranger, "SELECT v FROM t WHERE id = 1", protocol::to_string(w.meta.at));
+  EXPECT_EQ(result_of(resent).rows.size(), 1u);
+  // 3. A second connection with the same routing key, without any help from the client.
+  auto k1 = client("user-1");
+  ok(*k1, "INSERT INTO t VALUES (2, 'by key')");
+  auto k2 = client("user-1");
+  ASSERT_TRUE(k2->position().empty());
+  r = ok(*k2, "SELECT v FROM t WHERE id = 2");
+  ASSERT_EQ(r.rows.size(), 1u);
+  EXPECT_EQ(r.meta.served_by, "sqlite");
+  EXPECT_EQ(ok(*client("user-2"), "SELECT v FROM t WHERE id = 2").rows.size(), 0u) << "another key has nothing to wait for";
+  EXPECT_EQ(route().metrics().snapshot().at("rememberedKeys").as_int64(), 2);  // user-1 and user-2
+  // Once the follower has the writes, the same reads are served by D1 again.
+  route().resume_replication();
+  caught_up();
+  r = ok(*a, "SELECT count(*) FROM t");
+  EXPECT_EQ(r.meta.served_by, "d1");
+  EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{2}});
+  EXPECT_EQ(ok(*k2, "SELECT count(*) FROM t").meta.served_by, "d1");
+  expect_equal_stores(*sqlite_, *d1_);
+}
+
+// A tandem restart forgets every session and every remembered key; the client's position is
+// what is left, and it is enough.
+TEST_F(Dual, APositionFromBeforeARestartStillReadsItsWrite) {
+  proxy::router_options ro;
+  ro.read_percent = 100;
+  ro.read_your_writes_wait = 50ms;
+  start(proxy::mode::dual_sqlite, ro);
+  protocol::position at;
+  {
+    auto c = client();
+    ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+    caught_up();
+    route().pause_replication();
+    at = ok(*c, "INSERT INTO t VALUES (1)").meta.at;
+  }
+  srv_->stop();
+  srv_.reset();
+  start(proxy::mode::dual_sqlite, ro);  // same file, same D1 database; replication runs again
+  auto c = client_at(at);
+  // Either D1 has caught up by now, or the read goes to SQLite: never an answer without the row.
+  EXPECT_EQ(ok(*c, "SELECT id FROM t").rows.size(), 1u);
+  caught_up();
+  expect_equal_stores(*sqlite_, *d1_);
+}
+
+// Monotonic reads: a key that read from the leader and is then moved to the follower by a
+// higher split does not see older data than it already saw, on the same connection or another.
+TEST_F(Dual, MonotonicReadsWhenTheSplitMovesAKeyToTheFollower) {
+  proxy::router_options ro;
+  ro.read_percent = 0;  // every key reads from SQLite
+  ro.read_your_writes_wait = 50ms;
+  start(proxy::mode::dual_sqlite, ro);
+  auto w = client("writer");
+  ok(*w, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  caught_up();
+  route().pause_replication();
+  ok(*w, "INSERT INTO t VALUES (1)");
+  auto u = client("user-9");
+  auto plain = client();  // no routing key
+  for (auto* c : {u.get(), plain.get()}) {
+    auto r = ok(*c, "SELECT count(*) FROM t");
+    EXPECT_EQ(r.meta.served_by, "sqlite");
+    EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{1}});
+  }
+  route().set_read_percent(100);  // the keys move to D1, which lacks the row
+  auto fresh = client("user-10");
+  EXPECT_EQ(ok(*fresh, "SELECT count(*) FROM t").rows.at(0).at(0), value{std::int64_t{0}}) << "D1 lags: a key that saw nothing may read it";
+  auto u2 = client("user-9");
+  for (auto* c : {u.get(), plain.get(), u2.get()}) {
+    auto r = ok(*c, "SELECT count(*) FROM t");
+    EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{1}}) << "went back in time";
+    EXPECT_EQ(r.meta.served_by, "sqlite");
+  }
+  route().resume_replication();
+  caught_up();
+  EXPECT_EQ(ok(*u, "SELECT count(*) FROM t").meta.served_by, "d1");
+}
+
+// A position tandem cannot place is not waited for and not believed: the read goes to the leader
+// at once. The wait bound is long here, so a read that did wait would show in the counter.
+TEST_F(Dual, PositionsAheadOfTheJournalOrOfAnotherJournalNeitherHangNorAreTrusted) {
+  proxy::router_options ro;
+  ro.read_percent = 100;
+  ro.read_your_writes_wait = 30s;
+  start(proxy::mode::dual_sqlite, ro);
+  auto c = client();
+  ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  caught_up();
+  route().pause_replication();
+  const auto end = ok(*c, "INSERT INTO t VALUES (1)").meta.at;
+  auto s = client();
+  const auto unknown_before = counter("readPositionsUnknown");
+  for (const std::string& future : std::vector<std::string>{"sqlite:" + std::to_string(end.seq + 1000), "elsewhere:1"}) {
+    const auto r = result_of(query_with(*s, "SELECT count(*) FROM t", future));
+    EXPECT_EQ(r.meta.served_by, "sqlite") << future;
+    EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{1}}) << future;
+    EXPECT_EQ(r.meta.at, end) << "the answer's position is the journal's, not the one given";
+  }
+  EXPECT_EQ(counter("readPositionsUnknown"), unknown_before + 2);
+  // "leader": D1's first-primary.
+  EXPECT_EQ(result_of(query_with(*s, "SELECT count(*) FROM t", "leader")).meta.served_by, "sqlite");
+  // The journal of the store that does not lead: a switch-primary drained it into both stores,
+  // so there is nothing to wait for, and the read goes where the split sends it. (A connection
+  // of its own: `s` has read the leader's state, and its reads do not go back from there.)
+  EXPECT_EQ(result_of(query_with(*client(), "SELECT count(*) FROM t", "d1:5")).meta.served_by, "d1");
+  EXPECT_EQ(counter("readYourWritesWaits"), 0u);
+  // (Text that is not a position at all is BAD_REQUEST: codec_test, DecodeRequest.MinSeq.)
+  route().resume_replication();
+  caught_up();
+}
+
+// After a switch-primary the positions of the old leader's journal are not compared with the
+// new journal's numbers, and new writes carry the new journal's positions.
+TEST_F(Dual, PositionsNameTheirJournalAcrossASwitchPrimary) {
+  proxy::router_options ro;
+  ro.read_percent = 0;  // reads go to SQLite: the leader, then the follower
+  ro.read_your_writes_wait = 50ms;
+  start(proxy::mode::dual_sqlite, ro);
+  auto c = client();
+  ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  for (int i = 0; i < 5; ++i) ok(*c, "INSERT INTO t VALUES (?)", {value{std::int64_t{i}}});
+  const auto before = c->position();
+  ASSERT_EQ(before.journal, "sqlite");
+  ASSERT_TRUE(route().switch_primary(60s));
+  ASSERT_EQ(route().current_mode(), proxy::mode::dual_d1);
+  // SQLite now follows D1; sqlite:6 is no number of D1's journal, and SQLite holds all of it.
+  auto r = ok(*c, "SELECT count(*) FROM t");
+  EXPECT_EQ(r.meta.served_by, "sqlite");
+  EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{5}});
+  EXPECT_EQ(counter("readYourWritesWaits"), 0u);
+  EXPECT_EQ(counter("readPositionsUnknown"), 0u);
+  route().pause_replication();
+  const auto w = ok(*c, "INSERT INTO t VALUES (100)");
+  EXPECT_EQ(w.meta.served_by, "d1");
+  EXPECT_EQ(w.meta.at.journal, "d1");
+  EXPECT_EQ(c->position(), w.meta.at);
+  // SQLite, the follower now, lacks it: the read waits, then D1 answers.
+  r = ok(*c, "SELECT count(*) FROM t");
+  EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{6}});
+  EXPECT_EQ(r.meta.served_by, "d1");
+  EXPECT_EQ(counter("readYourWritesFallbacks"), 1u);
+  route().resume_replication();
+  caught_up();
+  expect_equal_stores(*sqlite_, *d1_);
+}
+
+// In a single mode one store answers everything: no meta.seq, and min_seq has nothing to wait for.
+TEST_F(Dual, SingleModesCarryNoPositionAndAcceptOne) {
+  start(proxy::mode::sqlite_only);
+  auto c = client();
+  ok(*c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  EXPECT_TRUE(ok(*c, "INSERT INTO t VALUES (1)").meta.at.empty());
+  const auto r = result_of(query_with(*c, "SELECT count(*) FROM t", "sqlite:123456"));
+  EXPECT_TRUE(r.meta.at.empty());
+  EXPECT_EQ(r.rows.at(0).at(0), value{std::int64_t{1}});
 }
 
 }  // namespace

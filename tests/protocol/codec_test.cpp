@@ -221,6 +221,80 @@ TEST(DecodeRequest, PerRequestRoutingKey) {
   EXPECT_EQ(decode_ok(line).routing_key, "k");
 }
 
+TEST(Position, ParsesOnlyWellFormedTokens) {
+  EXPECT_EQ(parse_position("sqlite:42"), (position{"sqlite", 42}));
+  EXPECT_EQ(parse_position("d1:0"), (position{"d1", 0}));
+  EXPECT_EQ(parse_position("d1:9223372036854775807"), (position{"d1", 9223372036854775807}));
+  for (const char* bad : {"", "sqlite", "sqlite:", ":42", "sqlite:-1", "sqlite:+1", "sqlite:042", "sqlite:-0", "sqlite:4x",
+                          "SQLite:1", "a b:1", "sqlite:9223372036854775808", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", "leader"}) {
+    EXPECT_FALSE(parse_position(bad)) << bad;
+  }
+  EXPECT_EQ(to_string(position{"sqlite", 42}), "sqlite:42");
+}
+
+TEST(Position, KeepNewerComparesWithinOneJournalAndTakesTheLatestAcrossTwo) {
+  position held;
+  keep_newer(held, {"sqlite", 5});
+  EXPECT_EQ(held, (position{"sqlite", 5}));
+  keep_newer(held, {"sqlite", 3});
+  EXPECT_EQ(held, (position{"sqlite", 5}));
+  keep_newer(held, {});
+  EXPECT_EQ(held, (position{"sqlite", 5}));
+  keep_newer(held, {"d1", 1});  // another journal (after a switch-primary): seen later, so newer
+  EXPECT_EQ(held, (position{"d1", 1}));
+}
+
+TEST(DecodeRequest, MinSeq) {
+  EXPECT_EQ(decode_ok(R"({"id":1,"op":"query","sql":"SELECT 1","min_seq":"sqlite:7"})").min_seq, (position{"sqlite", 7}));
+  auto b = decode_ok(R"({"id":1,"op":"batch","statements":[{"sql":"SELECT 1"}],"min_seq":"leader"})");
+  EXPECT_TRUE(b.min_seq_leader);
+  EXPECT_TRUE(b.min_seq.empty());
+  EXPECT_EQ(decode_ok(R"({"id":1,"op":"hello","min_seq":"d1:3"})").hello.min_seq, (position{"d1", 3}));
+  EXPECT_TRUE(decode_ok(R"({"id":1,"op":"query","sql":"SELECT 1","min_seq":null})").min_seq.empty());
+  for (const char* bad : {R"({"id":1,"op":"query","sql":"SELECT 1","min_seq":42})", R"({"id":1,"op":"query","sql":"SELECT 1","min_seq":"nope"})",
+                          R"({"id":1,"op":"hello","min_seq":"leader"})", R"({"id":1,"op":"batch","statements":[{"sql":"SELECT 1"}],"min_seq":"x:"})"}) {
+    EXPECT_NE(decode_error(bad).find("BAD_REQUEST: 'min_seq' must be a position token"), std::string::npos) << bad << ": " << decode_error(bad);
+  }
+  EXPECT_NE(decode_error(R"({"id":1,"op":"ping","min_seq":"sqlite:1"})").find("unknown field"), std::string::npos);
+  // encode_request writes what decode_request reads.
+  request r;
+  r.id_json = "3";
+  r.kind = op::query;
+  r.statements.push_back({"SELECT 1", {}});
+  r.min_seq = {"sqlite", 9};
+  std::string line;
+  encode_request(r, line);
+  line.pop_back();
+  EXPECT_EQ(decode_ok(line).min_seq, (position{"sqlite", 9}));
+  r.min_seq_leader = true;
+  line.clear();
+  encode_request(r, line);
+  line.pop_back();
+  EXPECT_TRUE(decode_ok(line).min_seq_leader);
+  request h;
+  h.id_json = "4";
+  h.kind = op::hello;
+  h.hello.min_seq = {"d1", 2};
+  line.clear();
+  encode_request(h, line);
+  line.pop_back();
+  EXPECT_EQ(decode_ok(line).hello.min_seq, (position{"d1", 2}));
+}
+
+TEST(EncodeResponse, MetaSeqOnlyWhenSet) {
+  query_result q;
+  q.meta.served_by = "sqlite";
+  q.meta.seq = 12;  // the store's figure stays internal
+  EXPECT_EQ(encode_response({"1", success{q}}).find("\"seq\""), std::string::npos);
+  q.meta.at = {"sqlite", 12};
+  auto line = encode_response({"1", success{q}});
+  EXPECT_NE(line.find(R"("served_by":"sqlite","seq":"sqlite:12"})"), std::string::npos) << line;
+  line.pop_back();
+  auto back = decode_response(line);
+  ASSERT_TRUE(std::holds_alternative<response>(back));
+  EXPECT_EQ(std::get<query_result>(std::get<success>(std::get<response>(back).body)).meta.at, (position{"sqlite", 12}));
+}
+
 TEST(DecodeRequest, FloatsAreReadCorrectlyRounded) {
   // Boost.JSON 1.81 alone reads some of these one ulp off (3876267126141512.5 as ...513).
   auto r = decode_ok(R"({"id":1,"op":"query","sql":"SELECT ?, ?, ?, ?, ?","params":)"

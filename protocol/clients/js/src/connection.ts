@@ -66,6 +66,8 @@ interface Pending {
   /** Failed connection attempts this request has waited through. */
   attempts: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The min_seq to send with it, asked for when it is written (undefined: none). */
+  minSeq: (() => string | undefined) | undefined;
   resolve: (r: Response) => void;
   reject: (e: Error) => void;
   internal: boolean;
@@ -129,6 +131,12 @@ export class Connection {
   private closeWaiters: (() => void)[] = [];
   private lineError: TandemError | undefined; // a server error with "id": null, before it closes
 
+  /**
+   * The position token to send in a hello for this routing key (PROTOCOL.md §15): after a
+   * reconnect, the server then knows what this client has seen.
+   */
+  positionOf: (key: string | undefined) => string | undefined = () => undefined;
+
   constructor(readonly options: ConnectionOptions) {}
 
   /** Requests made and not yet answered (queued or in flight). */
@@ -138,10 +146,11 @@ export class Connection {
 
   /**
    * Sends a request (`body` is its JSON after `{"id":N,`) and resolves with the server's
-   * response, ok or not. Rejects with a TandemError for transport problems, client timeouts,
-   * a full queue, or a closed client.
+   * response, ok or not. `minSeq`, when given, is asked for the request's min_seq as it is
+   * written (so a request queued behind a write carries that write's token). Rejects with a
+   * TandemError for transport problems, client timeouts, a full queue, or a closed client.
    */
-  request(body: string, key: string | undefined): Promise<Response> {
+  request(body: string, key: string | undefined, minSeq?: () => string | undefined): Promise<Response> {
     return new Promise<Response>((resolve, reject) => {
       if (this.closing) {
         reject(d1Error("D1_ERROR", "the tandem client is closed", "UNAVAILABLE"));
@@ -164,6 +173,7 @@ export class Connection {
         state: State.Queued,
         attempts: 0,
         timer: undefined,
+        minSeq,
         resolve,
         reject,
         internal: false,
@@ -260,6 +270,8 @@ export class Connection {
     let body = `"op":"hello","client":${JSON.stringify(o.clientName)}`;
     if (o.token !== undefined) body += `,"token":${JSON.stringify(o.token)}`;
     if (o.routingKey !== undefined) body += `,"routing_key":${JSON.stringify(o.routingKey)}`;
+    const at = this.positionOf(o.routingKey);
+    if (at !== undefined) body += `,"min_seq":${JSON.stringify(at)}`;
     body += "}";
     this.sentKey = o.routingKey;
     this.writeInternal(body, (r) => {
@@ -363,6 +375,8 @@ export class Connection {
         let body = `"op":"hello","client":${JSON.stringify(this.options.clientName)}`;
         if (this.options.token !== undefined) body += `,"token":${JSON.stringify(this.options.token)}`;
         if (p.key !== undefined) body += `,"routing_key":${JSON.stringify(p.key)}`;
+        const at = this.positionOf(p.key);
+        if (at !== undefined) body += `,"min_seq":${JSON.stringify(at)}`;
         this.writeInternal(body + "}", () => {});
         this.sentKey = p.key;
       }
@@ -370,7 +384,8 @@ export class Connection {
       p.state = State.Sent;
       this.inflight.push(p);
       this.inflightUser++;
-      this.write(`{"id":${p.id},${p.body}\n`);
+      const minSeq = p.minSeq?.();
+      this.write(minSeq === undefined ? `{"id":${p.id},${p.body}\n` : `{"id":${p.id},"min_seq":${JSON.stringify(minSeq)},${p.body}\n`);
     }
   }
 
@@ -382,6 +397,7 @@ export class Connection {
       state: State.Sent,
       attempts: 0,
       timer: undefined,
+      minSeq: undefined,
       resolve: done,
       reject: () => {},
       internal: true,

@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import { Connection, type ConnectionOptions, type Response } from "./connection.js";
 import { d1Detail, d1Error, fromWire, TandemError, type WireError } from "./errors.js";
 import { fitsInt64, numberToJson, type Json } from "./json.js";
+import { isToken, newerToken, Positions, tokenOf } from "./position.js";
 import { splitSql } from "./sql.js";
 import type {
   D1DatabaseLike,
@@ -76,6 +77,14 @@ interface Shared {
   conn: Connection;
   largeIntegers: LargeIntegers;
   blobs: Blobs;
+  /** The newest position token seen per routing key (PROTOCOL.md §15). */
+  positions: Positions;
+}
+
+/** Where a database object gets its min_seq and keeps the tokens it sees: a session's own. */
+interface Tracker {
+  minSeq(): string | undefined;
+  seen(token: string | undefined): void;
 }
 
 /** Opens a client. It connects on the first call; `close()` it when done. */
@@ -127,7 +136,8 @@ export function connect(url: string | undefined, options: ConnectOptions = {}): 
   if (!["array", "uint8array", "arraybuffer"].includes(blobs)) {
     throw new TypeError(`tandem connect(): blobs must be "array", "uint8array" or "arraybuffer"`);
   }
-  const shared: Shared = { conn: new Connection(copts), largeIntegers, blobs };
+  const shared: Shared = { conn: new Connection(copts), largeIntegers, blobs, positions: new Positions() };
+  shared.conn.positionOf = (key) => shared.positions.get(key);
   return new TandemD1Database(shared, copts.routingKey, redact(url as string));
 }
 
@@ -311,7 +321,7 @@ function toD1Result<T>(sql: string, r: WireResult, s: Shared): D1Result<T> {
 
 // ------------------------------------------------------------------------------------ API
 
-/** Raised by withSession() and dump(). */
+/** Raised by dump(). */
 function notSupported(what: string, why: string): TandemError {
   return d1Error("D1_ERROR", `${what} is not supported by tandem: ${why}`, "UNSUPPORTED");
 }
@@ -409,13 +419,38 @@ export class TandemD1Database implements D1DatabaseLike {
     /** The routing key this object's requests run under. */
     readonly routingKey: string | undefined,
     private readonly url: string,
+    /** @internal a session's own position; undefined: the client's per routing key */
+    private readonly tracker?: Tracker,
   ) {}
+
+  /**
+   * @internal Sends a request with this object's min_seq and keeps the token of its answer:
+   * every request carries the newest position this client saw for its routing key (or, in a
+   * session, the session's), so it reads no older data, on this connection or the next.
+   */
+  async _send(body: string): Promise<Response> {
+    const t = this.tracker;
+    const key = this.routingKey;
+    const positions = this._shared.positions;
+    const r: Response = await this._shared.conn.request(body, key, t ? () => t.minSeq() : () => positions.get(key));
+    if (r.ok) {
+      const token = tokenOf(r.result);
+      if (token !== undefined) positions.note(key, token);
+      t?.seen(token);
+    }
+    return r;
+  }
 
   /** @internal */
   async _request(body: string): Promise<Json> {
-    const r: Response = await this._shared.conn.request(body, this.routingKey);
+    const r = await this._send(body);
     if (!r.ok) throw fromWire(wireError(r));
     return r.result as Json;
+  }
+
+  /** @internal The same client with a session's tracker. */
+  _withTracker(tracker: Tracker): TandemD1Database {
+    return new TandemD1Database(this._shared, this.routingKey, this.url, tracker);
   }
 
   prepare(query: string): TandemPreparedStatement {
@@ -437,7 +472,7 @@ export class TandemD1Database implements D1DatabaseLike {
         owner.push(i);
       }
     });
-    const r = await this._shared.conn.request(`"op":"batch","statements":[{${all.join("},{")}}]}`, this.routingKey);
+    const r = await this._send(`"op":"batch","statements":[{${all.join("},{")}}]}`);
     if (!r.ok) {
       const e = wireError(r);
       throw fromWire(e.index === undefined ? e : { ...e, index: owner[e.index] ?? e.index });
@@ -473,7 +508,7 @@ export class TandemD1Database implements D1DatabaseLike {
       throw d1Error("D1_EXEC_ERROR", `Error in line 1: ${lines[0]}: No SQL statements detected.`, "BAD_REQUEST");
     }
     const body = all.map((st) => `{"sql":${JSON.stringify(st.sql)}}`).join(",");
-    const r = await this._shared.conn.request(`"op":"batch","statements":[${body}]}`, this.routingKey);
+    const r = await this._send(`"op":"batch","statements":[${body}]}`);
     if (!r.ok) {
       const e = wireError(r);
       const line = all[e.index ?? 0]?.line ?? 0;
@@ -490,14 +525,19 @@ export class TandemD1Database implements D1DatabaseLike {
   }
 
   /**
-   * D1's read-replication sessions. Not supported: tandem has no bookmarks to hand out or honour
-   * (requests on one client already run in order, so each sees the writes before it).
+   * D1's Sessions API: a session whose queries each see at least what the ones before them saw
+   * (sequential consistency), starting from `constraintOrBookmark`:
+   * - `"first-unconstrained"` (the default, also for `undefined`/`null`): the first query may be
+   *   served by either store, as the rollout routes it;
+   * - `"first-primary"`: the first query is served by the leader;
+   * - a bookmark (a tandem position token, from `getBookmark()` of an earlier session, e.g. kept
+   *   in a cookie): the first query sees at least what that session saw. A bookmark that is not
+   *   a tandem token (one D1 itself gave before the move) is taken as `"first-primary"`.
+   * `getBookmark()` is the newest token of the session's answers (null before the first one, or
+   * the bookmark it was given; always null in tandem's single modes, which have no positions).
    */
-  withSession(_constraintOrBookmark?: D1SessionBookmark | D1SessionConstraint): D1DatabaseSessionLike {
-    throw notSupported(
-      "withSession()",
-      "tandem has no D1 session bookmarks; requests on one client already run in order, so each sees the writes made before it (use the database object directly)",
-    );
+  withSession(constraintOrBookmark?: D1SessionBookmark | D1SessionConstraint | null): TandemD1DatabaseSession {
+    return new TandemD1DatabaseSession(this, constraintOrBookmark);
   }
 
   /** D1's deprecated dump() (alpha databases only). Not supported. */
@@ -518,7 +558,8 @@ export class TandemD1Database implements D1DatabaseLike {
 
   /** Round trip to the server without touching a store (for health checks). */
   async ping(): Promise<void> {
-    await this._request(`"op":"ping"}`);
+    const r = await this._shared.conn.request(`"op":"ping"}`, this.routingKey); // ping takes no min_seq
+    if (!r.ok) throw fromWire(wireError(r));
   }
 
   /** Requests made and not yet answered. */
@@ -538,5 +579,43 @@ export class TandemD1Database implements D1DatabaseLike {
 
   toString(): string {
     return `TandemD1Database(${this.url})`;
+  }
+}
+
+/** A D1 session over tandem (see `TandemD1Database.withSession()`). */
+export class TandemD1DatabaseSession implements D1DatabaseSessionLike {
+  private bookmark: string | null = null;
+  private leaderFirst = false;
+  private readonly db: TandemD1Database;
+
+  /** @internal */
+  constructor(parent: TandemD1Database, constraintOrBookmark: D1SessionBookmark | D1SessionConstraint | null | undefined) {
+    const c = constraintOrBookmark;
+    if (c === "first-primary") this.leaderFirst = true;
+    else if (c === undefined || c === null || c === "first-unconstrained") this.bookmark = null;
+    else if (typeof c !== "string") throw new TypeError('withSession() takes "first-primary", "first-unconstrained" or a bookmark string');
+    else if (isToken(c)) this.bookmark = c;
+    else this.leaderFirst = true; // not a position tandem can place: start from the leader
+    this.db = parent._withTracker({
+      minSeq: () => (this.leaderFirst ? "leader" : (this.bookmark ?? undefined)),
+      seen: (token) => {
+        this.leaderFirst = false;
+        if (token !== undefined) this.bookmark = newerToken(this.bookmark, token);
+      },
+    });
+  }
+
+  prepare(query: string): TandemPreparedStatement {
+    return this.db.prepare(query);
+  }
+
+  /** Runs the statements as one atomic batch, as `TandemD1Database.batch()`. */
+  batch<T = unknown>(statements: D1PreparedStatementLike[]): Promise<D1Result<T>[]> {
+    return this.db.batch<T>(statements);
+  }
+
+  /** The newest position the session's answers carried (its bookmark), or null before any. */
+  getBookmark(): D1SessionBookmark | null {
+    return this.bookmark;
   }
 }

@@ -4,7 +4,7 @@
 //   const db = connect(process.env.TANDEM_URL);            // tandem://host:6440/?token=…
 //   const user = await db.prepare("SELECT * FROM users WHERE id = ?").bind(42).first();
 
-export { connect, TandemD1Database, TandemPreparedStatement, VERSION } from "./d1.js";
+export { connect, TandemD1Database, TandemD1DatabaseSession, TandemPreparedStatement, VERSION } from "./d1.js";
 export type { Blobs, ConnectOptions, LargeIntegers } from "./d1.js";
 export { TandemError } from "./errors.js";
 export type { TandemErrorCode } from "./errors.js";

@@ -454,6 +454,109 @@ describe("with a scripted server", () => {
   });
 });
 
+describe("position tokens (PROTOCOL.md §15), with a scripted server", () => {
+  /** Answers every query with the token its SQL names (`SELECT 'sqlite:7'`), or none. */
+  const tokenServer = () =>
+    fakeServer((req, conn) => {
+      if (req.op === "hello") return conn.ok(req, { server: "fake", version: "0", protocol: 1 });
+      const sqls = req.op === "batch" ? (req.statements as { sql: string }[]).map((s) => s.sql) : [req.sql as string];
+      const seq = (sql: string) => /'([^']*)'/.exec(sql)?.[1];
+      const result = (sql: string) => queryResult(["x"], [[1]], seq(sql) ? { seq: seq(sql) } : {});
+      conn.ok(req, req.op === "batch" ? { results: sqls.map(result) } : result(sqls[0]!));
+    });
+  const minSeqs = (conn: { received: Record<string, unknown>[] }, op = "query") =>
+    conn.received.filter((r) => r.op === op).map((r) => r.min_seq);
+
+  test("the newest token is resent with every request, per routing key, and in hello after a reconnect", async () => {
+    const fake = await tokenServer();
+    const db = connect(fake.url);
+    try {
+      await db.prepare("SELECT 'none'").run(); // no token yet, none sent
+      await db.prepare("SELECT 'sqlite:7'").run();
+      await db.prepare("SELECT 'sqlite:3'").run(); // lower: the client keeps 7
+      await db.prepare("SELECT 'noseq'").run(); // an answer without a token changes nothing
+      await db.batch([db.prepare("SELECT 1"), db.prepare("SELECT 'sqlite:9'")]);
+      await db.exec("SELECT 'sqlite:10'");
+      await db.prepare("SELECT 'd1:2'").run(); // another journal (after a switch-primary): newer
+      await db.prepare("SELECT 1").run();
+      const conn = fake.connections[0]!;
+      assert.deepEqual(minSeqs(conn), [undefined, undefined, "sqlite:7", "sqlite:7", "sqlite:10", "d1:2"]);
+      assert.deepEqual(minSeqs(conn, "batch"), ["sqlite:7", "sqlite:9"]);
+      // Another routing key has positions of its own; its hello carries none yet.
+      const user = db.withRoutingKey("user-1");
+      await user.prepare("SELECT 'sqlite:20'").run();
+      await user.prepare("SELECT 1").run();
+      assert.deepEqual(minSeqs(conn).slice(-2), [undefined, "sqlite:20"]);
+      await db.prepare("SELECT 1").run();
+      assert.equal(minSeqs(conn).at(-1), "d1:2");
+      // The connection drops (tandem restarted, an idle timeout): the next connection's hello
+      // carries the newest token, and so do its requests.
+      conn.socket.destroy();
+      await db.ping().catch(() => {}); // written on the dying connection (and lost), or on the next
+      await db.prepare("SELECT 1").run();
+      const next = fake.connections.at(-1)!;
+      assert.notEqual(next, conn);
+      assert.equal(next.received[0]!.op, "hello");
+      assert.equal(next.received[0]!.min_seq, "d1:2");
+      assert.deepEqual(minSeqs(next), ["d1:2"]);
+      await user.prepare("SELECT 1").run();
+      const hellos = next.received.filter((r) => r.op === "hello");
+      assert.deepEqual(hellos.at(-1), { ...hellos.at(-1), routing_key: "user-1", min_seq: "sqlite:20" });
+    } finally {
+      db.destroy();
+      await fake.close();
+    }
+  });
+
+  test("withSession(): first-unconstrained, first-primary, a bookmark; getBookmark() follows the answers", async () => {
+    const fake = await tokenServer();
+    const db = connect(fake.url);
+    try {
+      await db.prepare("SELECT 'sqlite:50'").run(); // the client's own position: sessions keep theirs
+      const conn = fake.connections[0]!;
+      const sent = () => minSeqs(conn).at(-1);
+
+      const free = db.withSession(); // "first-unconstrained"
+      assert.equal(free.getBookmark(), null);
+      await free.prepare("SELECT 'sqlite:5'").run();
+      assert.equal(sent(), undefined);
+      assert.equal(free.getBookmark(), "sqlite:5");
+      await free.prepare("SELECT 'sqlite:4'").first();
+      assert.equal(sent(), "sqlite:5");
+      assert.equal(free.getBookmark(), "sqlite:5", "a session never goes back");
+      await free.batch([free.prepare("SELECT 'sqlite:6'")]);
+      assert.equal(minSeqs(conn, "batch").at(-1), "sqlite:5");
+      assert.equal(free.getBookmark(), "sqlite:6");
+
+      const primary = db.withSession("first-primary");
+      assert.equal(primary.getBookmark(), null);
+      await primary.prepare("SELECT 'sqlite:8'").run();
+      assert.equal(sent(), "leader");
+      await primary.prepare("SELECT 1").run();
+      assert.equal(sent(), "sqlite:8");
+
+      const resumed = db.withSession(free.getBookmark()!); // e.g. kept in a cookie
+      assert.equal(resumed.getBookmark(), "sqlite:6");
+      await resumed.prepare("SELECT 1").raw();
+      assert.equal(sent(), "sqlite:6");
+
+      // A bookmark tandem cannot place (D1's own, from before the move) starts at the leader.
+      const foreign = db.withSession("00000001-00000002-00004e2f-c3ba1a6b9f4bd0e4c77b7f0a1d4d9a7e");
+      assert.equal(foreign.getBookmark(), null);
+      await foreign.prepare("SELECT 1").run();
+      assert.equal(sent(), "leader");
+
+      assert.throws(() => db.withSession(42 as never), TypeError);
+      // The database object itself still sends its own newest position.
+      await db.prepare("SELECT 1").run();
+      assert.equal(sent(), "sqlite:50");
+    } finally {
+      db.destroy();
+      await fake.close();
+    }
+  });
+});
+
 describe("server settings: tokens, TLS, limits", () => {
   test("tokens: the right one works; a wrong or missing one fails with UNAUTHORIZED (no retry loop)", async () => {
     const server = await startTandem({ config: { auth: { token_envs: ["TANDEM_JS_TEST_TOKEN"] } }, env: { TANDEM_JS_TEST_TOKEN: "s3cret/+=" } });

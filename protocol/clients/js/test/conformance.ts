@@ -519,13 +519,19 @@ export const cases: Case[] = [
   },
   {
     name: "withSession() and dump()",
-    async run({ db, target }) {
-      if (target === "d1") {
-        const s = db.withSession("first-primary");
-        eq(await s.prepare("SELECT 1 AS one").first("one"), 1, "session query");
-      } else {
-        const e = throws(() => db.withSession("first-primary"), "withSession()");
-        match(e.message, /^D1_ERROR: withSession\(\) is not supported by tandem/);
+    async run({ db, target, same }) {
+      for (const start of ["first-primary", "first-unconstrained", undefined] as const) {
+        const s = db.withSession(start);
+        same(`getBookmark() of a new session (${start})`, s.getBookmark());
+        same(`session query (${start})`, await s.prepare("SELECT 1 AS one").first("one"));
+        same(`session batch (${start})`, (await s.batch([s.prepare("SELECT 2 AS two")]))[0]!.results);
+        const b = s.getBookmark();
+        // D1 hands out a bookmark with every answer; tandem only in its dual modes (these cases
+        // run on sqlite-only, where one store answers everything and there is no position).
+        if (target === "d1") ok(typeof b === "string" && b.length > 0, `a bookmark after a query: ${show(b)}`);
+        else eq(b, null, "no bookmark in a single mode");
+      }
+      if (target === "tandem") {
         match((await rejects(db.dump(), "dump()")).message, /^D1_ERROR: dump\(\) is not supported by tandem/);
       }
     },

@@ -164,9 +164,11 @@ describe("bind() conversions", () => {
       assert.throws(() => st.bind(v), (e: TandemError) => e instanceof TandemError && /^D1_TYPE_ERROR: Type '/.test(e.message) && e.code === "BAD_REQUEST");
     }
   });
-  test("withSession() and dump() say tandem does not support them", async () => {
-    assert.throws(() => db.withSession(), (e: TandemError) => e.code === "UNSUPPORTED" && /withSession\(\) is not supported by tandem/.test(e.message));
+  test("dump() says tandem does not support it; withSession() makes a session", async () => {
     await assert.rejects(db.dump(), (e: TandemError) => e.code === "UNSUPPORTED" && /dump\(\) is not supported by tandem/.test(e.message));
+    const s = db.withSession("sqlite:12");
+    assert.equal(s.getBookmark(), "sqlite:12");
+    assert.equal(typeof s.prepare("SELECT 1").bind, "function");
   });
   test("options are checked", () => {
     assert.throws(() => connect("tandem://h", { largeIntegers: "float" as never }), /largeIntegers/);
