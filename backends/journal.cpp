@@ -142,7 +142,7 @@ protocol::statement follower_stale_statement(std::string_view reason) {
   if (reason.empty()) {
     st.sql = "DELETE FROM _tandem_meta WHERE key = 'follower_stale'";
   } else {
-    st.sql = "INSERT INTO _tandem_meta (key, value) VALUES ('follower_stale', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    st.sql = "INSERT OR IGNORE INTO _tandem_meta (key, value) VALUES ('follower_stale', ?)";
     st.params.positional = {std::string(reason)};
   }
   return st;

@@ -72,7 +72,8 @@ applied_position read_applied_position(const protocol::query_result& result);
 // the journal ever reached, and every entry after it still held.
 std::string judge_position(const applied_position& at, const journal_identity& leader, std::string_view follower);
 
-// Sets (or, with an empty reason, clears) the leader's follower_stale mark.
+// Sets (or, with an empty reason, clears) the leader's follower_stale mark; a mark already set
+// keeps its first reason.
 protocol::statement follower_stale_statement(std::string_view reason);
 
 // What an entry's body holds.

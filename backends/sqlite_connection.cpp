@@ -115,6 +115,17 @@ outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite
     return error{errc::bad_request, "synchronous must be OFF, NORMAL, FULL or EXTRA, not '" + options.synchronous + "'", "sqlite", {}};
   }
   if (!options.read_only) {
+    // A file tandem creates gives the pages it frees back to the disk on request (the journal's
+    // pruned entries: see sqlite_store::journal_pruned); auto_vacuum can only be chosen before
+    // the first table. Older files reuse their free pages instead.
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(raw, "PRAGMA page_count", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_int64(st, 0) == 0) {
+      sqlite3_finalize(st);
+      st = nullptr;
+      if (auto r = c->exec_internal("PRAGMA auto_vacuum = INCREMENTAL"); !r) return r.error();
+    }
+    sqlite3_finalize(st);
     if (auto r = c->exec_internal("PRAGMA journal_mode=WAL"); !r) return r.error();
   }
   const std::string pragmas = "PRAGMA synchronous=" + sync + "; PRAGMA foreign_keys=ON";

@@ -1,5 +1,10 @@
 #include "backends/sqlite_store.hpp"
 
+#include <sys/statvfs.h>
+
+#include <ctime>
+#include <filesystem>
+
 #include "backends/journal.hpp"
 
 namespace tandem::backends {
@@ -200,8 +205,12 @@ void sqlite_store::commit_group(std::vector<job>& group) {
     }
     const bool several = group.size() > 1;
     std::optional<std::size_t> lost;
+    bool marked_in_transaction = false;  // the follower_stale mark, when journaling stopped
     for (std::size_t i = 0; i < group.size() && !lost; ++i) {
       job& j = group[i];
+      // Outside the job's savepoint: the mark must commit with every write not journaled, even
+      // when this job fails.
+      if (j.options.journal && !check_journal_bound(conn, marked_in_transaction, j.failure)) continue;
       if (several) {
         if (auto s = conn.exec_internal("SAVEPOINT tandem_job"); !s) {
           j.failure = s.error();
@@ -212,7 +221,7 @@ void sqlite_store::commit_group(std::vector<job>& group) {
       std::optional<row_recorder> rows;
       bool record = false;
       std::string plan_reason;
-      if (j.options.journal) {
+      if (j.options.journal && !journal_off_.load(std::memory_order_relaxed)) {
         auto plan = plan_journal(conn, j);
         if (!plan) {
           j.failure = plan.error();
@@ -285,6 +294,7 @@ void sqlite_store::commit_group(std::vector<job>& group) {
         }
       }
     } else {
+      if (marked_in_transaction) stale_pending_ = false;
       std::lock_guard lock(mu_);
       ++stats_.groups;
       stats_.group_jobs += group.size();
@@ -361,13 +371,98 @@ outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, cons
     entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::statements)}, encode_statements(j.statements),
                                encode_changes(j.results), wall_ms()};
   }
+  const auto* body = std::get_if<std::string>(&entry.params.positional[1]);
+  const auto* changes = std::get_if<std::string>(&entry.params.positional[2]);
+  const auto size = static_cast<std::int64_t>((body ? body->size() : 0) + (changes ? changes->size() : 0));
   auto r = conn.execute(entry, clock::time_point::max(), true);
   if (!r) {
     auto e = r.error();
     e.message = "cannot append to the journal, nothing was written: " + e.message;
     return e;
   }
+  if (journal_bytes_.load(std::memory_order_relaxed) >= 0) journal_bytes_.fetch_add(size, std::memory_order_relaxed);
   return r->meta.last_row_id;
+}
+
+bool sqlite_store::check_journal_bound(sqlite_connection& conn, bool& marked_in_transaction, std::optional<error>& failure) {
+  if (journal_resumed_.exchange(false)) {
+    journal_bytes_.store(-1);  // emptied by the backfill: counted again below
+    stale_pending_ = false;
+  }
+  if (!journal_off_.load(std::memory_order_relaxed)) {
+    const auto& o = options_;
+    if (o.journal_max_bytes <= 0 && o.min_free_disk_bytes <= 0) return true;
+    if (journal_bytes_.load(std::memory_order_relaxed) < 0) {
+      // Once per start (and after a backfill): the entries' text, as append_journal counts it.
+      protocol::statement sum{"SELECT coalesce(sum(length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))), 0) FROM _tandem_journal", {}};
+      auto r = conn.execute(sum, clock::time_point::max(), true);
+      const auto* v = r && !r->rows.empty() ? std::get_if<std::int64_t>(&r->rows[0][0]) : nullptr;
+      journal_bytes_.store(v ? *v : 0);
+    }
+    std::string why;
+    const std::int64_t bytes = journal_bytes_.load(std::memory_order_relaxed);
+    if (o.journal_max_bytes > 0 && bytes >= o.journal_max_bytes) {
+      why = "the journal holds " + std::to_string(bytes) + " bytes of entries not yet pruned, and dual.max_journal_bytes is " +
+            std::to_string(o.journal_max_bytes);
+    } else if (o.min_free_disk_bytes > 0 && clock::now() >= next_disk_check_) {
+      next_disk_check_ = clock::now() + std::chrono::seconds(1);
+      const auto dir = std::filesystem::absolute(o.db.path).parent_path();
+      struct statvfs fs {};
+      if (statvfs(dir.c_str(), &fs) == 0) {
+        const auto free = static_cast<std::int64_t>(fs.f_bavail) * static_cast<std::int64_t>(fs.f_frsize);
+        if (free < o.min_free_disk_bytes) {
+          why = "only " + std::to_string(free) + " bytes are free on the disk of " + dir.string() + ", and dual.min_free_disk_bytes is " +
+                std::to_string(o.min_free_disk_bytes);
+        }
+      }
+    }
+    if (why.empty()) return true;
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    {
+      std::lock_guard lock(mu_);
+      stop_reason_ = std::string("journaling stopped at ") + when + ": " + why + "; writes since are not journaled";
+    }
+    journal_off_.store(true, std::memory_order_release);
+    stale_pending_ = true;
+  }
+  if (stale_pending_ && !marked_in_transaction) {
+    auto r = conn.execute(follower_stale_statement(journal_stop_reason()), clock::time_point::max(), true);
+    if (!r) {
+      failure = r.error();
+      failure->message = "journaling stopped (" + journal_stop_reason() + ") and that cannot be recorded, nothing was written: " + failure->message;
+      return false;
+    }
+    marked_in_transaction = true;
+  }
+  return true;
+}
+
+std::string sqlite_store::journal_stop_reason() const {
+  std::lock_guard lock(mu_);
+  return stop_reason_;
+}
+
+void sqlite_store::resume_journal() {
+  {
+    std::lock_guard lock(mu_);
+    stop_reason_.clear();
+  }
+  journal_resumed_.store(true);
+  journal_off_.store(false, std::memory_order_release);
+}
+
+void sqlite_store::journal_pruned(std::int64_t bytes) {
+  if (bytes <= 0) return;
+  std::int64_t now = journal_bytes_.load(std::memory_order_relaxed);
+  while (now >= 0 && !journal_bytes_.compare_exchange_weak(now, std::max<std::int64_t>(now - bytes, 0))) {
+  }
+  exec_options o;
+  o.internal = true;
+  execute_batch({{"PRAGMA incremental_vacuum", {}}}, o, [](auto) {});
 }
 
 void sqlite_store::complete(job& j) {

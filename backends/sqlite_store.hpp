@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -29,6 +30,12 @@ struct sqlite_store_options {
   // What the follower (D1, while SQLite leads) accepts: a journaled write whose replay would not
   // fit is journaled in a form that does, or refused before it commits.
   d1_limits follower_limits;
+  // The journal's bound (dual.max_journal_bytes; 0: none) and the free disk it must leave
+  // (dual.min_free_disk_bytes; 0: no floor). Reaching either never fails a write: journaling
+  // stops, and the follower is marked stale (follower_stale) in the same transaction as the
+  // first write that is not journaled, so it must be rebuilt before it follows again.
+  std::int64_t journal_max_bytes = 0;
+  std::int64_t min_free_disk_bytes = 0;
 };
 
 // How the writer has been doing; read by metrics.
@@ -55,6 +62,16 @@ class sqlite_store final : public store {
 
   sqlite_store_stats stats() const;
 
+  std::int64_t journal_bytes() const noexcept override { return journal_bytes_.load(std::memory_order_relaxed); }
+  std::int64_t journal_max_bytes() const noexcept override { return options_.journal_max_bytes; }
+  // Subtracts them, and has SQLite give the freed pages back (incremental vacuum; a no-op in a
+  // file made without auto_vacuum, where they are reused instead).
+  void journal_pruned(std::int64_t bytes) override;
+  bool journaling_stopped() const noexcept override { return journal_off_.load(std::memory_order_acquire); }
+  std::string journal_stop_reason() const override;
+  // Journals again (a backfill emptied the journal and is about to copy a snapshot).
+  void resume_journal();
+
  private:
   // A unit of work: one statement (query) or several (batch).
   struct job {
@@ -78,6 +95,10 @@ class sqlite_store final : public store {
   outcome<journal_plan> plan_journal(sqlite_connection& conn, const job& j);
   outcome<std::int64_t> append_journal(sqlite_connection& conn, const job& j, row_recorder* rows);
   bool internal_is_write(const std::string& sql);
+  // Before a journaled job, on the writer: stops journaling when the bound or the disk floor is
+  // reached, and writes the follower_stale mark in the transaction (once per transaction until
+  // one commits). False with `failure` set when the mark cannot be written.
+  bool check_journal_bound(sqlite_connection& conn, bool& marked_in_transaction, std::optional<protocol::error>& failure);
   void submit(job j);
   void reader_loop(sqlite_connection& conn);
   void writer_loop();
@@ -101,6 +122,15 @@ class sqlite_store final : public store {
   bool stopping_ = false;       // no new work is taken
   bool writer_stop_ = false;    // the writer may exit once its queue is empty
   sqlite_store_stats stats_;
+
+  // The journal's bound. journal_bytes_ is an estimate kept by the writer (-1 until it has
+  // summed the journal once); the rest of the writer's bound state is the writer's alone.
+  std::atomic<std::int64_t> journal_bytes_{-1};
+  std::atomic<bool> journal_off_{false};
+  std::atomic<bool> journal_resumed_{false};  // resume_journal() asks the writer to count again
+  bool stale_pending_ = false;                // journal_off_ and the mark has not committed yet
+  std::string stop_reason_;                   // guarded by mu_
+  clock::time_point next_disk_check_{};
 
   std::mutex classify_mu_;  // guards the classify connection (the last reader connection)
   std::shared_mutex kinds_mu_;

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -54,6 +56,16 @@ class store {
   // Stops taking work, finishes what was accepted, and releases the store's threads. Work
   // submitted afterwards completes at once with UNAVAILABLE. Idempotent.
   virtual void shutdown() = 0;
+
+  // The journal's size while this store leads, for stores that bound it (SQLite: the disk is the
+  // application's too). Bytes of entry text, -1 when not counted; 0 for the bound means none.
+  virtual std::int64_t journal_bytes() const noexcept { return -1; }
+  virtual std::int64_t journal_max_bytes() const noexcept { return 0; }
+  // The replicator deleted applied entries holding `bytes`: space to reclaim.
+  virtual void journal_pruned(std::int64_t /*bytes*/) {}
+  // Set once the store stopped journaling (its bound reached): why, for the follower's refusal.
+  virtual bool journaling_stopped() const noexcept { return false; }
+  virtual std::string journal_stop_reason() const { return {}; }
 };
 
 }  // namespace tandem::backends

@@ -216,6 +216,8 @@ config parse_config(std::string_view text, const std::string& source) {
          {"retry_min_ms", [&](const path& q, const value& w) { d.retry_min_ms = ms(q, w); }},
          {"retry_max_ms", [&](const path& q, const value& w) { d.retry_max_ms = ms(q, w); }},
          {"journal_retention_ms", [&](const path& q, const value& w) { d.journal_retention_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+         {"max_journal_bytes", [&](const path& q, const value& w) { d.max_journal_bytes = r.integer(q, w, 0, std::numeric_limits<std::int64_t>::max()); }},
+         {"min_free_disk_bytes", [&](const path& q, const value& w) { d.min_free_disk_bytes = r.integer(q, w, 0, std::numeric_limits<std::int64_t>::max()); }},
        });
      }},
     {"admin", [&](const path& p, const value& v) {

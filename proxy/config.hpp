@@ -18,7 +18,10 @@ struct listen_config {
 
 struct sqlite_config {
   std::string path = "var/tandem.db";
-  std::string synchronous = "NORMAL";
+  // "" (the default): FULL when D1 is configured (a dual mode can start at runtime), where a
+  // commit lost to a power loss that D1 already applied would put D1 ahead of SQLite; NORMAL
+  // otherwise. Anything set is used as it is.
+  std::string synchronous;
   int busy_timeout_ms = 5000;
   int readers = 2;
   int statement_cache_size = 256;
@@ -80,6 +83,10 @@ struct dual_config {
   int retry_min_ms = 100;          // backoff between failed follower applies
   int retry_max_ms = 10000;
   int journal_retention_ms = 3600000;  // applied entries are pruned once older than this
+  // The journal's bound while SQLite leads, and the free disk it leaves (0: none). Reaching
+  // either stops journaling (never a write) and marks D1 to be rebuilt.
+  std::int64_t max_journal_bytes = std::int64_t{1} << 30;
+  std::int64_t min_free_disk_bytes = std::int64_t{64} << 20;
 
   bool operator==(const dual_config&) const = default;
 };

@@ -41,6 +41,7 @@ namespace tandem::proxy {
   X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
   X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
   X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
+  X(journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
   X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
   X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")              \
   X(remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)")

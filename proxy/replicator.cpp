@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <limits>
 #include <random>
 
 namespace tandem::proxy {
@@ -20,6 +21,9 @@ backends::exec_options internal_until(clock::time_point deadline) {
   o.internal = true;
   return o;
 }
+
+// "SQLite" or "D1", as a sentence names them.
+std::string display_name(const backends::store& s) { return s.name() == "d1" ? "D1" : "SQLite"; }
 
 statement sql(std::string text, std::vector<protocol::value> params = {}) {
   statement st;
@@ -303,25 +307,13 @@ bool replicator::prepare() {
     return false;
   }
   const auto at = backends::read_applied_position(r->at(0));
-  const std::string follower(follower_.name());
+  const std::string follower = display_name(follower_), leader = display_name(leader_);
   std::string why = journal.follower_stale.empty()
                         ? backends::judge_position(at, journal, follower)
-                        : follower + " lacks writes " + std::string(leader_.name()) + " took outside the journal: " + journal.follower_stale;
+                        : follower + " lacks writes " + leader + " took outside the journal: " + journal.follower_stale;
+  if (why.empty() && leader_.journaling_stopped()) why = follower + " lacks writes " + leader + " did not journal: " + leader_.journal_stop_reason();
   if (!why.empty()) {
-    {
-      std::lock_guard lock(mu_);
-      if (!rebuild_ || *rebuild_ != why) {
-        spdlog::error("replication {} -> {} refused: {}. {}", source_, follower, why, rebuild_advice());
-      }
-      rebuild_ = why;
-      must_rebuild_.store(true);
-      last_error_ = why;
-      applied_ = -1;  // nothing is pruned, no read waits for it, no waiter is satisfied
-      metrics_.applied_seq.store(0);
-      metrics_.follower_rebuild_needed.store(1);
-      refresh_lag_locked();
-    }
-    fire_waiters(false);
+    refuse_following(why);
     return false;
   }
   {
@@ -501,13 +493,51 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
 void replicator::prune() {
   const auto now = clock::now();
   if (now < next_prune_) return;
-  next_prune_ = now + std::min<std::chrono::milliseconds>(options_.journal_retention / 4 + std::chrono::milliseconds(1), std::chrono::seconds(10));
+  // A journal past half its bound keeps applied entries no longer than it must: the retention
+  // gives way before journaling has to stop.
+  const std::int64_t bytes = leader_.journal_bytes(), bound = leader_.journal_max_bytes();
+  const bool pressed = bound > 0 && bytes > bound / 2;
+  next_prune_ = now + (pressed ? std::chrono::milliseconds(1000)
+                               : std::min<std::chrono::milliseconds>(options_.journal_retention / 4 + std::chrono::milliseconds(1),
+                                                                     std::chrono::seconds(10)));
   const std::int64_t upto = applied();
+  const std::int64_t before = pressed ? std::numeric_limits<std::int64_t>::max() : backends::wall_ms() - options_.journal_retention.count();
+  // A store that counts its journal's bytes is told what was freed.
+  const bool counted = bytes >= 0;
   auto r = run_batch(leader_,
-                     {sql("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?",
-                          {upto, backends::wall_ms() - options_.journal_retention.count()})},
+                     {sql(std::string("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?") +
+                              (counted ? " RETURNING length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))" : ""),
+                          {upto, before})},
                      internal_until(now + options_.request_timeout));
-  if (r) metrics_.journal_pruned.fetch_add(static_cast<std::uint64_t>(r->at(0).meta.changes));
+  if (!r) return;
+  const auto& res = r->at(0);
+  metrics_.journal_pruned.fetch_add(static_cast<std::uint64_t>(counted ? res.rows.size() : static_cast<std::size_t>(res.meta.changes)));
+  if (counted) {
+    std::int64_t freed = 0;
+    for (const auto& row : res.rows) {
+      if (const auto* v = std::get_if<std::int64_t>(&row.at(0))) freed += *v;
+    }
+    leader_.journal_pruned(freed);
+  }
+  metrics_.journal_bytes.store(std::max<std::int64_t>(leader_.journal_bytes(), 0));
+}
+
+void replicator::refuse_following(const std::string& why) {
+  {
+    std::lock_guard lock(mu_);
+    if (!rebuild_ || *rebuild_ != why) {
+      spdlog::error("replication {} -> {} refused: {}. {}", source_, follower_.name(), why, rebuild_advice());
+    }
+    rebuild_ = why;
+    must_rebuild_.store(true);
+    last_error_ = why;
+    ready_ = false;
+    applied_ = -1;  // nothing is pruned, no read waits for it, no waiter is satisfied
+    metrics_.applied_seq.store(0);
+    metrics_.follower_rebuild_needed.store(1);
+    refresh_lag_locked();
+  }
+  fire_waiters(false);
 }
 
 void replicator::loop() {
@@ -547,6 +577,12 @@ void replicator::loop() {
       std::lock_guard lock(mu_);
       ready = ready_;
       if (applied_ < single_until_) max_entries = 1;
+    }
+    if (ready && leader_.journaling_stopped()) {
+      // The leader stopped journaling (its bound): what follows is not in the journal.
+      refuse_following(display_name(follower_) + " lacks writes " + display_name(leader_) +
+                       " did not journal: " + leader_.journal_stop_reason());
+      ready = false;
     }
     if (!ready && !prepare()) {
       failed();

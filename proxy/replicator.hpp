@@ -116,6 +116,8 @@ class replicator {
   void refresh_lag_locked();
   backends::clock::time_point next_wake_locked() const;
   backends::outcome<std::int64_t> leader_max_seq();
+  // Enters the state rebuild_needed() reports, logging the reason once.
+  void refuse_following(const std::string& why);
   // What the operator runs when the follower must be rebuilt.
   std::string rebuild_advice() const;
 

@@ -661,6 +661,16 @@ backends::outcome<void> router::begin_backfill() {
                                                   std::string(to_string(current_mode())), {}, {}};
   }
   rep->pause();
+  // D1 is to be rebuilt from a snapshot taken after this point: a journal kept for a follower
+  // that had to be rebuilt anyway is of no use, and one whose bound stopped it journals again.
+  auto journal = ensure_journal(*sqlite_, internal_until(clock::now() + std::chrono::seconds(30)));
+  if (journal && (!journal->follower_stale.empty() || sqlite_->journaling_stopped())) {
+    if (auto r = run_batch(*sqlite_, {{"DELETE FROM _tandem_journal", {}}}, internal_until(clock::time_point::max())); r) {
+      sqlite_->journal_pruned(std::max<std::int64_t>(sqlite_->journal_bytes(), 0));
+      spdlog::info("live backfill: {} journal entries D1 will not need were deleted", r->at(0).meta.changes);
+    }
+    sqlite_->resume_journal();
+  }
   return {};
 }
 

@@ -114,8 +114,8 @@ int local_d1::faulted_requests_finished(const std::string& database_id) {
   return at == std::string::npos ? -1 : std::atoi(out.c_str() + at + 11);
 }
 
-dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database, std::string d1_endpoint) {
-  backends::sqlite_store_options so;
+dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database, std::string d1_endpoint,
+                             backends::sqlite_store_options so) {
   so.db.path = dir.file("dual.db");
   auto s = backends::sqlite_store::open(so);
   if (!s) throw std::runtime_error(s.error().message);

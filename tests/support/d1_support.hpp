@@ -56,8 +56,9 @@ struct dual_router {
   std::string database;
 };
 // `d1_endpoint`, when given, replaces the local D1's URL (a slow_http_proxy in front of it).
+// `sqlite`, when given, holds the SQLite store's options (its path is set here).
 dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database = {},
-                             std::string d1_endpoint = {});
+                             std::string d1_endpoint = {}, backends::sqlite_store_options sqlite = {});
 
 // The rows of `table` on a store (tandem's internal path), ordered by the first column.
 std::vector<std::vector<protocol::value>> rows_of(backends::store& s, const std::string& table);
