@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "proxy/d1_lease.hpp"
+
 namespace tandem::proxy {
 namespace {
 
@@ -75,6 +77,10 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
       mode_(options.initial),
       read_percent_(options.read_percent),
       shadow_percent_(options.shadow_read_percent) {
+  if (options_.lease) {
+    options_.replication.permit = options_.lease;
+    options_.lease->attach(&metrics_);
+  }
   std::unique_lock lock(mu_);
   if (is_dual(mode_)) start_replication_locked();
 }
@@ -85,7 +91,10 @@ router::router(std::unique_ptr<backends::store> only)
       read_percent_(0),
       shadow_percent_(0) {}
 
-router::~router() { shutdown(); }
+router::~router() {
+  shutdown();
+  if (options_.lease) options_.lease->attach(nullptr);
+}
 
 backends::store* router::store_for(mode m, bool leader) const {
   if (only_) return leader ? only_.get() : nullptr;
@@ -465,6 +474,7 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   auto rep = std::move(replicator_);
   lock.unlock();
   rep->stop();
+  if (options_.lease) options_.lease->release();  // D1 is likely out of reach: bounded, then it expires
   force_report report;
   report.d1_journal_end = rep->known_leader_seq();
   report.sqlite_applied = sqlite_applied_from_d1(*rep, clock::now() + max_pause);
@@ -503,12 +513,30 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
                                " is not configured (set d1.account_id, d1.database_id and d1.token_env, then restart)",
                            {}, {}};
   }
+  // Entering a dual mode takes D1's replication lease first: one attempt, outside the lock (a
+  // D1 request); another instance that holds it refuses the change.
+  const bool takes_lease = options_.lease && is_dual(m) && !is_dual(from);
+  if (takes_lease) {
+    lock.unlock();
+    if (auto a = options_.lease->acquire(clock::now()); !a) return a.error();
+    lock.lock();
+    if (mode_ != from) {
+      return protocol::error{errc::unavailable, "the mode changed meanwhile (it is " + std::string(to_string(mode_)) + "); nothing changed", {}, {}};
+    }
+  }
   const auto start = clock::now();
-  if (auto h = hold_writes(lock, start + max_pause); !h) return h.error();
+  if (auto h = hold_writes(lock, start + max_pause); !h) {
+    if (takes_lease) {
+      lock.unlock();
+      options_.lease->release();
+    }
+    return h.error();
+  }
   if (is_dual(from)) {
     auto rep = std::move(replicator_);
     lock.unlock();
     rep->stop();
+    if (options_.lease) options_.lease->release();
     lock.lock();
   }
   mode_ = m;
@@ -530,6 +558,7 @@ void router::shutdown() {
   // Replication first (its batch in flight uses the stores), then the stores finish what they
   // accepted.
   if (rep) rep->stop();
+  if (options_.lease) options_.lease->release();
   if (sqlite_) sqlite_->shutdown();
   if (d1_) d1_->shutdown();
   if (only_) only_->shutdown();
