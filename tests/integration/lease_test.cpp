@@ -10,7 +10,6 @@
 
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <thread>
 
 #include <boost/json/serialize.hpp>
@@ -157,13 +156,6 @@ TEST(D1Lease, AnOutageLongerThanTheLeaseDoesNotLoseItUnlessAnotherTakesIt) {
 }
 
 // ---- real processes -----------------------------------------------------------------------------
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class LeaseProcesses : public ::testing::Test {
  protected:

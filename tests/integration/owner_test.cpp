@@ -8,7 +8,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <boost/json/serialize.hpp>
@@ -20,13 +19,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace json = boost::json;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class Owner : public ::testing::Test {
  protected:

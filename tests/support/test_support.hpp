@@ -94,6 +94,9 @@ struct command_result {
 };
 command_result run_shell(const std::string& command);
 
+// The whole content of a file ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
 // A TCP port on 127.0.0.1 that was free a moment ago (for a child process's config).
 std::uint16_t free_port();
 
