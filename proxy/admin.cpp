@@ -16,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "proxy/await.hpp"
+#include "proxy/d1_lease.hpp"
 #include "proxy/dashboard.hpp"
 
 namespace tandem::proxy {
@@ -167,10 +168,12 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
         follower["rebuildNeeded"] = true;
       }
     }
+    json::object dual{{"mode", to_string(m)}, {"metrics", route.metrics().snapshot()}};
+    if (auto* lease = route.lease()) dual["lease"] = lease->status();
     json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
                       {"sqlite", std::move(sqlite)},
                       {"d1", std::move(d1)},
-                      {"dualWrite", json::object{{"mode", to_string(m)}, {"metrics", route.metrics().snapshot()}}}};
+                      {"dualWrite", std::move(dual)}};
     co_return reply(req, leader_ok ? http::status::ok : http::status::service_unavailable, json::serialize(body));
   }
 
@@ -183,6 +186,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     } else {
       o["replication"] = nullptr;
     }
+    if (auto* lease = route.lease()) o["lease"] = lease->status();
     o["metrics"] = route.metrics().snapshot();
     return o;
   }

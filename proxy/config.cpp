@@ -271,6 +271,12 @@ config parse_config(std::string_view text, const std::string& source) {
           }},
        });
      }},
+    {"ownership", [&](const path& p, const value& v) {
+       r.object(p, v, {
+         {"lease_ms", [&](const path& q, const value& w) { c.ownership.lease_ms = static_cast<int>(r.integer(q, w, 300, 3600000)); }},
+         {"wait_for_owner_ms", [&](const path& q, const value& w) { c.ownership.wait_for_owner_ms = static_cast<int>(r.integer(q, w, 0, k_int_max)); }},
+       });
+     }},
     {"log", [&](const path& p, const value& v) {
        r.object(p, v, {
          {"level", [&](const path& q, const value& w) { c.log.level = r.one_of(q, w, {"trace", "debug", "info", "warn", "error", "off"}); }},

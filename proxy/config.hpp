@@ -136,6 +136,15 @@ struct rollout_config {
   bool operator==(const rollout_config&) const = default;
 };
 
+// One owner per store (proxy/store_lock.hpp: the SQLite file; proxy/d1_lease.hpp: D1's
+// replication role).
+struct ownership_config {
+  int lease_ms = 30000;           // the D1 replication lease's duration; renewed every third of it
+  int wait_for_owner_ms = 45000;  // at start, how long to wait for another owner to let go
+
+  bool operator==(const ownership_config&) const = default;
+};
+
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, off
 
@@ -155,6 +164,7 @@ struct config {
   admin_config admin;
   control_config control;
   rollout_config rollout;
+  ownership_config ownership;
   log_config log;
   int io_threads = 2;
   // How long an idle I/O or SQLite thread polls for work before sleeping. Trades a little CPU

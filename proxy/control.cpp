@@ -31,6 +31,7 @@
 #include "protocol/json_reader.hpp"
 #include "proxy/await.hpp"
 #include "proxy/config.hpp"
+#include "proxy/d1_lease.hpp"
 
 namespace tandem::proxy {
 namespace asio = boost::asio;
@@ -421,6 +422,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     if (auto rep = route.replication()) {
       out["replication"] = rep->status();
     }
+    if (auto* lease = route.lease()) out["lease"] = lease->status();
     if (ro) out["rollout"] = ro->status();
     out["metrics"] = route.metrics().snapshot();
     json::array ev;

@@ -46,6 +46,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sqlite-only", "dual-sqlite", "dual-d1", "d1-only"}));
   serve->add_option("--synchronous", synchronous, "SQLite synchronous (overrides sqlite.synchronous)")
       ->check(CLI::IsMember({"OFF", "NORMAL", "FULL", "EXTRA"}));
+  double wait_for_owner = -1;
+  serve->add_option("--wait-for-owner", wait_for_owner,
+                    "seconds to wait at start for another tandem that owns the SQLite file or the D1 replication lease to "
+                    "let go (overrides ownership.wait_for_owner_ms; 0: do not wait)")
+      ->check(CLI::Range(0.0, 86400.0));
   serve->add_option("--log-level", log_level, "trace, debug, info, warn, error or off (overrides log.level)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
@@ -102,6 +107,7 @@ int main(int argc, char** argv) {
         if (!mode.empty()) c.mode = mode;
         if (!synchronous.empty()) c.sqlite.synchronous = synchronous;
         if (!log_level.empty()) c.log.level = log_level;
+        if (wait_for_owner >= 0) c.ownership.wait_for_owner_ms = static_cast<int>(wait_for_owner * 1000);
         return c;
       };
       const auto c = read();

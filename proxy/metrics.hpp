@@ -31,7 +31,8 @@ namespace tandem::proxy {
   X(shadow_skipped, "shadowReadsSkipped", "Shadow reads not compared: the stores were not at the same journal position") \
   X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
   X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                      \
-  X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")
+  X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")      \
+  X(replication_lease_losses, "replicationLeaseLosses", "Times another instance took the D1 replication lease this one had held")
 
 // X(member, wire name, help)
 #define TANDEM_GAUGES(X)                                                                       \
@@ -41,6 +42,7 @@ namespace tandem::proxy {
   X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
   X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
   X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
+  X(replication_lease_held, "replicationLeaseHeld", "1 while this instance holds the D1 replication lease and may replicate") \
   X(journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
   X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
   X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")              \

@@ -346,7 +346,8 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
                      internal_until(clock::now() + options_.request_timeout));
   if (!r) return r.error();
   std::vector<journal_entry> out;
-  std::size_t bytes = 0, statements = backends::k_batch_overhead;
+  const bool fenced = options_.permit && options_.permit->fence(follower_.name());
+  std::size_t bytes = 0, statements = backends::k_batch_overhead + (fenced ? 1 : 0);
   for (const auto& row : r->at(0).rows) {
     journal_entry e;
     const auto* seq = std::get_if<std::int64_t>(&row.at(0));
@@ -413,6 +414,10 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
   batch.push_back(backends::applied_guard(source_, built_on));
   for (const auto& e : entries) batch.insert(batch.end(), e.statements.begin(), e.statements.end());
   batch.push_back(backends::applied_statement(source_, journal, entries.back().seq));
+  // Last, so that the entries' statement indices stay as they are: the batch is atomic anyway.
+  if (options_.permit) {
+    if (auto fence = options_.permit->fence(follower_.name())) batch.push_back(std::move(*fence));
+  }
   const auto start = clock::now();
   auto r = run_batch(follower_, std::move(batch), internal_until(start + options_.request_timeout));
   const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
@@ -425,6 +430,12 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     std::lock_guard lock(mu_);
     ready_ = false;
     return true;
+  }
+  if (!r && r.error().message.find(k_permit_fence_failed) != std::string::npos) {
+    // The lease passed to another instance before this batch committed: nothing applied.
+    set_error("the batch from seq " + std::to_string(entries.front().seq) + " was refused by " + std::string(follower_.name()) +
+              ": this instance no longer holds the replication lease (" + held_back() + ")");
+    return false;
   }
   if (!r) {
     metrics_.secondary_failures.fetch_add(1);
@@ -502,15 +513,22 @@ void replicator::prune() {
                                                                      std::chrono::seconds(10)));
   const std::int64_t upto = applied();
   const std::int64_t before = pressed ? std::numeric_limits<std::int64_t>::max() : backends::wall_ms() - options_.journal_retention.count();
+  // Another instance following the same leader may not have applied these yet: only the
+  // permit's holder prunes, and, on D1, only while it still holds it when the DELETE commits.
+  if (!held_back().empty()) return;
+  std::vector<statement> batch;
+  if (options_.permit) {
+    if (auto fence = options_.permit->fence(leader_.name())) batch.push_back(std::move(*fence));
+  }
   // A store that counts its journal's bytes is told what was freed.
   const bool counted = bytes >= 0;
-  auto r = run_batch(leader_,
-                     {sql(std::string("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?") +
-                              (counted ? " RETURNING length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))" : ""),
-                          {upto, before})},
-                     internal_until(now + options_.request_timeout));
+  batch.push_back(sql(std::string("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?") +
+                          (counted ? " RETURNING length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))" : ""),
+                      {upto, before}));
+  const std::size_t deleted = batch.size() - 1;
+  auto r = run_batch(leader_, std::move(batch), internal_until(now + options_.request_timeout));
   if (!r) return;
-  const auto& res = r->at(0);
+  const auto& res = r->at(deleted);
   metrics_.journal_pruned.fetch_add(static_cast<std::uint64_t>(counted ? res.rows.size() : static_cast<std::size_t>(res.meta.changes)));
   if (counted) {
     std::int64_t freed = 0;
@@ -539,6 +557,8 @@ void replicator::refuse_following(const std::string& why) {
   }
   fire_waiters(false);
 }
+
+std::string replicator::held_back() { return options_.permit ? options_.permit->hold_back() : std::string(); }
 
 void replicator::loop() {
   std::mt19937_64 rng(std::random_device{}());
@@ -611,6 +631,11 @@ void replicator::loop() {
         if (clock::now() >= wake) break;
         cv_.wait_until(lock, wake);
       }
+      continue;
+    }
+    if (auto why = held_back(); !why.empty()) {
+      set_error(why);  // and the position is read again once entitled: another may have moved it
+      failed();
       continue;
     }
     {

@@ -7,7 +7,8 @@
 // going on, so an entry whose outcome was unknown is neither lost nor applied twice. A batch
 // that fails is retried one entry at a time, so one bad entry cannot hold back the others'
 // diagnosis; the failing entry is retried with exponential backoff (and logged) until it
-// applies or the operator steps in.
+// applies or the operator steps in. With a permit (the D1 replication lease), it writes only while
+// the permit is held, and its batches to D1 fail unless it still is when they commit.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,22 @@
 
 namespace tandem::proxy {
 
+// What entitles a replicator to write: to apply entries to the follower and to prune the
+// leader's journal (proxy/d1_lease.hpp, the D1 replication lease). Thread-safe.
+class replication_permit {
+ public:
+  virtual ~replication_permit() = default;
+  // "" while this replicator may write, else why not (reported as replication.lastError). Asked
+  // before every batch applied and every prune.
+  virtual std::string hold_back() const = 0;
+  // A statement to add to every batch written to `store` (by its name) that fails, rolling the
+  // batch back, unless the permit is still held when the batch commits, with k_permit_fence_failed
+  // in the store's error. nullopt when `store` needs none. It covers a batch that arrives late,
+  // after the permit passed to another instance.
+  virtual std::optional<protocol::statement> fence(std::string_view store) const = 0;
+};
+inline constexpr std::string_view k_permit_fence_failed = "tandem: this instance does not hold the replication lease";
+
 struct replicator_options {
   std::size_t batch_entries = 500;
   std::size_t batch_bytes = 1000000;
@@ -39,6 +56,7 @@ struct replicator_options {
   std::chrono::milliseconds journal_retention{3600000};
   bool verify_writes = true;
   bool pause_on_verification_failure = false;
+  const replication_permit* permit = nullptr;  // null: always entitled; must outlive the replicator
 };
 
 class replicator {
@@ -120,6 +138,8 @@ class replicator {
   void refuse_following(const std::string& why);
   // What the operator runs when the follower must be rebuilt.
   std::string rebuild_advice() const;
+  // The permit's reason not to write now ("" to go on); reported as the last error.
+  std::string held_back();
 
   backends::store& leader_;
   backends::store& follower_;

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <random>
 
+#include "proxy/d1_lease.hpp"
+
 namespace tandem::proxy {
 namespace {
 
@@ -94,6 +96,10 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
       mode_(options.initial),
       read_percent_(options.read_percent),
       shadow_percent_(options.shadow_read_percent) {
+  if (options_.lease) {
+    options_.replication.permit = options_.lease;
+    options_.lease->attach(&metrics_);
+  }
   std::unique_lock lock(mu_);
   if (is_dual(mode_)) start_replication_locked();
   // A single mode with the other store configured: that store stops receiving writes now.
@@ -125,7 +131,10 @@ router::router(std::unique_ptr<backends::store> only)
       read_percent_(0),
       shadow_percent_(0) {}
 
-router::~router() { shutdown(); }
+router::~router() {
+  shutdown();
+  if (options_.lease) options_.lease->attach(nullptr);
+}
 
 backends::store* router::store_for(mode m, bool leader) const {
   if (only_) return leader ? only_.get() : nullptr;
@@ -570,6 +579,7 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   auto rep = std::move(replicator_);
   lock.unlock();
   rep->stop();
+  if (options_.lease) options_.lease->release();  // D1 is likely out of reach: bounded, then it expires
   force_report report;
   report.d1_journal_end = rep->known_leader_seq();
   report.sqlite_applied = sqlite_applied_from_d1(*rep, clock::now() + max_pause);
@@ -614,8 +624,25 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
                                " is not configured (set d1.account_id, d1.database_id and d1.token_env, then restart)",
                            {}, {}};
   }
+  // Entering a dual mode takes D1's replication lease first: one attempt, outside the lock (a
+  // D1 request); another instance that holds it refuses the change.
+  const bool takes_lease = options_.lease && is_dual(m) && !is_dual(from);
+  if (takes_lease) {
+    lock.unlock();
+    if (auto a = options_.lease->acquire(clock::now()); !a) return a.error();
+    lock.lock();
+    if (mode_ != from) {
+      return protocol::error{errc::unavailable, "the mode changed meanwhile (it is " + std::string(to_string(mode_)) + "); nothing changed", {}, {}};
+    }
+  }
   const auto start = clock::now();
-  if (auto h = hold_writes(lock, start + max_pause); !h) return h.error();
+  if (auto h = hold_writes(lock, start + max_pause); !h) {
+    if (takes_lease) {
+      lock.unlock();
+      options_.lease->release();
+    }
+    return h.error();
+  }
   if (is_dual(from)) {
     // The store that goes on alone records that the other one stops receiving its writes,
     // before any such write: a later dual mode then knows the follower lacks them.
@@ -626,6 +653,7 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
     auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + utc_now() + ": writes made in " +
                                                    std::string(to_string(m)) + " are not journaled",
                                       start + max_pause);
+    if (marked && options_.lease) options_.lease->release();  // nothing replicates from here on
     lock.lock();
     if (!marked) {
       start_replication_locked();
@@ -716,6 +744,7 @@ void router::shutdown() {
   // Replication first (its batch in flight uses the stores), then the stores finish what they
   // accepted.
   if (rep) rep->stop();
+  if (options_.lease) options_.lease->release();
   if (sqlite_) sqlite_->shutdown();
   if (d1_) d1_->shutdown();
   if (only_) only_->shutdown();

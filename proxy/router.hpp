@@ -32,6 +32,8 @@
 
 namespace tandem::proxy {
 
+class d1_lease;
+
 enum class mode { sqlite_only, dual_sqlite, dual_d1, d1_only };
 std::string_view to_string(mode m) noexcept;
 std::optional<mode> mode_from_string(std::string_view s) noexcept;
@@ -49,6 +51,12 @@ struct router_options {
   std::chrono::milliseconds key_memory{300000};
   std::size_t key_memory_keys = 100000;
   replicator_options replication;
+  // The D1 replication lease (null: none, as in tests of one process). The router keeps it in
+  // the dual modes: taken on entering one (a mode change is refused while another instance holds
+  // it), released on leaving them and at shutdown; the replicator writes only while it holds.
+  // The caller takes it before constructing a router that starts in a dual mode. Must outlive
+  // the router.
+  d1_lease* lease = nullptr;
 };
 
 // What the router knows about the client a request came from. Owned by its session, which
@@ -126,6 +134,7 @@ class router {
   bool verify_writes() const;
   // The replicator in a dual mode, else null. Shared: reads waiting on it may outlive a switch.
   std::shared_ptr<replicator> replication() const;
+  d1_lease* lease() const { return options_.lease; }
 
   int shadow_read_percent() const;
   dual_metrics& metrics() { return metrics_; }

@@ -18,9 +18,11 @@
 #include "backends/sqlite_store.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/control.hpp"
+#include "proxy/d1_lease.hpp"
 #include "proxy/rollout.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
+#include "proxy/store_lock.hpp"
 
 namespace tandem::proxy {
 namespace asio = boost::asio;
@@ -147,7 +149,7 @@ rollout_options rollout_options_from(const rollout_config& c) {
   return o;
 }
 
-backends::outcome<std::unique_ptr<router>> open_router(const config& c) {
+backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease) {
   std::unique_ptr<backends::sqlite_store> sqlite;
   std::unique_ptr<backends::d1_store> d1;
   if (c.mode != "d1-only") {
@@ -161,7 +163,9 @@ backends::outcome<std::unique_ptr<router>> open_router(const config& c) {
     if (!d) return d.error();
     d1 = std::move(*d);
   }
-  return std::make_unique<router>(std::move(sqlite), std::move(d1), router_options_from(c));
+  auto options = router_options_from(c);
+  options.lease = lease;
+  return std::make_unique<router>(std::move(sqlite), std::move(d1), options);
 }
 
 boost::json::object reload_into(config& current, const config& next,
@@ -205,6 +209,7 @@ boost::json::object reload_into(config& current, const config& next,
   differs(initial_only(next.dual) != initial_only(current.dual), "dual");
   differs(next.admin != current.admin, "admin");
   differs(next.control != current.control, "control");
+  differs(next.ownership != current.ownership, "ownership");
   differs(next.io_threads != current.io_threads || next.spin_us != current.spin_us, "io_threads/spin_us");
   return {{"applied", std::move(applied)}, {"needsRestart", std::move(restart)}, {"ignored", std::move(ignored)}};
 }
@@ -228,7 +233,53 @@ int serve(const config& c, std::function<config()> reread) {
                  saved->read_percent, saved->replication_paused ? ", replication paused" : "");
     validate(effective);
   }
-  auto opened = open_router(effective);
+  // One owner per store, before anything listens: the SQLite file's lock, then D1's replication
+  // lease (when SQLite and D1 are both open, a dual mode can start at runtime; in d1-only,
+  // several instances may share D1). Both are waited for within the same bound.
+  auto self = owner_identity::self();
+  const auto wait = std::chrono::milliseconds(c.ownership.wait_for_owner_ms);
+  const auto wait_until = backends::clock::now() + wait;
+  const bool uses_sqlite = effective.mode != "d1-only";
+  const bool uses_d1 = effective.mode != "sqlite-only" || !c.d1.account_id.empty();
+  std::unique_ptr<store_lock> file_lock;
+  std::unique_ptr<d1_lease> lease;
+  try {
+    if (uses_sqlite && c.sqlite.path != ":memory:") {
+      file_lock = store_lock::acquire(c.sqlite.path, self, wait_until, [&](const owner_identity& owner) {
+        spdlog::warn("another tandem owns the SQLite database {}: {}; waiting up to {} ms for it to exit (ownership.wait_for_owner_ms, "
+                     "--wait-for-owner)",
+                     c.sqlite.path, owner.describe(), wait.count());
+      });
+    }
+    if (uses_sqlite && uses_d1) {
+      auto d = open_d1(effective);
+      if (!d) {
+        spdlog::critical("{}", d.error().message);
+        return 1;
+      }
+      d1_lease_options lo;
+      lo.duration = std::chrono::milliseconds(c.ownership.lease_ms);
+      lo.database = "D1 database " + c.d1.database_id + " at " + c.d1.endpoint;
+      lease = std::make_unique<d1_lease>(std::move(*d), self, lo);
+      if (effective.mode == "dual-sqlite" || effective.mode == "dual-d1") {
+        auto taken = lease->acquire(wait_until, [&](const owner_identity& holder, std::chrono::milliseconds expires_in) {
+          spdlog::warn("another tandem holds the replication lease of {}: {}, for {} ms more; waiting up to {} ms for it to let go "
+                       "or expire (ownership.wait_for_owner_ms, --wait-for-owner)",
+                       lo.database, holder.describe(), expires_in.count(),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - backends::clock::now()).count());
+        });
+        if (!taken) throw owner_conflict(taken.error().message);
+      }
+    }
+  } catch (const owner_conflict& e) {
+    spdlog::critical("{}", e.what());
+    return 3;
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const config_error*>(&e)) throw;
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  auto opened = open_router(effective, lease.get());
   if (!opened) {
     spdlog::critical("{}", opened.error().message);
     return 1;
@@ -344,6 +395,9 @@ int serve(const config& c, std::function<config()> reread) {
                effective.mode,
                ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
                tokens.empty() ? " without authentication" : "");
+  self.listen = ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (file_lock) file_lock->describe(self);
+  if (lease) lease->describe(self);
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;
 
   std::vector<std::thread> threads;

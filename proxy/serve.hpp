@@ -14,8 +14,10 @@
 
 namespace tandem::proxy {
 
-// Opens the stores, listens, and serves until SIGINT/SIGTERM, then stops gracefully: no new
-// connections, in-flight requests answered, stores closed. Prints one line
+// Takes ownership of the stores (proxy/store_lock.hpp, proxy/d1_lease.hpp; waiting up to
+// ownership.wait_for_owner_ms for another owner to let go, else returning 3 with the owner
+// named), opens them, listens, and serves until SIGINT/SIGTERM, then stops gracefully: no new
+// connections, in-flight requests answered, the lease released, stores closed. Prints one line
 // "tandem listening on HOST:PORT" to stdout once ready (scripts and `tandem bench` wait for it).
 // Returns the process exit status. Throws config_error for configuration problems.
 int serve(const config& c);
@@ -34,10 +36,12 @@ boost::json::object reload_into(config& current, const config& next,
 // polls for that long before sleeping (lower latency, some CPU).
 void run_io(boost::asio::io_context& ioc, std::chrono::microseconds spin);
 
+class d1_lease;
+
 // Opens the stores the mode calls for (and D1 in sqlite-only mode when it is configured, so
-// that dual-sqlite can start at runtime), and the router over them. Throws config_error for a
-// missing token variable.
-backends::outcome<std::unique_ptr<router>> open_router(const config& c);
+// that dual-sqlite can start at runtime), and the router over them, keeping `lease` (may be null;
+// see router_options::lease). Throws config_error for a missing token variable.
+backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease = nullptr);
 
 // Sets up spdlog (stderr) at the given level ("info", "debug", ...).
 void setup_logging(const std::string& level);

@@ -97,6 +97,18 @@ TEST(Config, RolloutSection) {
   EXPECT_NE(error_of(R"({"rollout": {"guards": {"max_d1_error_rate": 2}}})").find("between"), std::string::npos);
 }
 
+TEST(Config, OwnershipSection) {
+  auto c = parse_config(R"({"ownership": {"lease_ms": 5000, "wait_for_owner_ms": 0}})", "t");
+  EXPECT_EQ(c.ownership.lease_ms, 5000);
+  EXPECT_EQ(c.ownership.wait_for_owner_ms, 0);
+  EXPECT_NE(error_of(R"({"ownership": {"lease_ms": 10}})").find("ownership.lease_ms"), std::string::npos);
+  EXPECT_NE(error_of(R"({"ownership": {"wait_for_owner_ms": -1}})").find("between"), std::string::npos);
+  // Restarting is what applies it.
+  config next = c;
+  next.ownership.lease_ms = 6000;
+  EXPECT_NE(boost::json::serialize(reload_into(c, next, {}).at("needsRestart")).find("ownership"), std::string::npos);
+}
+
 TEST(Config, InvalidJsonNamesTheLine) {
   auto e = error_of("{\n\"listen\": {\n\"port\": 1,,\n}}");
   EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;

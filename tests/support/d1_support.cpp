@@ -405,6 +405,7 @@ std::string scripted_http_server::d1_ok(const std::string& columns_json, const s
 
 slow_http_proxy::slow_http_proxy(std::string target_url)
     : server_([this](int, const std::string& request) {
+        if (unreachable_) return std::string("CLOSE");
         // Forward with "Connection: close" and read the whole answer to EOF.
         std::string forwarded = request;
         const auto line_end = forwarded.find("\r\n");

@@ -100,11 +100,14 @@ class slow_http_proxy {
   explicit slow_http_proxy(std::string target_url);
   std::string url() const { return server_.url(); }
   void set_delay(std::chrono::milliseconds d) { delay_ms_ = static_cast<int>(d.count()); }
+  // While unreachable, requests are not passed on: each connection is closed at once.
+  void set_unreachable(bool on) { unreachable_ = on; }
 
  private:
   std::string host_;
   std::string port_;
   std::atomic<int> delay_ms_{0};
+  std::atomic<bool> unreachable_{false};
   scripted_http_server server_;
 };
 

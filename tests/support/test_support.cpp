@@ -1,6 +1,7 @@
 #include "tests/support/test_support.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,6 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -190,6 +193,13 @@ command_result run_shell(const std::string& command) {
   return r;
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 std::uint16_t free_port() {
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
@@ -204,7 +214,14 @@ void proxy_process::start() {
     ::dup2(out[1], 1);
     ::close(out[0]);
     ::close(out[1]);
-    ::execl(binary_.c_str(), binary_.c_str(), "serve", "--config", config_.c_str(), "--log-level", "warn", nullptr);
+    if (!stderr_.empty()) {
+      const int err = ::open(stderr_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (err >= 0) ::dup2(err, 2);
+    }
+    std::vector<const char*> argv{binary_.c_str(), "serve", "--config", config_.c_str(), "--log-level", "warn"};
+    for (const auto& a : args_) argv.push_back(a.c_str());
+    argv.push_back(nullptr);
+    ::execv(binary_.c_str(), const_cast<char* const*>(argv.data()));
     ::_exit(127);
   }
   ::close(out[1]);

@@ -94,13 +94,17 @@ struct command_result {
 };
 command_result run_shell(const std::string& command);
 
+// The whole content of a file ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
 // A TCP port on 127.0.0.1 that was free a moment ago (for a child process's config).
 std::uint16_t free_port();
 
-// `tandem serve --config CONFIG --log-level warn` in a child process.
+// `tandem serve --config CONFIG --log-level warn [ARGS…]` in a child process.
 class proxy_process {
  public:
-  proxy_process(std::string binary, std::string config) : binary_(std::move(binary)), config_(std::move(config)) {}
+  proxy_process(std::string binary, std::string config, std::vector<std::string> args = {})
+      : binary_(std::move(binary)), config_(std::move(config)), args_(std::move(args)) {}
   ~proxy_process() { kill9(); }
   // Starts it and waits for "tandem listening on" (fails the test if it exits first).
   void start();
@@ -109,10 +113,15 @@ class proxy_process {
   void kill9();
   // SIGTERM, and expects exit status 0.
   void stop();
+  // Where its stderr goes (before start(); default: this process's).
+  void set_stderr(std::string path) { stderr_ = std::move(path); }
+  pid_t pid() const { return pid_; }
 
  private:
   std::string binary_;
   std::string config_;
+  std::vector<std::string> args_;
+  std::string stderr_;
   pid_t pid_ = -1;
   bool started_ = false;
 };
