@@ -157,6 +157,7 @@ struct tally {
   int acknowledged = 0;
   std::map<std::string, int> refused;  // by reason (the message's first words)
   int failed = 0;                      // constraint and SQL errors: the leader refused them itself
+  int mode_changes = 0;                // switch-primary, or sqlite-only and back without a write
 };
 
 class Differential : public ::testing::TestWithParam<proxy::mode> {
@@ -173,8 +174,13 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
     static int n = 0;
     return n;
   }
+  static int& all_mode_changes() {
+    static int n = 0;
+    return n;
+  }
   static void TearDownTestSuite() {
-    std::cout << "differential: " << all_rounds() << " rounds, " << all_writes() << " writes acknowledged; refusals by reason:\n";
+    std::cout << "differential: " << all_rounds() << " rounds, " << all_writes() << " writes acknowledged, " << all_mode_changes()
+              << " mode changes; refusals by reason:\n";
     for (const auto& [why, n] : all_refusals()) std::cout << "  " << n << "  " << why << "\n";
   }
 
@@ -229,6 +235,19 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
       if (g.chance(8)) {
         paused ? srv.router().resume_replication() : srv.router().pause_replication();
         paused = !paused;
+      }
+      if (!paused && g.chance(2)) {
+        // A mode change: the leader switches (writes go on in the other direction), or SQLite
+        // leads alone for a moment without a write, after which D1 goes on where it stood.
+        auto& route = srv.router();
+        if (route.current_mode() == proxy::mode::dual_sqlite && g.chance(50)) {
+          ASSERT_TRUE(route.set_mode(proxy::mode::sqlite_only, 30s));
+          ASSERT_TRUE(route.set_mode(proxy::mode::dual_sqlite, 30s));
+        } else {
+          auto r = route.switch_primary(60s);
+          ASSERT_TRUE(r) << r.error().message;
+        }
+        ++t.mode_changes;
       }
       const table& tb = tables[static_cast<std::size_t>(g.pick(static_cast<int>(tables.size())))];
       const auto& col = tb.columns[static_cast<std::size_t>(g.pick(static_cast<int>(tb.columns.size())))];
@@ -331,13 +350,15 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
     ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 180s)) << "replication stopped: " << boost::json::serialize(rep->status());
     EXPECT_EQ(rep->last_error(), "");
     EXPECT_EQ(srv.router().metrics().verification_failures.load(), 0u);
-    if (GetParam() == proxy::mode::dual_sqlite) {
+    EXPECT_FALSE(rep->rebuild_needed()) << *rep->rebuild_needed();
+    if (srv.router().current_mode() == proxy::mode::dual_sqlite) {
       EXPECT_TRUE(expect_identical_stores(*sqlite, *d1));
     } else {
       EXPECT_TRUE(expect_identical_stores(*d1, *sqlite));
     }
     ++all_rounds();
     all_writes() += t.acknowledged;
+    all_mode_changes() += t.mode_changes;
     for (const auto& [why, n] : t.refused) all_refusals()[why] += n;
   }
 };
