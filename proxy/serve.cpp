@@ -6,8 +6,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json/serialize.hpp>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -149,7 +152,8 @@ rollout_options rollout_options_from(const rollout_config& c) {
   return o;
 }
 
-backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease) {
+backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease,
+                                                      std::function<void(const std::string&, boost::json::object)> replication_events) {
   std::unique_ptr<backends::sqlite_store> sqlite;
   std::unique_ptr<backends::d1_store> d1;
   if (c.mode != "d1-only") {
@@ -165,7 +169,8 @@ backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease
   }
   auto options = router_options_from(c);
   options.lease = lease;
-  return std::make_unique<router>(std::move(sqlite), std::move(d1), options);
+  options.replication.on_event = std::move(replication_events);
+  return std::make_unique<router>(std::move(sqlite), std::move(d1), std::move(options));
 }
 
 boost::json::object reload_into(config& current, const config& next,
@@ -279,7 +284,12 @@ int serve(const config& c, std::function<config()> reread) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  auto opened = open_router(effective, lease.get());
+  // The replicator's own events (a pause after a verification failure) go to the operator log
+  // and the state file once the control server runs; its thread starts with the router.
+  std::atomic<control_server*> events_to{nullptr};
+  auto opened = open_router(effective, lease.get(), [&events_to](const std::string& what, boost::json::object details) {
+    if (auto* c = events_to.load()) c->record(what, std::move(details));
+  });
   if (!opened) {
     spdlog::critical("{}", opened.error().message);
     return 1;
@@ -351,6 +361,7 @@ int serve(const config& c, std::function<config()> reread) {
       spdlog::critical("{}", e.what());
       return 1;
     }
+    events_to.store(control.get());
   }
   asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal;
@@ -407,6 +418,7 @@ int serve(const config& c, std::function<config()> reread) {
   for (auto& t : threads) t.join();
   if (stages) stages->stop();
   route.shutdown();
+  events_to.store(nullptr);
   spdlog::info("stopped");
   return 0;
 }

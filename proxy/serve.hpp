@@ -40,8 +40,11 @@ class d1_lease;
 
 // Opens the stores the mode calls for (and D1 in sqlite-only mode when it is configured, so
 // that dual-sqlite can start at runtime), and the router over them, keeping `lease` (may be null;
-// see router_options::lease). Throws config_error for a missing token variable.
-backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease = nullptr);
+// see router_options::lease); `replication_events` gets what the replicator does by itself
+// (replicator_options::on_event). Throws config_error for a missing token variable.
+backends::outcome<std::unique_ptr<router>> open_router(
+    const config& c, d1_lease* lease = nullptr,
+    std::function<void(const std::string&, boost::json::object)> replication_events = {});
 
 // Sets up spdlog (stderr) at the given level ("info", "debug", ...).
 void setup_logging(const std::string& level);
