@@ -202,11 +202,12 @@ std::string save_runtime_state(const std::string& path, const runtime_state& s) 
   const auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  auto failed = [&](const std::string& step, const std::string& what, int err) {
-    return "cannot write the runtime state to " + path + " (" + step + " " + what + ": " + std::strerror(err) + ")";
+  // "cannot write the runtime state to var/tandem.state.json (open var/tandem.state.json.tmp: No space left on device)"
+  auto failed = [&](const std::string& step, int err) {
+    return "cannot write the runtime state to " + path + " (" + step + ": " + std::strerror(err) + ")";
   };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return failed("open", tmp, errno);
+  if (fd < 0) return failed("open " + tmp, errno);
   for (std::size_t done = 0; done < text.size();) {
     const auto n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
@@ -214,7 +215,7 @@ std::string save_runtime_state(const std::string& path, const runtime_state& s) 
       const int err = n < 0 ? errno : EIO;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return failed("write", tmp, err);
+      return failed("write " + tmp, err);
     }
     done += static_cast<std::size_t>(n);
   }
@@ -222,25 +223,25 @@ std::string save_runtime_state(const std::string& path, const runtime_state& s) 
     const int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
-    return failed("fsync", tmp, err);
+    return failed("fsync " + tmp, err);
   }
   if (::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    return failed("close", tmp, err);
+    return failed("close " + tmp, err);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    return failed("rename", tmp + " to", err);
+    return failed("rename " + tmp + " to " + path, err);
   }
   // The rename itself is durable only once the folder is.
   const std::string dir = parent.empty() ? "." : parent.string();
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return failed("open", dir, errno);
+  if (dfd < 0) return failed("open " + dir, errno);
   const int synced = ::fsync(dfd) == 0 ? 0 : errno;
   ::close(dfd);
-  if (synced != 0) return failed("fsync", dir, synced);
+  if (synced != 0) return failed("fsync " + dir, synced);
   return {};
 }
 
