@@ -698,6 +698,8 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
         if (!cleared) {
           spdlog::error("cannot take back the stale mark on {}: {}; the other store must be rebuilt from it", leading.name(),
                         cleared.error().message);
+        } else {
+          spdlog::info("{}: the stale mark is taken back ({} abandoned, no write went by)", leading.name(), to_string(m));
         }
         stale_marked_at_.reset();
       }
