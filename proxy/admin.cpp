@@ -104,7 +104,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     if (path == "/" && req.method() == http::verb::get) {
       co_return reply(req, http::status::ok, std::string(dashboard_html()), "text/html; charset=utf-8");
     }
-    if (!token_ok(req, options.token)) {
+    if (!token_ok(req, token())) {
       auto r = reply(req, http::status::unauthorized, R"({"error":"a valid bearer token is required"})");
       r.set(http::field::www_authenticate, "Bearer");
       co_return r;
@@ -211,6 +211,10 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   router& route;
   std::function<json::object()> status_source;
   std::mutex mu;
+  std::string token() {
+    std::lock_guard lock(mu);
+    return options.token;
+  }
   bool stopped = false;
   std::list<std::weak_ptr<beast::tcp_stream>> open;
 };
@@ -232,6 +236,11 @@ tcp::endpoint admin_server::start() {
 }
 
 void admin_server::set_status(std::function<json::object()> status) { impl_->status_source = std::move(status); }
+
+void admin_server::set_token(std::string token) {
+  std::lock_guard lock(impl_->mu);
+  impl_->options.token = std::move(token);
+}
 
 void admin_server::stop() {
   std::list<std::weak_ptr<beast::tcp_stream>> open;

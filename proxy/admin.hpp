@@ -29,7 +29,7 @@ namespace tandem::proxy {
 struct admin_options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6441;
-  std::string token;  // the value (from the environment variable the config names); empty: none
+  std::string token;  // the value at start (from the variable or file the config names); empty: none
 };
 
 class admin_server {
@@ -45,6 +45,9 @@ class admin_server {
   void stop();
   // What GET /status answers (the control server's status). Call before the io_context runs.
   void set_status(std::function<boost::json::object()> status);
+  // Replaces the bearer token (a reload rotating it): every request from now on, on new and
+  // open connections alike, needs the new one. Empty: none. Thread-safe.
+  void set_token(std::string token);
 
  private:
   struct impl;

@@ -179,6 +179,12 @@ config parse_config(std::string_view text, const std::string& source) {
             for (std::size_t i = 0; i < w.get_array().size(); ++i)
               c.token_envs.push_back(r.string(q + "[" + std::to_string(i) + "]", w.get_array()[i]));
           }},
+         {"token_files", [&](const path& q, const value& w) {
+            if (!w.is_array()) r.fail(q, "must be an array of file paths");
+            c.token_files.clear();
+            for (std::size_t i = 0; i < w.get_array().size(); ++i)
+              c.token_files.push_back(r.string(q + "[" + std::to_string(i) + "]", w.get_array()[i]));
+          }},
        });
      }},
     {"tls", [&](const path& p, const value& v) {
@@ -226,6 +232,7 @@ config parse_config(std::string_view text, const std::string& source) {
          {"host", [&](const path& q, const value& w) { c.admin.host = r.string(q, w); }},
          {"port", [&](const path& q, const value& w) { c.admin.port = static_cast<std::uint16_t>(r.integer(q, w, 0, 65535)); }},
          {"token_env", [&](const path& q, const value& w) { c.admin.token_env = r.string(q, w); }},
+         {"token_file", [&](const path& q, const value& w) { c.admin.token_file = r.string(q, w); }},
        });
      }},
     {"control", [&](const path& p, const value& v) {
@@ -306,6 +313,9 @@ void validate(const config& c) {
     if (c.d1.token_env.empty()) throw config_error("mode is " + c.mode + " but d1.token_env is empty");
   }
   if (c.dual.retry_min_ms > c.dual.retry_max_ms) throw config_error("dual.retry_min_ms is above dual.retry_max_ms");
+  if (!c.admin.token_env.empty() && !c.admin.token_file.empty()) {
+    throw config_error("admin.token_env and admin.token_file are both set; name one place for the admin token");
+  }
 }
 
 }  // namespace tandem::proxy

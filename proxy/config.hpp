@@ -96,7 +96,8 @@ struct admin_config {
   bool enabled = true;
   std::string host = "127.0.0.1";
   std::uint16_t port = 6441;
-  std::string token_env;  // the variable holding the bearer token; empty: no token
+  std::string token_env;   // the variable holding the bearer token; empty: no token
+  std::string token_file;  // or a file holding it, read again at every reload (rotation)
 
   bool operator==(const admin_config&) const = default;
 };
@@ -156,8 +157,11 @@ struct config {
   listen_config listen;
   sqlite_config sqlite;
   d1_config d1;
-  // Names of environment variables that hold client tokens. Empty: no authentication.
+  // Names of environment variables that hold client tokens, and files that hold one each (read
+  // again at every reload, so a token can be rotated without a restart). Both empty: no
+  // authentication.
   std::vector<std::string> token_envs;
+  std::vector<std::string> token_files;
   tls_config tls;
   limits_config limits;
   dual_config dual;

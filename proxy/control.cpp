@@ -1,12 +1,15 @@
 #include "proxy/control.hpp"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <filesystem>
@@ -66,12 +69,6 @@ json::object to_json(const runtime_state& s) {
           {"replicationPaused", s.replication_paused},
           {"stage", s.stage},
           {"held", s.held}};
-}
-
-bool operator_equal(const runtime_state& a, const runtime_state& b) {
-  return a.current == b.current && a.read_percent == b.read_percent && a.shadow_read_percent == b.shadow_read_percent &&
-         a.verify_writes == b.verify_writes && a.replication_paused == b.replication_paused && a.stage == b.stage &&
-         a.held == b.held;
 }
 
 std::optional<int> percent(const std::string& word) {
@@ -197,18 +194,55 @@ std::optional<runtime_state> load_runtime_state(const std::string& path) {
   return s;
 }
 
-bool save_runtime_state(const std::string& path, const runtime_state& s) {
+std::string save_runtime_state(const std::string& path, const runtime_state& s) {
   auto o = to_json(s);
   o["updated"] = utc_now();
   const std::string text = json::serialize(o) + "\n";
   const std::string tmp = path + ".tmp";
+  const auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
-  if (auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) std::filesystem::create_directories(parent, ec);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return false;
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  std::fclose(f);
-  return written && std::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  // "cannot write the runtime state to var/tandem.state.json (open var/tandem.state.json.tmp: No space left on device)"
+  auto failed = [&](const std::string& step, int err) {
+    return "cannot write the runtime state to " + path + " (" + step + ": " + std::strerror(err) + ")";
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return failed("open " + tmp, errno);
+  for (std::size_t done = 0; done < text.size();) {
+    const auto n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return failed("write " + tmp, err);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return failed("fsync " + tmp, err);
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return failed("close " + tmp, err);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return failed("rename " + tmp + " to " + path, err);
+  }
+  // The rename itself is durable only once the folder is.
+  const std::string dir = parent.empty() ? "." : parent.string();
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return failed("open " + dir, errno);
+  const int synced = ::fsync(dfd) == 0 ? 0 : errno;
+  ::close(dfd);
+  if (synced != 0) return failed("fsync " + dir, synced);
+  return {};
 }
 
 struct control_server::impl : std::enable_shared_from_this<impl> {
@@ -262,12 +296,39 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     s->close(ignored);
   }
 
+  // What a command that can be undone puts back when its state cannot be saved.
+  struct snapshot {
+    runtime_state state;
+    std::optional<rollout::place> place;
+  };
+  snapshot take_snapshot() {
+    snapshot s{current_state(route, ro), std::nullopt};
+    if (ro) s.place = ro->where();
+    return s;
+  }
+  void undo(const snapshot& s) {
+    if (ro && s.place) ro->restore(*s.place);
+    route.set_read_percent(s.state.read_percent);
+    route.set_shadow_read_percent(s.state.shadow_read_percent);
+    route.set_verify_writes(s.state.verify_writes);
+    if (auto rep = route.replication(); rep && rep->paused() != s.state.replication_paused) {
+      if (s.state.replication_paused) route.pause_replication();
+      else route.resume_replication();
+    }
+  }
+
   std::string execute(const std::string& line, std::uint32_t uid) {
     std::istringstream words(line);
     std::vector<std::string> w;
     for (std::string x; words >> x;) w.push_back(x);
     const std::string command = w.empty() ? "" : w[0];
-    const runtime_state before = current_state(route, ro);
+    {
+      // The file fell behind (a failed save): any command tries again first.
+      std::lock_guard lock(mu);
+      if (behind) save_locked();
+    }
+    const snapshot before_snapshot = take_snapshot();
+    const runtime_state& before = before_snapshot.state;
     json::object out{{"command", line}};
     auto refuse = [&](const std::string& why) {
       out["ok"] = false;
@@ -277,6 +338,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     };
     auto arity = [&](std::size_t n) { return w.size() == n + 1; };
     std::optional<switch_report> report;
+    // Undone when its state cannot be saved (the mode changes are written ahead instead).
+    bool undoable = true;
     if (command == "help" && arity(0)) {
       out["ok"] = true;
       out["commands"] = k_help;
@@ -303,13 +366,15 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       else route.resume_replication();
       if (auto why = route.replication()->rebuild_needed()) out["warning"] = "nothing is applied until the follower is rebuilt: " + *why;
     } else if (command == "switch-primary" && arity(0)) {
-      auto r = route.switch_primary(options.max_pause);
+      undoable = false;
+      auto r = route.switch_primary(options.max_pause, write_ahead());
       if (!r) return refuse(r.error().message);
       report = *r;
     } else if (command == "mode" && arity(1)) {
+      undoable = false;
       auto m = mode_from_string(w[1]);
       if (!m) return refuse("unknown mode '" + w[1] + "' (sqlite-only, dual-sqlite, dual-d1, d1-only)");
-      auto r = route.set_mode(*m, options.max_pause);
+      auto r = route.set_mode(*m, options.max_pause, write_ahead());
       if (!r) return refuse(r.error().message);
       report = *r;
     } else if ((command == "next" || command == "prev" || command == "hold" || command == "release") && arity(0)) {
@@ -321,6 +386,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       else ro->release();
       if (!why.empty()) return refuse(why);
     } else if (command == "fallback" && (arity(0) || (arity(1) && w[1] == "--force"))) {
+      undoable = false;
       fallback(arity(1), out, report);
     } else if (command == "backfill-begin" && arity(0)) {
       // A live backfill (tandem migrate --via-control): replication pauses so that D1 holds
@@ -332,6 +398,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (auto r = route.begin_backfill(); !r) return refuse(r.error().message);
     } else if (command == "backfill-end" && arity(1)) {
       // The copy of the snapshot at S is complete: D1 stands at S, the replicator goes on at S+1.
+      // Undone (paused again) when the state cannot be saved: D1's recorded position stays,
+      // and backfill-end can simply be run again.
       std::int64_t seq = -1;
       if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
       if (seq < 0) return refuse("backfill-end takes the journal sequence of the copied snapshot, not '" + w[1] + "'");
@@ -352,6 +420,9 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
                                     {"followerError", st ? st->error : ""},
                                     {"note", "the follower does not have this write: validate (tandem validate) and repair it, or rebuild it"}};
     } else if (command == "reload" && arity(0)) {
+      // Not undone: what it changes in the runtime state (a rollout stage's percentage) comes
+      // from the config file, which a restart reads again.
+      undoable = false;
       if (!reload) return refuse("reload needs tandem started with a config file (tandem serve --config FILE)");
       try {
         out["reload"] = reload();
@@ -363,46 +434,86 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     } else {
       return refuse("unknown command or wrong arguments: '" + line + "'; commands: " + k_help);
     }
+    {
+      std::lock_guard lock(mu);
+      changing_to.reset();  // the mode change, if any, took effect or was abandoned
+    }
     const runtime_state after = current_state(route, ro);
+    const std::string unsaved = after != before ? save() : std::string();
+    if (!unsaved.empty() && undoable) {
+      // Put back what this command changed (unless tandem changed it again meanwhile: a guard's
+      // move stands), then save again: the file held `before` unless the failure came after
+      // its rename.
+      if (current_state(route, ro) == after) undo(before_snapshot);
+      save();
+      spdlog::error("control: uid {} ran '{}': undone, {}", uid, line, unsaved);
+      return refuse(unsaved + "; the change was undone, so that a restart cannot come back in an older state than this answer");
+    }
     // A fallback that moved the reads but not the leader reports ok: false with what it did.
     if (!out.contains("ok")) out["ok"] = true;
+    if (!unsaved.empty()) {
+      out["ok"] = false;
+      const std::string why = unsaved + (command == "reload" ? "; a restart takes this rollout state from the config file again"
+                                                             : "; a restart would come back in the state saved before this command "
+                                                               "until the file can be written (tandem tries again on every command)");
+      if (const auto* e = out.if_contains("error")) out["error"] = std::string(e->as_string()) + "; and " + why;
+      else out["error"] = why;
+    }
     out["before"] = to_json(before);
     out["after"] = to_json(after);
     if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
-    if (!operator_equal(before, after) || out.contains("reload") || out.contains("skipped")) {
+    if (after != before || out.contains("reload") || out.contains("skipped")) {
       json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
       if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
       if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
       if (const auto* skipped = out.if_contains("skipped")) event["details"] = *skipped;
+      if (!unsaved.empty()) event["stateNotSaved"] = unsaved;
       spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
-      if (!keep(std::move(event), after)) out["warning"] = "the runtime state could not be saved to " + options.state_path;
+      add_event(std::move(event));
     }
     return json::serialize(out);
+  }
+
+  // The router's point of no return for a mode change: the state with the new mode is saved
+  // first (write-ahead), or the change is abandoned.
+  router::commit_hook write_ahead() {
+    return [this](mode to) -> backends::outcome<void> {
+      std::lock_guard lock(mu);
+      changing_to = to;
+      auto why = save_locked();
+      if (why.empty()) return {};
+      changing_to.reset();
+      spdlog::error("control: a change to {} abandoned: {}", to_string(to), why);
+      return protocol::error{protocol::errc::unavailable, why + ", so " + std::string(to_string(to)) + " did not take effect", {}, {}};
+    };
   }
 
   // Reads straight back to SQLite (0%, and the rollout before its first stage, held). If D1
   // leads, SQLite leads again by a switch (which drains SQLite first); if D1 cannot be reached,
   // only `--force` makes SQLite lead, without the D1 entries it has not applied, counted.
+  // The reads move even when that cannot be saved (the answer then says so); a leader change
+  // is written ahead like any other.
   void fallback(bool force, json::object& out, std::optional<switch_report>& report) {
     if (ro) ro->fallback();
     else route.set_read_percent(0);
     if (route.current_mode() != mode::dual_d1) return;
-    auto r = route.switch_primary(options.max_pause);
+    save();  // the reads, before the leader change is tried (it can take max_pause)
+    auto r = route.switch_primary(options.max_pause, write_ahead());
     if (r) {
       report = *r;
       return;
     }
-    const std::int64_t behind = route.d1_entries_sqlite_lacks();
+    const std::int64_t behind_entries = route.d1_entries_sqlite_lacks();
     if (!force) {
       out["ok"] = false;
       out["error"] = "reads are back on SQLite, but D1 still leads: " + r.error().message + ". SQLite has not applied " +
-                     std::to_string(behind) +
+                     std::to_string(behind_entries) +
                      " D1 journal entries known to this process; `fallback --force` makes SQLite lead without them "
                      "(sqlite-only; D1 keeps them and must be rebuilt from SQLite before a dual mode again)";
-      out["unappliedEntries"] = behind;
+      out["unappliedEntries"] = behind_entries;
       return;
     }
-    auto f = route.force_sqlite_leader(options.max_pause);
+    auto f = route.force_sqlite_leader(options.max_pause, write_ahead());
     if (!f) {
       out["ok"] = false;
       out["error"] = "reads are back on SQLite, but D1 still leads: the forced fallback failed: " + f.error().message;
@@ -434,16 +545,38 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     return out;
   }
 
-  // Adds the event to the log and saves `state`; false when the state could not be saved.
-  bool keep(json::object event, const runtime_state& state) {
+  void add_event(json::object event) {
     std::lock_guard lock(mu);
     events.push_back(std::move(event));
     if (events.size() > k_max_events) events.pop_front();
-    if (!options.state_path.empty() && !save_runtime_state(options.state_path, state)) {
-      spdlog::error("control: cannot write the runtime state to {}; a restart would not keep this change", options.state_path);
-      return false;
+  }
+
+  // Saves the current state, with the mode a change in progress is about to take (see
+  // write_ahead), unless the file already holds it. "" when saved, else why not. Requires mu.
+  std::string save_locked() {
+    if (options.state_path.empty()) return {};
+    runtime_state s = current_state(route, ro);
+    if (changing_to) {
+      s.current = *changing_to;
+      s.replication_paused = false;  // the new mode starts its own replicator, or has none
     }
-    return true;
+    if (saved && *saved == s) return {};
+    auto why = save_runtime_state(options.state_path, s);
+    if (why.empty()) {
+      saved = s;
+      behind = false;
+    } else {
+      saved.reset();  // unknown now: the next save writes, whatever it holds
+      if (!behind || why != last_failure) spdlog::error("control: {}; a restart would not keep the current state", why);
+      behind = true;
+      last_failure = why;
+    }
+    route.metrics().state_unsaved.store(behind ? 1 : 0);
+    return why;
+  }
+  std::string save() {
+    std::lock_guard lock(mu);
+    return save_locked();
   }
 
   asio::io_context& ioc;
@@ -457,6 +590,12 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   bool stopped = false;
   std::list<std::weak_ptr<local::socket>> open;
   std::deque<json::object> events;
+  // The state file: what it holds (when known), whether the last save failed, and the mode a
+  // change in progress saves ahead. All under mu.
+  std::optional<runtime_state> saved;
+  bool behind = false;
+  std::string last_failure;  // logged once while it repeats
+  std::optional<mode> changing_to;
 };
 
 control_server::control_server(asio::io_context& ioc, control_options options, router& r)
@@ -530,7 +669,8 @@ void control_server::set_reload(std::function<json::object()> reload) { impl_->r
 
 void control_server::record(const std::string& what, json::object details) {
   json::object event{{"at", utc_now()}, {"uid", "tandem"}, {"command", what}, {"details", std::move(details)}};
-  impl_->keep(std::move(event), current_state(impl_->route, impl_->ro));
+  if (auto why = impl_->save(); !why.empty()) event["stateNotSaved"] = why;
+  impl_->add_event(std::move(event));
 }
 
 std::string control_server::execute(const std::string& line, std::uint32_t peer_uid) { return impl_->execute(line, peer_uid); }

@@ -4,8 +4,23 @@
 // Each command answers at once with the state before and after it. A refused command (unknown,
 // bad argument, unsafe now) says why and changes nothing. Every change is logged as an event
 // with the peer's uid and the time, kept for `status`, and the runtime state (mode, read split,
-// shadow percent, verification, replication paused) is written to the state file, so that a
-// restart (even after kill -9) resumes it instead of the config's initial values.
+// shadow percent, verification, replication paused, rollout stage) is written to the state file,
+// so that a restart (even after kill -9) resumes it instead of the config's initial values.
+//
+// The state is saved or the change is refused: a restart never comes back in an older state
+// than the last answer showed.
+//   - A command that can be undone (split, shadow, verify, pause/resume-replication, next, prev,
+//     hold, release, backfill-begin/-end) acts, saves, and when the file cannot be written is
+//     undone and answered ok: false with the path and the OS error.
+//   - A mode change (mode, switch-primary, the leader change of fallback) cannot be undone once
+//     it took effect, so it is written ahead: the router calls back at its point of no return
+//     (writes held, every fallible step done), the new state is saved there, and only then does
+//     the new mode take effect; when that save fails the change is abandoned, nothing changed.
+//   - `fallback` moves reads back to SQLite even when that cannot be saved (it is the emergency
+//     exit, and the safe direction): it then answers ok: false naming what a restart would do.
+//   - A reload's effect on the rollout comes from the config file, which a restart reads again.
+// After a failed save the file is behind: the gauge stateUnsaved is 1 (alert
+// TandemStateNotSaved) and every later command, and every event, tries to save again.
 #pragma once
 
 #include <cstdint>
@@ -38,13 +53,16 @@ struct runtime_state {
   bool replication_paused = false;
   int stage = -1;     // rollout stage (-1: before the first)
   bool held = false;  // rollout auto-advance held
+
+  bool operator==(const runtime_state&) const = default;
 };
 
 // The state file's content, if there is a readable one. A corrupt file is an error (start-up
 // refuses rather than silently falling back to the config). Throws config_error.
 std::optional<runtime_state> load_runtime_state(const std::string& path);
-// Writes the file atomically (temporary file, fsync, rename). Returns false on failure.
-bool save_runtime_state(const std::string& path, const runtime_state& s);
+// Writes the file atomically and durably (temporary file, fsync, rename, fsync of the folder).
+// Returns "" once saved, else why not: the step, the path and the OS error.
+std::string save_runtime_state(const std::string& path, const runtime_state& s);
 // The router's (and the rollout's, if any) current runtime state.
 runtime_state current_state(router& r, const rollout* ro = nullptr);
 
@@ -68,7 +86,8 @@ class control_server {
   // config_error to refuse (the running config is kept). Without one, `reload` is refused.
   // Call before start().
   void set_reload(std::function<boost::json::object()> reload);
-  // Records an event tandem did by itself (a guard fallback, an advance) and saves the state.
+  // Records an event tandem did by itself (a guard fallback, an advance, a replication pause)
+  // and saves the state. Thread-safe; must not be called with a router or rollout lock held.
   void record(const std::string& what, boost::json::object details);
 
   // What `status` answers: state, replication, rollout, metrics, recent events.

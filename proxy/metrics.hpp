@@ -46,7 +46,8 @@ namespace tandem::proxy {
   X(journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
   X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
   X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")              \
-  X(remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)")
+  X(remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)") \
+  X(state_unsaved, "stateUnsaved", "1 while the runtime state file is behind (the last save failed)")
 
 // X(member, wire name, help)
 #define TANDEM_HISTOGRAMS(X)                                                               \

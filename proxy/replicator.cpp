@@ -148,10 +148,23 @@ void replicator::reread_position() {
   single_until_ = 0;
 }
 
+void replicator::pause_self(std::string reason, boost::json::object details) {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = true;
+    pause_reason_ = reason;
+  }
+  metrics_.replication_paused.store(1);
+  spdlog::error("replication {} -> {} paused: {}; `tandem ctl resume-replication` once checked", source_, follower_.name(), reason);
+  details["reason"] = reason;
+  if (options_.on_event) options_.on_event("replication paused", std::move(details));
+}
+
 void replicator::resume() {
   {
     std::lock_guard lock(mu_);
     paused_ = false;
+    pause_reason_.clear();
   }
   metrics_.replication_paused.store(0);
   cv_.notify_all();
@@ -185,6 +198,8 @@ std::optional<replicator::stopped_entry> replicator::stopped() const {
 boost::json::object replicator::status() const {
   std::lock_guard lock(mu_);
   boost::json::object o{{"applied", applied_}, {"paused", paused_}, {"lastError", last_error_}};
+  if (pause_reason_.empty()) o["pausedReason"] = nullptr;
+  else o["pausedReason"] = pause_reason_;
   if (stopped_) {
     o["stopped"] = boost::json::object{{"seq", stopped_->seq},
                                        {"sql", stopped_->sql},
@@ -391,8 +406,17 @@ void replicator::verify(const journal_entry& e, const std::vector<query_result>&
     spdlog::error("verification failed at seq {} statement {}: {} changed {} row(s), {} changed {}: {}", e.seq, k,
                   source_, e.changes[k], follower_.name(), follower_changes, e.statements[k].sql);
     if (options_.pause_on_verification_failure) {
-      pause();
-      spdlog::error("replication paused for the operator (dual.pause_on_verification_failure)");
+      // This runs inside apply(), on the replicator's thread: pause() would wait for the batch
+      // in flight, which is this one, and never return. The batch has committed; pausing here
+      // stops the next one.
+      pause_self("verification failed at seq " + std::to_string(e.seq) + " (dual.pause_on_verification_failure): " + source_ +
+                     " changed " + std::to_string(e.changes[k]) + " row(s), " + std::string(follower_.name()) + " changed " +
+                     std::to_string(follower_changes),
+                 boost::json::object{{"seq", e.seq},
+                                     {"statement", static_cast<std::int64_t>(k)},
+                                     {"sql", e.statements[k].sql},
+                                     {"leaderChanges", e.changes[k]},
+                                     {"followerChanges", follower_changes}});
     }
     return;
   }

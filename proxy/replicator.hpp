@@ -57,6 +57,10 @@ struct replicator_options {
   bool verify_writes = true;
   bool pause_on_verification_failure = false;
   const replication_permit* permit = nullptr;  // null: always entitled; must outlive the replicator
+  // Told of what the replicator does by itself for the operator (today: a pause after a
+  // verification failure), with its figures. Called on the replicator's thread, no lock held;
+  // it may call the replicator's accessors but must not wait for its thread (stop()).
+  std::function<void(const std::string& what, boost::json::object details)> on_event;
 };
 
 class replicator {
@@ -83,6 +87,7 @@ class replicator {
   bool wait_caught_up(backends::clock::time_point deadline);
 
   // Stops applying; returns once no batch is in flight (the follower then changes no more).
+  // Never called on the replicator's own thread (it would wait for itself).
   void pause();
   // Reads the follower's applied position again before the next apply (a live backfill moved it).
   void reread_position();
@@ -113,7 +118,7 @@ class replicator {
   std::optional<std::string> rebuild_needed() const;
   bool must_rebuild() const noexcept { return must_rebuild_.load(std::memory_order_relaxed); }
 
-  // applied, paused, lastError, stopped and rebuild, as `ctl status` and /status show them.
+  // applied, paused, pausedReason, lastError, stopped and rebuild, as `ctl status` and /status show them.
   boost::json::object status() const;
 
   std::int64_t applied() const;   // -1 until read from the follower
@@ -127,6 +132,8 @@ class replicator {
   bool apply(std::vector<backends::journal_entry>& entries);
   backends::outcome<std::vector<backends::journal_entry>> fetch(std::size_t max_entries);
   void verify(const backends::journal_entry& e, const std::vector<protocol::query_result>& results, std::size_t first);
+  // The replicator pausing itself, from inside apply(): no wait for the batch in flight (its own).
+  void pause_self(std::string reason, boost::json::object details);
   void prune();
   void fire_waiters(bool all_expired);
   void set_error(std::string e);
@@ -153,6 +160,7 @@ class replicator {
   std::condition_variable cv_;
   bool stop_ = false;
   bool paused_ = false;
+  std::string pause_reason_;       // why the replicator paused itself ("" : the operator paused it, or not paused)
   bool applying_ = false;          // a batch is being applied to the follower
   bool ready_ = false;             // applied_ is known and tandem's tables exist
   std::int64_t applied_ = -1;

@@ -198,6 +198,20 @@ void rollout::fallback() {
   held_ = true;
 }
 
+rollout::place rollout::where() const {
+  std::lock_guard lock(mu_);
+  return {stage_, held_, last_held_stage_, stage_since_};
+}
+
+void rollout::restore(const place& p) {
+  std::lock_guard lock(mu_);
+  const int last = static_cast<int>(options_.stages.size()) - 1;
+  if (p.stage != stage_) go_to_locked(std::min(p.stage, last));
+  stage_since_ = p.since;
+  held_ = p.held;
+  last_held_stage_ = std::min(p.last_held_stage, stage_);
+}
+
 int rollout::stage() const {
   std::lock_guard lock(mu_);
   return stage_;

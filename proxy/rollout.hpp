@@ -75,6 +75,19 @@ class rollout {
   // Back to 0% of reads on D1, and held.
   void fallback();
 
+  // Where the rollout stands, to put it back: a control command is undone when the state it
+  // made cannot be saved (proxy/control.hpp).
+  struct place {
+    int stage = -1;
+    bool held = false;
+    int last_held_stage = -1;
+    std::chrono::steady_clock::time_point since;
+  };
+  place where() const;
+  // Back to `p` (a place where() returned): its stage's read split applies again, and the
+  // guards judge it on its traffic from now on.
+  void restore(const place& p);
+
   int stage() const;
   bool held() const;
   boost::json::object status() const;

@@ -470,6 +470,14 @@ backends::outcome<void> router::hold_writes(std::unique_lock<std::mutex>& lock, 
   return {};
 }
 
+backends::outcome<void> router::commit(std::unique_lock<std::mutex>& lock, const commit_hook& before_commit, mode to) {
+  if (!before_commit) return {};
+  lock.unlock();
+  auto c = before_commit(to);
+  lock.lock();
+  return c;
+}
+
 void router::release_writes(std::unique_lock<std::mutex>& lock) {
   gate_closed_ = false;
   auto held = std::move(held_);
@@ -479,7 +487,7 @@ void router::release_writes(std::unique_lock<std::mutex>& lock) {
   lock.lock();
 }
 
-backends::outcome<switch_report> router::switch_primary(std::chrono::milliseconds max_pause) {
+backends::outcome<switch_report> router::switch_primary(std::chrono::milliseconds max_pause, const commit_hook& before_commit) {
   std::unique_lock lock(mu_);
   if (!is_dual(mode_)) {
     return protocol::error{errc::bad_request,
@@ -521,10 +529,18 @@ backends::outcome<switch_report> router::switch_primary(std::chrono::millisecond
   auto journal = ensure_journal(*new_leader, o);
   auto marked = journal ? run_batch(*new_follower, {backends::applied_statement(new_leader->name(), journal->id, journal->high_water)}, o)
                         : backends::outcome<std::vector<query_result>>(journal.error());
-  if (!marked) {
+  // The marker on the new follower is true either way: it holds everything the new leader
+  // journaled. So after a refused commit the old direction simply goes on.
+  auto committed = !marked || !before_commit ? backends::outcome<void>{} : before_commit(report.to);
+  if (!marked || !committed) {
     lock.lock();
     start_replication_locked();  // the old direction again
     release_writes(lock);
+    if (!committed) {
+      return protocol::error{committed.error().code,
+                             committed.error().message + "; nothing changed, " + std::string(to_string(report.from)) + " continues",
+                             {}, {}};
+    }
     return protocol::error{errc::unavailable,
                            "cannot prepare " + std::string(new_leader->name()) + " to lead: " + marked.error().message +
                                "; nothing changed, " + std::string(to_string(report.from)) + " continues",
@@ -562,7 +578,7 @@ std::int64_t router::d1_entries_sqlite_lacks() {
   return std::max<std::int64_t>(rep->known_leader_seq() - sqlite_applied_from_d1(*rep, clock::now() + std::chrono::seconds(5)), 0);
 }
 
-backends::outcome<force_report> router::force_sqlite_leader(std::chrono::milliseconds max_pause) {
+backends::outcome<force_report> router::force_sqlite_leader(std::chrono::milliseconds max_pause, const commit_hook& before_commit) {
   std::unique_lock lock(mu_);
   if (mode_ != mode::dual_d1) {
     return protocol::error{errc::bad_request,
@@ -575,6 +591,11 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
                            "writes sent to D1 are still in flight after " + std::to_string(max_pause.count()) +
                                " ms (their outcome is unknown until they time out); nothing changed, try again",
                            {}, {}};
+  }
+  // Nothing below can fail: this is the point of no return.
+  if (auto c = commit(lock, before_commit, mode::sqlite_only); !c) {
+    release_writes(lock);
+    return protocol::error{c.error().code, c.error().message + "; nothing changed, dual-d1 continues", {}, {}};
   }
   auto rep = std::move(replicator_);
   lock.unlock();
@@ -601,13 +622,13 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   return report;
 }
 
-backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseconds max_pause) {
+backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseconds max_pause, const commit_hook& before_commit) {
   std::unique_lock lock(mu_);
   const mode from = mode_;
   if (m == from) return switch_report{from, m, 0, 0};
   if (is_dual(from) && is_dual(m)) {
     lock.unlock();
-    return switch_primary(max_pause);
+    return switch_primary(max_pause, before_commit);
   }
   const bool allowed = (from == mode::sqlite_only && m == mode::dual_sqlite) || (from == mode::dual_sqlite && m == mode::sqlite_only) ||
                        (from == mode::dual_d1 && m == mode::d1_only);
@@ -643,6 +664,9 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
     }
     return h.error();
   }
+  auto abandoned = [&](const protocol::error& e) {
+    return protocol::error{e.code, e.message + "; nothing changed, " + std::string(to_string(from)) + " continues", {}, {}};
+  };
   if (is_dual(from)) {
     // The store that goes on alone records that the other one stops receiving its writes,
     // before any such write: a later dual mode then knows the follower lacks them.
@@ -653,7 +677,6 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
     auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + utc_now() + ": writes made in " +
                                                    std::string(to_string(m)) + " are not journaled",
                                       start + max_pause);
-    if (marked && options_.lease) options_.lease->release();  // nothing replicates from here on
     lock.lock();
     if (!marked) {
       start_replication_locked();
@@ -665,6 +688,38 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
     }
     replicator_.reset();
     if (*marked) stale_marked_at_ = single_writes_;
+    // The point of no return: every step that can fail is done.
+    if (auto c = commit(lock, before_commit, m); !c) {
+      if (*marked) {
+        // Back to following: take the mark back (writes were held, none went by it).
+        lock.unlock();
+        auto cleared = run_batch(leading, {backends::follower_stale_statement("")}, internal_until(start + max_pause));
+        lock.lock();
+        if (!cleared) {
+          spdlog::error("cannot take back the stale mark on {}: {}; the other store must be rebuilt from it", leading.name(),
+                        cleared.error().message);
+        } else {
+          spdlog::info("{}: the stale mark is taken back ({} abandoned, no write went by)", leading.name(), to_string(m));
+        }
+        stale_marked_at_.reset();
+      }
+      start_replication_locked();  // the lease is still held: released only once the change stands
+      release_writes(lock);
+      return abandoned(c.error());
+    }
+    if (options_.lease) {
+      lock.unlock();
+      options_.lease->release();  // nothing replicates from here on
+      lock.lock();
+    }
+  } else if (auto c = commit(lock, before_commit, m); !c) {
+    // The point of no return (before a stale mark is taken back below, which may fail).
+    release_writes(lock);
+    if (takes_lease) {
+      lock.unlock();
+      options_.lease->release();
+    }
+    return abandoned(c.error());
   } else if (from == mode::sqlite_only && stale_marked_at_ && *stale_marked_at_ == single_writes_) {
     // Nothing was written since this process marked D1 stale: D1 lacks nothing, take it back.
     lock.unlock();

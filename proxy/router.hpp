@@ -109,14 +109,22 @@ class router {
   // The runtime API the operator plane uses. Each returns at once, except switch_primary and
   // mode changes that hold writes while the follower drains (bounded by `max_pause`).
   mode current_mode() const;
-  backends::outcome<switch_report> switch_primary(std::chrono::milliseconds max_pause);
+  // What a mode change calls at its point of no return: writes are held, every step that can
+  // fail is done, and the new mode `to` takes effect as soon as it returns. An error aborts the
+  // change (nothing changed, the old mode continues, the error is the answer). Called on the
+  // caller's thread with no router lock held; it must not change the mode itself. The control
+  // plane saves the new state here (write-ahead), so that a restart never comes back in the old
+  // mode once the new one took effect.
+  using commit_hook = std::function<backends::outcome<void>(mode to)>;
+  backends::outcome<switch_report> switch_primary(std::chrono::milliseconds max_pause, const commit_hook& before_commit = {});
   // sqlite-only <-> dual-sqlite, dual-d1 <-> d1-only, and the dual modes by switch_primary.
-  backends::outcome<switch_report> set_mode(mode m, std::chrono::milliseconds max_pause);
+  backends::outcome<switch_report> set_mode(mode m, std::chrono::milliseconds max_pause, const commit_hook& before_commit = {});
   // The last resort when D1 leads and cannot be reached: SQLite becomes the only store
   // (sqlite-only) without the D1 journal entries it has not applied, which the report counts.
   // Refused unless the mode is dual-d1, and while writes are still in flight to D1. D1 is left
   // as it is (it holds those writes); it must be rebuilt from SQLite before a dual mode again.
-  backends::outcome<force_report> force_sqlite_leader(std::chrono::milliseconds max_pause);
+  // The read split is 0 afterwards.
+  backends::outcome<force_report> force_sqlite_leader(std::chrono::milliseconds max_pause, const commit_hook& before_commit = {});
   // While D1 leads: the D1 journal entries this process knows of that SQLite has not applied.
   std::int64_t d1_entries_sqlite_lacks();
   // A live backfill (tandem migrate --via-control) in dual-sqlite. begin: replication pauses, so
@@ -168,6 +176,9 @@ class router {
   backends::outcome<bool> mark_follower_stale(backends::store& leading, const std::string& reason, backends::clock::time_point deadline);
   backends::outcome<void> hold_writes(std::unique_lock<std::mutex>& lock, backends::clock::time_point deadline);
   void release_writes(std::unique_lock<std::mutex>& lock);
+  // Calls `before_commit` (if any) without the lock, writes still held, and returns its answer;
+  // when it refuses, the caller undoes what it did and releases the writes.
+  backends::outcome<void> commit(std::unique_lock<std::mutex>& lock, const commit_hook& before_commit, mode to);
   backends::store* store_for(mode m, bool leader) const;
   // SQLite's applied position in D1's journal: the replicator's, else read from SQLite.
   std::int64_t sqlite_applied_from_d1(const replicator& rep, backends::clock::time_point deadline);

@@ -1,13 +1,20 @@
 #include "proxy/serve.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json/serialize.hpp>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -44,6 +51,56 @@ std::vector<std::string> resolve_tokens(const std::vector<std::string>& names) {
     tokens.emplace_back(v);
   }
   return tokens;
+}
+
+std::string read_token_file(const std::string& path, const std::string& key) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw config_error(key + " names " + path + ", which cannot be read: " + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw config_error(key + " names " + path + ", which cannot be read: " + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > 65536) {
+      ::close(fd);
+      throw config_error(key + " names " + path + ", which is over 64 KiB: not a token");
+    }
+  }
+  struct stat st {};
+  const bool others_may_read = ::fstat(fd, &st) == 0 && (st.st_mode & 0077) != 0;
+  ::close(fd);
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) throw config_error(key + " names " + path + ", which is empty");
+  text = text.substr(first, last - first + 1);
+  if (text.find_first_of("\r\n") != std::string::npos) throw config_error(key + " names " + path + ", which holds more than one line (one token per file)");
+  if (others_may_read) spdlog::warn("{}: {} may be read by others than its owner (chmod 600 it)", key, path);
+  return text;
+}
+
+std::vector<std::string> client_tokens(const config& c) {
+  auto tokens = resolve_tokens(c.token_envs);
+  for (std::size_t i = 0; i < c.token_files.size(); ++i) {
+    tokens.push_back(read_token_file(c.token_files[i], "auth.token_files[" + std::to_string(i) + "]"));
+  }
+  return tokens;
+}
+
+std::string admin_token(const config& c) {
+  if (!c.admin.token_file.empty()) return read_token_file(c.admin.token_file, "admin.token_file");
+  if (c.admin.token_env.empty()) return {};
+  const char* v = std::getenv(c.admin.token_env.c_str());
+  if (v == nullptr || *v == '\0') {
+    throw config_error("admin.token_env names " + c.admin.token_env + ", but that environment variable is unset or empty");
+  }
+  return v;
 }
 
 void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
@@ -149,7 +206,8 @@ rollout_options rollout_options_from(const rollout_config& c) {
   return o;
 }
 
-backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease) {
+backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease* lease,
+                                                      std::function<void(const std::string&, boost::json::object)> replication_events) {
   std::unique_ptr<backends::sqlite_store> sqlite;
   std::unique_ptr<backends::d1_store> d1;
   if (c.mode != "d1-only") {
@@ -165,13 +223,23 @@ backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease
   }
   auto options = router_options_from(c);
   options.lease = lease;
-  return std::make_unique<router>(std::move(sqlite), std::move(d1), options);
+  options.replication.on_event = std::move(replication_events);
+  return std::make_unique<router>(std::move(sqlite), std::move(d1), std::move(options));
 }
 
 boost::json::object reload_into(config& current, const config& next,
-                                const std::function<void(const rollout_config&)>& apply_rollout) {
+                                const std::function<void(const rollout_config&)>& apply_rollout,
+                                const std::function<std::vector<std::string>(const config&)>& apply_secrets) {
   validate(next);
   boost::json::array applied, restart, ignored;
+  // First: reading the tokens is what can still refuse the reload.
+  const auto secrets = apply_secrets ? apply_secrets(next) : std::vector<std::string>{};
+  if (apply_secrets) {
+    current.token_envs = next.token_envs;
+    current.token_files = next.token_files;
+    current.admin.token_env = next.admin.token_env;
+    current.admin.token_file = next.admin.token_file;
+  }
   if (next.log != current.log) {
     spdlog::set_level(spdlog::level::from_str(next.log.level));
     current.log = next.log;
@@ -203,11 +271,12 @@ boost::json::object reload_into(config& current, const config& next,
   differs(next.listen != current.listen, "listen");
   differs(next.sqlite != current.sqlite, "sqlite");
   differs(next.d1 != current.d1, "d1");
-  differs(next.token_envs != current.token_envs, "auth");
+  differs(next.token_envs != current.token_envs || next.token_files != current.token_files, "auth");
   differs(next.tls != current.tls, "tls");
   differs(next.limits != current.limits, "limits");
   differs(initial_only(next.dual) != initial_only(current.dual), "dual");
   differs(next.admin != current.admin, "admin");
+  for (const auto& name : secrets) applied.emplace_back(name);
   differs(next.control != current.control, "control");
   differs(next.ownership != current.ownership, "ownership");
   differs(next.io_threads != current.io_threads || next.spin_us != current.spin_us, "io_threads/spin_us");
@@ -218,7 +287,7 @@ int serve(const config& c) { return serve(c, nullptr); }
 
 int serve(const config& c, std::function<config()> reread) {
   validate(c);
-  auto tokens = resolve_tokens(c.token_envs);
+  auto tokens = client_tokens(c);
 
   // The runtime state the control plane saved wins over the config's initial values.
   config effective = c;
@@ -279,7 +348,12 @@ int serve(const config& c, std::function<config()> reread) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  auto opened = open_router(effective, lease.get());
+  // The replicator's own events (a pause after a verification failure) go to the operator log
+  // and the state file once the control server runs; its thread starts with the router.
+  std::atomic<control_server*> events_to{nullptr};
+  auto opened = open_router(effective, lease.get(), [&events_to](const std::string& what, boost::json::object details) {
+    if (auto* c = events_to.load()) c->record(what, std::move(details));
+  });
   if (!opened) {
     spdlog::critical("{}", opened.error().message);
     return 1;
@@ -297,11 +371,12 @@ int serve(const config& c, std::function<config()> reread) {
     return 1;
   }
   std::unique_ptr<admin_server> admin;
+  std::string running_admin_token;
   if (c.admin.enabled) {
     admin_options ao;
     ao.host = c.admin.host;
     ao.port = c.admin.port;
-    if (!c.admin.token_env.empty()) ao.token = resolve_tokens({c.admin.token_env}).at(0);
+    ao.token = running_admin_token = admin_token(c);
     admin = std::make_unique<admin_server>(ioc, ao, route);
     try {
       const auto aep = admin->start();
@@ -339,7 +414,28 @@ int serve(const config& c, std::function<config()> reread) {
       std::lock_guard lock(reload_mu);
       std::function<void(const rollout_config&)> apply_rollout;
       if (stages) apply_rollout = [&](const rollout_config& rc) { stages->reconfigure(rollout_options_from(rc)); };
-      return reload_into(running, reread(), apply_rollout);
+      // Rotation: the tokens the new config names (its variables, its files read again) are in
+      // force for every hello and admin request from now on; sessions already authenticated
+      // keep working until they close.
+      auto apply_secrets = [&](const config& next) {
+        auto next_tokens = client_tokens(next);
+        const std::string next_admin = admin ? admin_token(next) : std::string();
+        std::vector<std::string> changed;
+        if (next_tokens != tokens) {
+          srv.set_tokens(next_tokens);
+          spdlog::info("reload: {} client token(s) in force; authenticated connections keep theirs", next_tokens.size());
+          tokens = std::move(next_tokens);
+          changed.emplace_back("auth");
+        }
+        if (admin && next_admin != running_admin_token) {
+          admin->set_token(next_admin);
+          spdlog::info("reload: the admin token changed");
+          running_admin_token = next_admin;
+          changed.emplace_back("admin.token");
+        }
+        return changed;
+      };
+      return reload_into(running, reread(), apply_rollout, apply_secrets);
     };
   }
   if (admin && control) admin->set_status([&control] { return control->status(); });
@@ -351,6 +447,7 @@ int serve(const config& c, std::function<config()> reread) {
       spdlog::critical("{}", e.what());
       return 1;
     }
+    events_to.store(control.get());
   }
   asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal;
@@ -407,6 +504,7 @@ int serve(const config& c, std::function<config()> reread) {
   for (auto& t : threads) t.join();
   if (stages) stages->stop();
   route.shutdown();
+  events_to.store(nullptr);
   spdlog::info("stopped");
   return 0;
 }

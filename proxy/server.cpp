@@ -97,6 +97,8 @@ void server::stop(std::function<void()> on_stopped) {
   });
 }
 
+void server::set_tokens(std::vector<std::string> tokens) { impl_->shared->set_tokens(std::move(tokens)); }
+
 std::size_t server::connections() const { return impl_->shared->active.load(); }
 
 }  // namespace tandem::proxy

@@ -18,7 +18,7 @@ struct server_options {
   listen_config listen;
   tls_config tls;
   limits_config limits;
-  std::vector<std::string> tokens;  // accepted client tokens (values, not names); empty: no auth
+  std::vector<std::string> tokens;  // accepted client tokens at start (values, not names); empty: no auth
 };
 
 class server {
@@ -36,6 +36,11 @@ class server {
   // received, sends their responses, and closes. Thread-safe, returns at once. `on_stopped` is
   // called (on some thread) once the last session has ended.
   void stop(std::function<void()> on_stopped = {});
+
+  // Replaces the accepted client tokens (a reload rotating them). Connections that have already
+  // authenticated keep working until they close; every later hello needs one of `tokens`.
+  // Empty: new connections need no token. Thread-safe.
+  void set_tokens(std::vector<std::string> tokens);
 
   // Sessions currently open.
   std::size_t connections() const;

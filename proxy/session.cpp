@@ -55,7 +55,21 @@ bool token_matches(std::string_view given, const std::vector<std::string>& token
 }  // namespace
 
 session_shared::session_shared(server_options o, router& r)
-    : options(std::move(o)), route(r), tls_context(asio::ssl::context::tls_server) {}
+    : options(std::move(o)),
+      route(r),
+      tls_context(asio::ssl::context::tls_server),
+      tokens_(std::make_shared<const std::vector<std::string>>(options.tokens)) {}
+
+std::shared_ptr<const std::vector<std::string>> session_shared::tokens() const {
+  std::lock_guard lock(tokens_mu_);
+  return tokens_;
+}
+
+void session_shared::set_tokens(std::vector<std::string> tokens) {
+  auto next = std::make_shared<const std::vector<std::string>>(std::move(tokens));
+  std::lock_guard lock(tokens_mu_);
+  tokens_ = std::move(next);
+}
 
 void session_shared::maybe_stopped() {
   if (stopping && sessions.empty() && on_stopped) {
@@ -73,7 +87,7 @@ session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> s
       id_(shared_->next_session_id++),
       idle_timer_(stream_.get_executor()),
       reader_(shared_->options.limits.max_frame_bytes),
-      authenticated_(shared_->options.tokens.empty()),
+      authenticated_(shared_->tokens()->empty()),
       last_activity_(std::chrono::steady_clock::now()) {
   boost::system::error_code ec;
   auto ep = stream_.next_layer().remote_endpoint(ec);
@@ -226,7 +240,10 @@ asio::awaitable<void> session::handle(std::string_view frame) {
 }
 
 protocol::response session::hello(const protocol::request& req) {
-  if (!shared_->options.tokens.empty() && !token_matches(req.hello.token, shared_->options.tokens)) {
+  // The tokens in force at this hello: after a rotation, the new ones (a connection that
+  // authenticated before keeps its session).
+  const auto tokens = shared_->tokens();
+  if (!tokens->empty() && !token_matches(req.hello.token, *tokens)) {
     spdlog::warn("session {} from {}: hello with a wrong or missing token; closing", id_, peer_);
     close_after_flush_ = true;
     return make_error(req.id_json, errc::unauthorized, "wrong or missing token");

@@ -40,6 +40,14 @@ struct session_shared {
 
   // Calls on_stopped if stopping and no session remains. Requires `mu` held.
   void maybe_stopped();
+
+  // The client tokens in force now (options.tokens until a reload replaces them). Thread-safe.
+  std::shared_ptr<const std::vector<std::string>> tokens() const;
+  void set_tokens(std::vector<std::string> tokens);
+
+ private:
+  mutable std::mutex tokens_mu_;
+  std::shared_ptr<const std::vector<std::string>> tokens_;
 };
 
 // Shared by its own coroutine and by the server's registry (which must reach it to close it

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -33,24 +34,51 @@ class Control : public ::testing::Test {
   void SetUp() override {
     proxy::router_options ro;
     ro.initial = proxy::mode::dual_sqlite;
-    srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro).route);
+    ro.replication.pause_on_verification_failure = pause_on_verification_failure_;
+    // What the replicator does by itself goes to the control server, as `tandem serve` wires it.
+    ro.replication.on_event = [this](const std::string& what, json::object details) {
+      if (auto* c = events_to_.load()) c->record(what, std::move(details));
+    };
+    auto made = make_dual_router(dir_, ro);
+    d1_ = made.d1;
+    srv_ = std::make_unique<test_server>(test_server::default_options(), std::move(made.route));
     options_.socket_path = dir_.file("tandem.sock");
     options_.state_path = dir_.file("state.json");
     options_.max_pause = 3s;
     control_ = std::make_unique<proxy::control_server>(ioc_, options_, srv_->router());
+    if (with_rollout_) {
+      proxy::rollout_options o;
+      o.stages = {{5, 1h}, {25, 1h}};
+      rollout_ = std::make_unique<proxy::rollout>(srv_->router(), o, -1, false, nullptr);
+      control_->set_rollout(rollout_.get());
+    }
     control_->start();
+    events_to_.store(control_.get());
     thread_ = std::thread([this] { ioc_.run(); });
   }
   void TearDown() override {
+    events_to_.store(nullptr);
     control_->stop();
     thread_.join();
   }
+  // The state file cannot be written while a folder stands where its temporary file goes (a
+  // failure that holds for root too, unlike permissions).
+  void block_state_file(bool blocked) {
+    const auto tmp = options_.state_path + ".tmp";
+    if (blocked) std::filesystem::create_directory(tmp);
+    else std::filesystem::remove(tmp);
+  }
 
+  bool pause_on_verification_failure_ = false;
+  bool with_rollout_ = false;
   temp_dir dir_;
+  backends::d1_store* d1_ = nullptr;
   std::unique_ptr<test_server> srv_;
   proxy::control_options options_;
   boost::asio::io_context ioc_;
   std::unique_ptr<proxy::control_server> control_;
+  std::unique_ptr<proxy::rollout> rollout_;
+  std::atomic<proxy::control_server*> events_to_{nullptr};
   std::thread thread_;
 };
 
@@ -181,6 +209,170 @@ TEST_F(Control, FallbackWhileD1LeadsAndIsUpSwitchesBackWithoutForce) {
   EXPECT_EQ(rows_of(*srv_->router().sqlite(), "t").size(), 1u);
 }
 
+// Item: the runtime state is saved or the change is refused.
+TEST_F(Control, AChangeWhoseStateCannotBeSavedIsUndoneOrNeverMade) {
+  const auto& path = options_.socket_path;
+  auto c = srv_->connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->query("CREATE TABLE t(id INTEGER PRIMARY KEY)"));
+  ASSERT_TRUE(ask(path, "split 25").at("ok").as_bool());
+  ASSERT_EQ(proxy::load_runtime_state(options_.state_path)->read_percent, 25);
+
+  block_state_file(true);
+  auto expect_refused = [&](const std::string& line) {
+    auto r = ask(path, line);
+    EXPECT_FALSE(r.at("ok").as_bool()) << line << ": " << json::serialize(r);
+    const std::string error(r.at("error").as_string());
+    // Why, precisely: the path and the OS error.
+    EXPECT_NE(error.find(options_.state_path + ".tmp: Is a directory"), std::string::npos) << line << ": " << error;
+    return r;
+  };
+  // Commands that can be undone are: the router is as it was, and the file says so.
+  for (const char* line : {"split 50", "shadow 10", "verify off", "pause-replication"}) {
+    auto r = expect_refused(line);
+    EXPECT_NE(std::string(r.at("error").as_string()).find("undone"), std::string::npos) << line;
+  }
+  EXPECT_EQ(srv_->router().read_percent(), 25);
+  EXPECT_EQ(srv_->router().shadow_read_percent(), 0);
+  EXPECT_TRUE(srv_->router().verify_writes());
+  EXPECT_FALSE(srv_->router().replication()->paused());
+  // Mode changes are written ahead: the save fails before the change takes effect, so it never does.
+  for (const char* line : {"switch-primary", "mode sqlite-only"}) {
+    auto r = expect_refused(line);
+    EXPECT_NE(std::string(r.at("error").as_string()).find("nothing changed, dual-sqlite continues"), std::string::npos) << line;
+    EXPECT_EQ(srv_->router().current_mode(), proxy::mode::dual_sqlite) << line;
+  }
+  // ... and the old direction goes on replicating.
+  ASSERT_TRUE(c->query("INSERT INTO t VALUES (1)"));
+  auto rep = srv_->router().replication();
+  ASSERT_TRUE(rep);
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 60s)) << rep->last_error();
+  EXPECT_EQ(rows_of(*d1_, "t").size(), 1u);
+  auto status = ask(path, "status");
+  EXPECT_EQ(status.at("metrics").at("stateUnsaved").as_int64(), 1) << json::serialize(status.at("metrics"));
+  EXPECT_TRUE(status.at("events").as_array().size() == 1u) << "refused changes are no events: " << json::serialize(status.at("events"));
+
+  // fallback, the emergency exit, moves the reads anyway and says what a restart would do.
+  auto fb = ask(path, "fallback");
+  EXPECT_FALSE(fb.at("ok").as_bool()) << json::serialize(fb);
+  EXPECT_NE(std::string(fb.at("error").as_string()).find("a restart would come back"), std::string::npos) << json::serialize(fb);
+  EXPECT_EQ(srv_->router().read_percent(), 0);
+  auto saved = proxy::load_runtime_state(options_.state_path);
+  ASSERT_TRUE(saved);
+  EXPECT_EQ(saved->read_percent, 25) << "the file is behind while it cannot be written";
+
+  // Once the file can be written, the next command (any) brings it up to date.
+  block_state_file(false);
+  status = ask(path, "status");
+  EXPECT_EQ(status.at("metrics").at("stateUnsaved").as_int64(), 0);
+  EXPECT_EQ(proxy::load_runtime_state(options_.state_path)->read_percent, 0);
+  auto sw = ask(path, "switch-primary");
+  ASSERT_TRUE(sw.at("ok").as_bool()) << json::serialize(sw);
+  EXPECT_EQ(proxy::load_runtime_state(options_.state_path)->current, proxy::mode::dual_d1);
+}
+
+// The write-ahead: the router calls back at its point of no return, the old mode still in force,
+// and a refusal there leaves everything as it was.
+TEST_F(Control, AModeChangeCallsItsCommitHookBeforeTakingEffect) {
+  auto& route = srv_->router();
+  std::vector<std::pair<proxy::mode, proxy::mode>> seen;  // (the mode in force, the mode to come)
+  auto refuse = [&](proxy::mode to) -> backends::outcome<void> {
+    seen.emplace_back(route.current_mode(), to);
+    return protocol::error{protocol::errc::unavailable, "not now", {}, {}};
+  };
+  auto r = route.switch_primary(3s, refuse);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not now; nothing changed, dual-sqlite continues"), std::string::npos) << r.error().message;
+  EXPECT_FALSE(route.set_mode(proxy::mode::sqlite_only, 3s, refuse));
+  EXPECT_EQ(route.current_mode(), proxy::mode::dual_sqlite);
+  ASSERT_TRUE(route.replication());
+  auto accept = [&](proxy::mode to) -> backends::outcome<void> {
+    seen.emplace_back(route.current_mode(), to);
+    return {};
+  };
+  ASSERT_TRUE(route.switch_primary(3s, accept));
+  EXPECT_EQ(route.current_mode(), proxy::mode::dual_d1);
+  using m = proxy::mode;
+  const std::vector<std::pair<m, m>> expected{{m::dual_sqlite, m::dual_d1}, {m::dual_sqlite, m::sqlite_only}, {m::dual_sqlite, m::dual_d1}};
+  EXPECT_EQ(seen, expected);
+}
+
+class ControlWithRollout : public Control {
+ protected:
+  ControlWithRollout() { with_rollout_ = true; }
+};
+
+TEST_F(ControlWithRollout, RolloutMovesWhoseStateCannotBeSavedAreUndone) {
+  const auto& path = options_.socket_path;
+  ASSERT_TRUE(ask(path, "next").at("ok").as_bool());
+  block_state_file(true);
+  for (const char* line : {"next", "prev", "hold"}) {
+    auto r = ask(path, line);
+    EXPECT_FALSE(r.at("ok").as_bool()) << line << ": " << json::serialize(r);
+    EXPECT_EQ(rollout_->stage(), 0) << line;
+    EXPECT_FALSE(rollout_->held()) << line;
+    EXPECT_EQ(srv_->router().read_percent(), 5) << line;
+  }
+  block_state_file(false);
+  ASSERT_TRUE(ask(path, "next").at("ok").as_bool());
+  EXPECT_EQ(proxy::load_runtime_state(options_.state_path)->stage, 1);
+}
+
+// Item: dual.pause_on_verification_failure pauses replication, and nothing waits on itself.
+class ControlPausing : public Control {
+ protected:
+  ControlPausing() { pause_on_verification_failure_ = true; }
+};
+
+TEST_F(ControlPausing, AVerificationFailurePausesReplicationAndControlStillAnswers) {
+  const auto& path = options_.socket_path;
+  auto c = srv_->connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->query("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  ASSERT_TRUE(c->query("INSERT INTO t VALUES (1, 0), (2, 0)"));
+  auto rep = srv_->router().replication();
+  ASSERT_TRUE(rep);
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 60s)) << rep->last_error();
+  // Someone deletes a row on D1 behind tandem's back: the follower differs from the leader.
+  backends::exec_options o;
+  ASSERT_TRUE(proxy::run_batch(*d1_, {{"DELETE FROM t WHERE id = 2", {}}}, o));
+  ASSERT_TRUE(c->query("UPDATE t SET v = v + 1"));  // 2 rows on SQLite, 1 on D1
+
+  json::object status;
+  for (int i = 0; i < 2000; ++i) {
+    status = ask(path, "status");
+    // Paused first, then the event (on the replicator's thread).
+    if (status.at("replication").at("paused").as_bool() && !status.at("events").as_array().empty()) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(status.at("replication").at("paused").as_bool()) << json::serialize(status);
+  ASSERT_FALSE(status.at("events").as_array().empty()) << json::serialize(status);
+  // Reported: why (status), the event, the metrics, and the state file (a restart stays paused).
+  const std::string reason(status.at("replication").at("pausedReason").as_string());
+  EXPECT_NE(reason.find("verification failed at seq"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("sqlite changed 2 row(s), d1 changed 1"), std::string::npos) << reason;
+  const auto& event = status.at("events").as_array().back().as_object();
+  EXPECT_EQ(event.at("command").as_string(), "replication paused");
+  EXPECT_EQ(event.at("details").at("leaderChanges").as_int64(), 2);
+  EXPECT_EQ(event.at("details").at("followerChanges").as_int64(), 1);
+  EXPECT_EQ(status.at("metrics").at("verificationFailures").to_number<std::int64_t>(), 1);
+  EXPECT_EQ(status.at("metrics").at("replicationPaused").as_int64(), 1);
+  EXPECT_TRUE(status.at("state").at("replicationPaused").as_bool());
+  EXPECT_TRUE(proxy::load_runtime_state(options_.state_path)->replication_paused);
+
+  // The leader goes on; the follower waits.
+  ASSERT_TRUE(c->query("INSERT INTO t VALUES (3, 0)"));
+  // Commands that wait for the batch in flight answer (the replicator is not stuck in it).
+  EXPECT_TRUE(ask(path, "pause-replication").at("ok").as_bool());
+  auto resumed = ask(path, "resume-replication");
+  ASSERT_TRUE(resumed.at("ok").as_bool()) << json::serialize(resumed);
+  EXPECT_FALSE(resumed.at("after").at("replicationPaused").as_bool());
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 60s)) << rep->last_error();
+  EXPECT_EQ(rows_of(*d1_, "t").size(), 2u);  // 1 and 3: the deleted row stays deleted
+  EXPECT_TRUE(ask(path, "status").at("replication").at("pausedReason").is_null());
+  EXPECT_FALSE(proxy::load_runtime_state(options_.state_path)->replication_paused);
+}
+
 TEST(RuntimeState, ACorruptFileIsAnErrorNotASilentFallback) {
   temp_dir dir;
   EXPECT_FALSE(proxy::load_runtime_state(dir.file("missing.json")));
@@ -189,7 +381,7 @@ TEST(RuntimeState, ACorruptFileIsAnErrorNotASilentFallback) {
   proxy::runtime_state s;
   s.current = proxy::mode::dual_d1;
   s.read_percent = 5;
-  ASSERT_TRUE(proxy::save_runtime_state(dir.file("ok.json"), s));
+  ASSERT_EQ(proxy::save_runtime_state(dir.file("ok.json"), s), "");
   auto back = proxy::load_runtime_state(dir.file("ok.json"));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->current, proxy::mode::dual_d1);

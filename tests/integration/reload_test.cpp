@@ -27,19 +27,7 @@ class Reload : public ::testing::Test {
       << " \"control\": {\"socket\": \"" << socket_ << "\", \"state_file\": \"" << dir_.file("state.json") << "\"},"
       << " \"rollout\": {\"stages\": " << stages << ", \"guards\": {\"max_d1_error_rate\": " << max_error_rate << "}}}";
   }
-  // The operator events so far, by asking `status` (the signal is handled asynchronously: asks
-  // until an event with `command` shows, a bounded number of times).
-  json::object wait_for_event(const std::string& command) {
-    for (int i = 0; i < 200; ++i) {
-      auto status = control_ask(socket_, "status");
-      for (const auto& e : status.at("events").as_array()) {
-        if (e.at("command").as_string() == command) return e.as_object();
-      }
-      std::this_thread::sleep_for(25ms);
-    }
-    ADD_FAILURE() << "no event '" << command << "'";
-    return {};
-  }
+  json::object wait_for_event(const std::string& command) { return wait_for_control_event(socket_, command); }
 
   temp_dir dir_;
   std::string config_ = dir_.file("tandem.jsonc");

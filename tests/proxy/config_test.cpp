@@ -155,3 +155,31 @@ TEST(Config, ReloadAppliesLogAndRolloutNamesTheRestAndRefusesInvalid) {
   EXPECT_TRUE(running == before);
   spdlog::set_level(spdlog::level::info);
 }
+
+TEST(Config, TokenFilesAreReadAgainAtReloadAndRefuseIt) {
+  using namespace tandem::proxy;
+  auto c = parse_config(R"({"auth": {"token_files": ["/run/a.token"]}, "admin": {"token_file": "/run/admin.token"}})", "test.jsonc");
+  EXPECT_EQ(c.token_files, std::vector<std::string>{"/run/a.token"});
+  EXPECT_EQ(c.admin.token_file, "/run/admin.token");
+  c.admin.token_env = "ADMIN_TOKEN";
+  EXPECT_THROW(validate(c), config_error) << "one place for the admin token";
+  EXPECT_THROW(read_token_file("/nonexistent/tandem.token", "auth.token_files[0]"), config_error);
+
+  config running;
+  config next = running;
+  next.log.level = "debug";
+  next.token_files = {"/run/b.token"};
+  // Reading the secrets fails: nothing is applied, not even the log level.
+  auto unreadable = [](const config&) -> std::vector<std::string> { throw config_error("auth.token_files[0] names /run/b.token, which cannot be read"); };
+  EXPECT_THROW(reload_into(running, next, nullptr, unreadable), config_error);
+  EXPECT_EQ(running.log.level, "info");
+  // Read: applied (never "needs a restart"), and in force for the next reload's comparison.
+  auto r = reload_into(running, next, nullptr, [](const config&) { return std::vector<std::string>{"auth"}; });
+  EXPECT_EQ(boost::json::serialize(r.at("applied")), R"(["log","auth"])");
+  EXPECT_EQ(boost::json::serialize(r.at("needsRestart")), "[]");
+  EXPECT_EQ(running.token_files, next.token_files);
+  // Without a way to apply them (no running server), a changed token source needs a restart.
+  next.token_files = {"/run/c.token"};
+  EXPECT_EQ(boost::json::serialize(reload_into(running, next, nullptr).at("needsRestart")), R"(["auth"])");
+  spdlog::set_level(spdlog::level::info);
+}

@@ -265,4 +265,19 @@ boost::json::object control_ask(const std::string& path, const std::string& line
   return boost::json::parse(*answer).as_object();
 }
 
+boost::json::object wait_for_control_event(const std::string& socket_path, const std::string& command) {
+  for (int i = 0; i < 400; ++i) {
+    auto status = control_ask(socket_path, "status");
+    if (const auto* events = status.if_contains("events")) {
+      const auto& list = events->as_array();
+      for (auto e = list.rbegin(); e != list.rend(); ++e) {
+        if (e->at("command").as_string() == command) return e->as_object();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ADD_FAILURE() << "no event '" << command << "' on " << socket_path;
+  return {};
+}
+
 }  // namespace tandem::testing
