@@ -394,28 +394,39 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
 }
 
 void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
-  if (!verify_.load() || e.kind != entry_kind::statements || e.changes.size() != e.statements.size()) return;
+  const bool images = e.kind == entry_kind::row_images;
+  if (!verify_.load() || (!images && e.changes.size() != e.statements.size())) return;
   for (std::size_t k = 0; k < e.statements.size(); ++k) {
     // A D1 leader records changes() (its journal INSERT runs in the write's own batch, where the
     // statement's meta is not known yet): the follower's own-rows count is the one to compare.
     const auto& meta = results.at(first + k).meta;
     const auto follower_changes = source_ == "d1" ? meta.direct_changes : meta.changes;
-    if (follower_changes == e.changes[k]) continue;
+    std::int64_t leader_changes;
+    if (images) {
+      // A row image names one row by its key. An UPDATE of it must find it (an INSERT that finds
+      // it fails, which stops replication; a DELETE may find none, the follower's own cascade
+      // having gone first), so an UPDATE that changed nothing means the follower lacked the row.
+      if (e.statements[k].sql.rfind("UPDATE ", 0) != 0 || follower_changes >= 1) continue;
+      leader_changes = 1;
+    } else {
+      leader_changes = e.changes[k];
+      if (follower_changes == leader_changes) continue;
+    }
     metrics_.verification_failures.fetch_add(1);
     // The statement, never its parameter values.
     spdlog::error("verification failed at seq {} statement {}: {} changed {} row(s), {} changed {}: {}", e.seq, k,
-                  source_, e.changes[k], follower_.name(), follower_changes, e.statements[k].sql);
+                  source_, leader_changes, follower_.name(), follower_changes, e.statements[k].sql);
     if (options_.pause_on_verification_failure) {
       // This runs inside apply(), on the replicator's thread: pause() would wait for the batch
       // in flight, which is this one, and never return. The batch has committed; pausing here
       // stops the next one.
       pause_self("verification failed at seq " + std::to_string(e.seq) + " (dual.pause_on_verification_failure): " + source_ +
-                     " changed " + std::to_string(e.changes[k]) + " row(s), " + std::string(follower_.name()) + " changed " +
+                     " changed " + std::to_string(leader_changes) + " row(s), " + std::string(follower_.name()) + " changed " +
                      std::to_string(follower_changes),
                  boost::json::object{{"seq", e.seq},
                                      {"statement", static_cast<std::int64_t>(k)},
                                      {"sql", e.statements[k].sql},
-                                     {"leaderChanges", e.changes[k]},
+                                     {"leaderChanges", leader_changes},
                                      {"followerChanges", follower_changes}});
     }
     return;

@@ -269,6 +269,24 @@ TEST_P(SamenessBothWays, TriggersAndCascadesRaiseNoFalseVerificationFailures) {
 INSTANTIATE_TEST_SUITE_P(BothDualModes, SamenessBothWays, ::testing::Values(proxy::mode::dual_sqlite, proxy::mode::dual_d1),
                          [](const auto& info) { return info.param == proxy::mode::dual_sqlite ? std::string("dual_sqlite") : std::string("dual_d1"); });
 
+// verify_writes compares what a row-image entry did too: an UPDATE image names one row, and a
+// follower that lacks it (a row deleted behind tandem's back) changes none: a verification
+// failure, not silence.
+TEST_F(Sameness, ARowImageUpdateOfARowTheFollowerLacksFailsVerification) {
+  start(proxy::mode::dual_sqlite);
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  ok("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+  expect_identical();
+  backends::exec_options o;
+  o.internal = true;
+  ASSERT_TRUE(proxy::run_batch(*d1_, {{"DELETE FROM t WHERE id = 1", {}}}, o));
+  ok("UPDATE t SET v = datetime('now') WHERE id = 2");  // row images, and the follower has the row
+  ok("UPDATE t SET v = datetime('now') WHERE id = 1");  // row images, and the follower lacks it
+  auto rep = route().replication();
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
+  EXPECT_EQ(route().metrics().verification_failures.load(), 1u);
+}
+
 TEST_F(Sameness, ABatchThatCommitsLateIsNotAppliedTwice) {
   proxy::router_options ro;
   ro.replication.request_timeout = 500ms;
