@@ -100,6 +100,9 @@ std::vector<std::int64_t> decode_changes(std::string_view text);
 
 // Milliseconds since the Unix epoch, now.
 std::int64_t wall_ms();
+// A wall-clock time as operators read it, 2026-12-02T10:04:05Z; utc_now() is now.
+std::string utc_text(std::int64_t wall_ms);
+inline std::string utc_now() { return utc_text(wall_ms()); }
 
 // Records every row a write changes, in the order SQLite changes them (the pre-update hook:
 // the statement's own rows, its triggers' and its foreign-key actions'), from start() until

@@ -417,14 +417,9 @@ bool sqlite_store::check_journal_bound(sqlite_connection& conn, bool& marked_in_
       }
     }
     if (why.empty()) return true;
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char when[32];
-    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     {
       std::lock_guard lock(mu_);
-      stop_reason_ = std::string("journaling stopped at ") + when + ": " + why + "; writes since are not journaled";
+      stop_reason_ = "journaling stopped at " + utc_now() + ": " + why + "; writes since are not journaled";
     }
     journal_off_.store(true, std::memory_order_release);
     stale_pending_ = true;

@@ -31,6 +31,14 @@ struct exec_options {
   bool journal = false;
 };
 
+// Options for tandem's own SQL, with a deadline.
+inline exec_options internal_until(clock::time_point deadline) {
+  exec_options o;
+  o.deadline = deadline;
+  o.internal = true;
+  return o;
+}
+
 // Completions are called exactly once, on a thread of the store's choosing: the caller must not
 // assume its own thread or strand, and must not block in them.
 using query_done = std::function<void(outcome<protocol::query_result>)>;

@@ -52,15 +52,6 @@ constexpr const char* k_help =
     "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
     "next | prev | hold | release | fallback [--force] | reload | backfill-begin | backfill-end <seq> | skip <seq>";
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 json::object to_json(const runtime_state& s) {
   return {{"mode", to_string(s.current)},
           {"readPercent", s.read_percent},
@@ -196,7 +187,7 @@ std::optional<runtime_state> load_runtime_state(const std::string& path) {
 
 std::string save_runtime_state(const std::string& path, const runtime_state& s) {
   auto o = to_json(s);
-  o["updated"] = utc_now();
+  o["updated"] = backends::utc_now();
   const std::string text = json::serialize(o) + "\n";
   const std::string tmp = path + ".tmp";
   const auto parent = std::filesystem::path(path).parent_path();
@@ -463,7 +454,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     out["after"] = to_json(after);
     if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
     if (after != before || out.contains("reload") || out.contains("skipped")) {
-      json::object event{{"at", utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
+      json::object event{{"at", backends::utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
       if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
       if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
       if (const auto* skipped = out.if_contains("skipped")) event["details"] = *skipped;
@@ -529,7 +520,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 
   json::object status() {
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-    json::object out{{"at", utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(route, ro))}};
+    json::object out{{"at", backends::utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(route, ro))}};
     if (auto rep = route.replication()) {
       out["replication"] = rep->status();
     }
@@ -668,7 +659,7 @@ json::object control_server::status() const { return impl_->status(); }
 void control_server::set_reload(std::function<json::object()> reload) { impl_->reload = std::move(reload); }
 
 void control_server::record(const std::string& what, json::object details) {
-  json::object event{{"at", utc_now()}, {"uid", "tandem"}, {"command", what}, {"details", std::move(details)}};
+  json::object event{{"at", backends::utc_now()}, {"uid", "tandem"}, {"command", what}, {"details", std::move(details)}};
   if (auto why = impl_->save(); !why.empty()) event["stateNotSaved"] = why;
   impl_->add_event(std::move(event));
 }

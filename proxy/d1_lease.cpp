@@ -10,6 +10,8 @@
 namespace tandem::proxy {
 namespace {
 
+using backends::internal_until;
+
 using backends::clock;
 using std::chrono::milliseconds;
 
@@ -40,13 +42,6 @@ protocol::statement sql(const char* text, std::vector<protocol::value> params) {
   st.sql = text;
   st.params.positional = std::move(params);
   return st;
-}
-
-backends::exec_options internal_until(clock::time_point deadline) {
-  backends::exec_options o;
-  o.deadline = deadline;
-  o.internal = true;
-  return o;
 }
 
 // The holder ran on this host and its pid is gone: it replicates no more (its batches still in
@@ -340,7 +335,7 @@ boost::json::object d1_lease::status() const {
   if (state_ == state::held || state_ == state::elsewhere) {
     o["holder"] = holder_.to_json();
     o["expiresInMs"] = std::chrono::duration_cast<milliseconds>(holder_expiry_ - now).count();
-    o["expiresAt"] = utc_time(holder_expires_at_ms_);  // D1's clock
+    o["expiresAt"] = backends::utc_text(holder_expires_at_ms_);  // D1's clock
   } else {
     o["holder"] = nullptr;
   }

@@ -8,17 +8,10 @@
 
 #include <boost/json/parse.hpp>
 
+#include "backends/journal.hpp"
+
 namespace tandem::proxy {
 namespace json = boost::json;
-
-std::string utc_time(std::int64_t wall_ms) {
-  const std::time_t t = static_cast<std::time_t>(wall_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 owner_identity owner_identity::self() {
   owner_identity o;
@@ -37,7 +30,7 @@ owner_identity owner_identity::self() {
 }
 
 json::object owner_identity::to_json() const {
-  return {{"id", id},         {"pid", pid},     {"host", host},      {"started", utc_time(started_ms)},
+  return {{"id", id},         {"pid", pid},     {"host", host},      {"started", backends::utc_text(started_ms)},
           {"startedMs", started_ms}, {"listen", listen}, {"version", version}};
 }
 
@@ -68,7 +61,7 @@ owner_identity owner_identity::parse(std::string_view json_text) {
 std::string owner_identity::describe() const {
   if (id.empty() && pid == 0) return "an instance that has not described itself yet";
   std::string out = "pid " + std::to_string(pid) + " on host " + (host.empty() ? "?" : host);
-  if (started_ms > 0) out += ", started " + utc_time(started_ms);
+  if (started_ms > 0) out += ", started " + backends::utc_text(started_ms);
   out += listen.empty() ? ", not listening yet" : ", listening on " + listen;
   return out;
 }

@@ -32,7 +32,4 @@ struct owner_identity {
   std::string describe() const;
 };
 
-// "2026-12-01T10:00:00Z" for a wall-clock time in ms since the epoch.
-std::string utc_time(std::int64_t wall_ms);
-
 }  // namespace tandem::proxy

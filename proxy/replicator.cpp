@@ -9,18 +9,13 @@
 namespace tandem::proxy {
 namespace {
 
+using backends::internal_until;
+
 using backends::clock;
 using backends::entry_kind;
 using backends::journal_entry;
 using protocol::query_result;
 using protocol::statement;
-
-backends::exec_options internal_until(clock::time_point deadline) {
-  backends::exec_options o;
-  o.deadline = deadline;
-  o.internal = true;
-  return o;
-}
 
 // "SQLite" or "D1", as a sentence names them.
 std::string display_name(const backends::store& s) { return s.name() == "d1" ? "D1" : "SQLite"; }

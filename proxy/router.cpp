@@ -10,6 +10,8 @@
 namespace tandem::proxy {
 namespace {
 
+using backends::internal_until;
+
 using backends::clock;
 using protocol::errc;
 using protocol::query_result;
@@ -44,23 +46,6 @@ bool same_rows(const query_result& a, const query_result& b) {
 }
 
 thread_local std::minstd_rand t_rng{std::random_device{}()};
-
-// Now, as the operator reads it in a reason: 2026-12-02T10:04:05Z.
-std::string utc_now() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-backends::exec_options internal_until(clock::time_point deadline) {
-  backends::exec_options o;
-  o.internal = true;
-  o.deadline = deadline;
-  return o;
-}
 
 bool sample(int percent) {
   return percent > 0 && (percent >= 100 || static_cast<int>(t_rng() % 100) < percent);
@@ -104,12 +89,12 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
   if (is_dual(mode_)) start_replication_locked();
   // A single mode with the other store configured: that store stops receiving writes now.
   if (mode_ == mode::sqlite_only && sqlite_ && d1_) {
-    auto marked = mark_follower_stale(*sqlite_, "tandem started in sqlite-only at " + utc_now() + "; writes made in sqlite-only are not journaled",
+    auto marked = mark_follower_stale(*sqlite_, "tandem started in sqlite-only at " + backends::utc_now() + "; writes made in sqlite-only are not journaled",
                                       clock::now() + std::chrono::seconds(30));
     if (!marked) spdlog::error("cannot record on SQLite that D1 stops following: {}", marked.error().message);
     else if (*marked) stale_marked_at_ = single_writes_;
   } else if (mode_ == mode::d1_only && sqlite_ && d1_) {
-    auto marked = mark_follower_stale(*d1_, "tandem started in d1-only at " + utc_now() + "; writes made in d1-only are not journaled",
+    auto marked = mark_follower_stale(*d1_, "tandem started in d1-only at " + backends::utc_now() + "; writes made in d1-only are not journaled",
                                       clock::now() + options_.replication.request_timeout);
     if (!marked) spdlog::error("cannot record on D1 that SQLite stops following: {}", marked.error().message);
   }
@@ -606,7 +591,7 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   report.sqlite_applied = sqlite_applied_from_d1(*rep, clock::now() + max_pause);
   report.unapplied = std::max<std::int64_t>(report.d1_journal_end - report.sqlite_applied, 0);
   // D1 holds writes SQLite lacks: it is no copy of SQLite any more, and must be rebuilt from it.
-  auto marked = mark_follower_stale(*sqlite_, "forced fallback at " + utc_now() + ": D1 holds " + std::to_string(report.unapplied) +
+  auto marked = mark_follower_stale(*sqlite_, "forced fallback at " + backends::utc_now() + ": D1 holds " + std::to_string(report.unapplied) +
                                                   " journal entries SQLite lacks, and writes made since are not journaled",
                                     clock::now() + max_pause);
   if (!marked) spdlog::critical("cannot record on SQLite that D1 must be rebuilt: {}", marked.error().message);
@@ -674,7 +659,7 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
     lock.unlock();
     rep->stop();
     backends::store& leading = m == mode::sqlite_only ? static_cast<backends::store&>(*sqlite_) : *d1_;
-    auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + utc_now() + ": writes made in " +
+    auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + backends::utc_now() + ": writes made in " +
                                                    std::string(to_string(m)) + " are not journaled",
                                       start + max_pause);
     lock.lock();
