@@ -318,10 +318,8 @@ bool replicator::prepare() {
   }
   const auto at = backends::read_applied_position(r->at(0));
   const std::string follower = display_name(follower_), leader = display_name(leader_);
-  std::string why = journal.follower_stale.empty()
-                        ? backends::judge_position(at, journal, follower)
-                        : follower + " lacks writes " + leader + " took outside the journal: " + journal.follower_stale;
-  if (why.empty() && leader_.journaling_stopped()) why = follower + " lacks writes " + leader + " did not journal: " + leader_.journal_stop_reason();
+  std::string why = journal.follower_stale.empty() ? backends::judge_position(at, journal, follower) : outside_journal(journal.follower_stale);
+  if (why.empty() && leader_.journaling_stopped()) why = outside_journal(leader_.journal_stop_reason());
   if (!why.empty()) {
     refuse_following(why);
     return false;
@@ -588,6 +586,12 @@ void replicator::refuse_following(const std::string& why) {
   fire_waiters(false);
 }
 
+// The same words whether the reason comes from the leader's follower_stale mark or from the
+// store that just stopped journaling (the mark holds that store's reason): one refusal, logged once.
+std::string replicator::outside_journal(const std::string& reason) const {
+  return display_name(follower_) + " lacks writes " + display_name(leader_) + " took outside the journal: " + reason;
+}
+
 std::string replicator::held_back() { return options_.permit ? options_.permit->hold_back() : std::string(); }
 
 void replicator::loop() {
@@ -630,8 +634,7 @@ void replicator::loop() {
     }
     if (ready && leader_.journaling_stopped()) {
       // The leader stopped journaling (its bound): what follows is not in the journal.
-      refuse_following(display_name(follower_) + " lacks writes " + display_name(leader_) +
-                       " did not journal: " + leader_.journal_stop_reason());
+      refuse_following(outside_journal(leader_.journal_stop_reason()));
       ready = false;
     }
     if (!ready && !prepare()) {

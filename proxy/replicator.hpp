@@ -141,6 +141,8 @@ class replicator {
   void refresh_lag_locked();
   backends::clock::time_point next_wake_locked() const;
   backends::outcome<std::int64_t> leader_max_seq();
+  // "D1 lacks writes SQLite took outside the journal: <reason>".
+  std::string outside_journal(const std::string& reason) const;
   // Enters the state rebuild_needed() reports, logging the reason once.
   void refuse_following(const std::string& why);
   // What the operator runs when the follower must be rebuilt.

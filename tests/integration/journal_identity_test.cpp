@@ -79,6 +79,15 @@ class JournalIdentity : public ::testing::Test {
     auto why = rep ? rep->rebuild_needed() : std::nullopt;
     return why ? *why : "";
   }
+  // dual-sqlite with table t holding one row on both stores, then stopped: the D1 database id.
+  std::string one_row_on_both_then_stop() {
+    start(proxy::mode::dual_sqlite);
+    write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    write("INSERT INTO t VALUES (1, 'a')");
+    caught_up();
+    stop();
+    return database_;
+  }
   // A live backfill, in process: what `tandem migrate --via-control` does, with the copy made
   // by hand (D1's table dropped and written again from SQLite's rows).
   void backfill(const std::string& table) {
@@ -152,12 +161,7 @@ TEST_F(JournalIdentity, AModeRoundTripWithoutWritesGoesOnWhereD1Stood) {
 }
 
 TEST_F(JournalIdentity, ANewSqliteFileAgainstAD1ThatFollowsAnotherJournalIsRefused) {
-  start(proxy::mode::dual_sqlite);
-  write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-  write("INSERT INTO t VALUES (1, 'a')");
-  caught_up();
-  const std::string database = database_;
-  stop();
+  const std::string database = one_row_on_both_then_stop();
   temp_dir other;
   start(proxy::mode::dual_sqlite, database, {}, &other);
   const auto why = refusal();
@@ -166,12 +170,7 @@ TEST_F(JournalIdentity, ANewSqliteFileAgainstAD1ThatFollowsAnotherJournalIsRefus
 
 TEST_F(JournalIdentity, ASqliteFileBehindWhatD1AppliedIsRefused) {
   // A SQLite file restored from a copy (or one that lost commits to a power loss) is behind D1.
-  start(proxy::mode::dual_sqlite);
-  write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-  write("INSERT INTO t VALUES (1, 'a')");
-  caught_up();
-  const std::string database = database_;
-  stop();
+  const std::string database = one_row_on_both_then_stop();
   const std::string db = dir_.file("dual.db");
   ASSERT_FALSE(std::filesystem::exists(db + "-wal"));  // closed cleanly: the file holds everything
   std::filesystem::copy_file(db, db + ".copy");
