@@ -221,7 +221,8 @@ backends::outcome<void> d1_lease::acquire(clock::time_point deadline,
   bool told = false;
   for (;;) {
     const auto sent = clock::now();
-    auto r = take(sent + renew_interval());
+    // A slow answer here is only a later start, not a lapse: it may take longer than a renewal.
+    auto r = take(sent + std::max(renew_interval(), std::min<milliseconds>(options_.duration, std::chrono::seconds(10))));
     std::unique_lock lock(mu_);
     const auto next = record_locked(r, sent);
     if (!r) {
