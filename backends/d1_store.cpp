@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -149,6 +150,8 @@ outcome<std::vector<query_result>> parse_d1_reply(unsigned status, std::string_v
       q.meta.rows_read = integer(mo.if_contains("rows_read"));
       q.meta.rows_written = integer(mo.if_contains("rows_written"));
       q.meta.duration_ms = number(mo.if_contains("duration"));
+      if (const auto* r = mo.if_contains("served_by_region"); r && r->is_string()) q.meta.served_by_region = std::string(r->get_string());
+      if (const auto* p = mo.if_contains("served_by_primary"); p && p->is_bool()) q.meta.served_by_primary = p->get_bool();
     }
     q.meta.served_by = "d1";
     out.push_back(std::move(q));
@@ -169,16 +172,47 @@ bool is_schema_change(const std::string& sql) {
 
 }  // namespace
 
+std::string_view transport_name(d1_transport t) { return t == d1_transport::bridge ? "bridge" : "rest"; }
+
+std::optional<d1_transport> parse_transport(std::string_view name) {
+  if (name == "rest") return d1_transport::rest;
+  if (name == "bridge") return d1_transport::bridge;
+  return std::nullopt;
+}
+
 struct d1_store::impl {
   explicit impl(const d1_options& o, http_url url)
       : options(o),
         http(ioc.get_executor(),
-             http_client_options{std::move(url), o.ca_file, o.verify_tls, o.connect_timeout, o.request_timeout,
-                                 o.max_connections, o.max_attempts, o.backoff_base, o.backoff_max, o.max_response_bytes}),
-        path("/client/v4/accounts/" + o.account_id + "/d1/database/" + o.database_id + "/raw") {}
+             http_client_options{std::move(url), o.ca_file, o.verify_tls, o.connect_timeout, o.request_timeout, o.max_connections,
+                                 o.max_attempts, o.backoff_base, o.backoff_max, o.max_response_bytes,
+                                 o.read_replication ? std::vector<std::string>{std::string(k_bookmark_header)} : std::vector<std::string>{}}),
+        path(o.transport == d1_transport::bridge ? "/v1/query"
+                                                 : "/client/v4/accounts/" + o.account_id + "/d1/database/" + o.database_id + "/raw") {}
 
-  std::vector<std::pair<std::string, std::string>> headers() const {
-    return {{"Authorization", "Bearer " + options.api_token}};
+  // `session`: with read replication, the D1 session the request runs in (a bookmark, or
+  // "first-primary" / "first-unconstrained"); empty: none (D1's primary, no bookmark back).
+  std::vector<std::pair<std::string, std::string>> headers(std::string session = {}) const {
+    std::vector<std::pair<std::string, std::string>> h{{"Authorization", "Bearer " + options.api_token}};
+    if (options.read_replication && !session.empty()) h.emplace_back(std::string(k_bookmark_header), std::move(session));
+    return h;
+  }
+
+  // With read replication: a write goes to the primary and brings back its bookmark; a client's
+  // read goes to any replica at least as new as the bookmark it was given; tandem's own reads
+  // (the journal, applied positions, the lease) read the primary, in no session.
+  std::string session_for(bool all_reads, const exec_options& opts) const {
+    if (!options.read_replication) return {};
+    if (!all_reads) return "first-primary";
+    if (opts.internal) return {};
+    return opts.bookmark.empty() ? "first-unconstrained" : opts.bookmark;
+  }
+
+  // Keeps the newer of the known bookmark and `b` (D1's bookmarks order as strings).
+  void note_bookmark(const std::string& b) {
+    if (b.empty()) return;
+    std::lock_guard lock(bookmark_mu);
+    if (b > latest_bookmark) latest_bookmark = b;
   }
 
   // Rebuilds the in-memory schema mirror from D1's sqlite_schema. The mirror lets SQLite itself
@@ -324,7 +358,7 @@ struct d1_store::impl {
       body += "]}";
     }
 
-    auto reply = co_await http.post(path, body, headers(), all_reads, opts.deadline);
+    auto reply = co_await http.post(path, body, headers(session_for(all_reads, opts)), all_reads, opts.deadline);
     if (!reply) {
       finish(reply.error());
       co_return;
@@ -344,7 +378,7 @@ struct d1_store::impl {
       }
       schema += "]}";
       if (auto made = co_await http.post(path, std::move(schema), headers(), true, opts.deadline); made) {
-        reply = co_await http.post(path, std::move(body), headers(), all_reads, opts.deadline);
+        reply = co_await http.post(path, std::move(body), headers(session_for(all_reads, opts)), all_reads, opts.deadline);
         if (!reply) {
           finish(reply.error());
           co_return;
@@ -362,6 +396,18 @@ struct d1_store::impl {
       }
     }
     if (results) results = restore_exact(std::move(*results), plans, is_batch);
+    if (results) {
+      // Where it ran, and the session's bookmark after it: only with read replication.
+      const std::string bookmark = options.read_replication ? reply->header(k_bookmark_header) : std::string();
+      if (!all_reads) note_bookmark(bookmark);
+      for (auto& r : *results) {
+        r.meta.bookmark = bookmark;
+        if (!options.read_replication) {
+          r.meta.served_by_region.clear();
+          r.meta.served_by_primary.reset();
+        }
+      }
+    }
     if (results && changes_schema) schema_current = false;
     if (results && journaled) {
       const auto& entry = results->back();
@@ -402,19 +448,35 @@ struct d1_store::impl {
   bool schema_current = false;
   std::atomic<bool> stopping{false};
   std::thread thread;
+  mutable std::mutex bookmark_mu;
+  std::string latest_bookmark;  // the newest bookmark a write through this store brought back
 };
 
 outcome<std::unique_ptr<d1_store>> d1_store::open(const d1_options& options) {
   auto url = parse_http_url(options.endpoint);
   if (!url) return url.error();
   auto bad = [](std::string m) { return d1_error(errc::bad_request, std::move(m)); };
-  if (options.account_id.empty()) return bad("d1.account_id is empty");
-  if (options.database_id.empty()) return bad("d1.database_id is empty");
-  if (options.api_token.empty()) return bad("the D1 API token is empty");
   for (char c : options.account_id + options.database_id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return bad("d1.account_id and d1.database_id may hold only letters, digits and '-'");
   }
-  auto i = std::make_unique<impl>(options, std::move(*url));
+  d1_options o = options;
+  if (o.transport == d1_transport::rest) {
+    if (o.account_id.empty()) return bad("d1.account_id is empty");
+    if (o.database_id.empty()) return bad("d1.database_id is empty");
+    if (o.api_token.empty()) return bad("the D1 API token is empty");
+    if (o.read_replication) {
+      return bad("d1.read_replication needs d1.transport \"bridge\": D1's REST API has no sessions, so every read goes to the primary");
+    }
+  } else {
+    if (o.api_token.empty()) return bad("the D1 bridge's secret is empty");
+    if (const auto at = o.endpoint.find("{database_id}"); at != std::string::npos) {
+      if (o.database_id.empty()) return bad("d1.endpoint names {database_id} but d1.database_id is empty");
+      o.endpoint.replace(at, 13, o.database_id);
+      url = parse_http_url(o.endpoint);
+      if (!url) return url.error();
+    }
+  }
+  auto i = std::make_unique<impl>(o, std::move(*url));
   auto* raw = i.get();
   i->thread = std::thread([raw] { raw->ioc.run(); });
   return std::unique_ptr<d1_store>(new d1_store(std::move(i)));
@@ -457,5 +519,14 @@ void d1_store::health(std::function<void(d1_health)> done) {
 }
 
 http_stats d1_store::http() const { return impl_->http.stats(); }
+
+d1_transport d1_store::transport() const noexcept { return impl_->options.transport; }
+
+bool d1_store::read_replication() const noexcept { return impl_->options.read_replication; }
+
+std::string d1_store::latest_bookmark() const {
+  std::lock_guard lock(impl_->bookmark_mu);
+  return impl_->latest_bookmark;
+}
 
 }  // namespace tandem::backends

@@ -1,8 +1,15 @@
-// The D1 store: Cloudflare D1 reached over its REST API (POST …/d1/database/{id}/raw).
+// The D1 store: Cloudflare D1 reached over one of two transports that take the same request and
+// give the same answer (D1's /raw envelope):
+//  - rest: D1's REST API (POST …/accounts/{account}/d1/database/{id}/raw), under Cloudflare's
+//    account-wide API rate limit; fine for admin work and light traffic;
+//  - bridge: tandem's bridge Worker (tools/d1-bridge, POST {endpoint}/v1/query), which binds
+//    the database: no API rate limit, and D1's read replicas through the Sessions API.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "backends/d1_statement.hpp"
 #include "backends/http_client.hpp"
@@ -10,11 +17,28 @@
 
 namespace tandem::backends {
 
+enum class d1_transport { rest, bridge };
+std::string_view transport_name(d1_transport t);
+// "rest" or "bridge"; nullopt for anything else.
+std::optional<d1_transport> parse_transport(std::string_view name);
+
+// The header a bridge request names its D1 session in, and its answer the session's newest
+// bookmark (tools/d1-bridge/README.md).
+inline constexpr std::string_view k_bookmark_header = "x-tandem-d1-bookmark";
+
 struct d1_options {
-  std::string endpoint = "https://api.cloudflare.com";  // or the local D1's URL
-  std::string account_id;
-  std::string database_id;
-  std::string api_token;  // the value; never logged or put in errors
+  d1_transport transport = d1_transport::rest;
+  // rest: D1's REST API (or the local D1's URL). bridge: the bridge Worker's URL; a
+  // "{database_id}" in it is replaced by database_id (one bridge in front of several databases,
+  // as tools/d1-local serves one per pool database).
+  std::string endpoint = "https://api.cloudflare.com";
+  std::string account_id;   // rest
+  std::string database_id;  // rest; bridge only where the endpoint names it
+  std::string api_token;    // rest: the API token; bridge: its secret. Never logged or put in errors
+  // bridge only: reads run in a D1 session (Sessions API), so any replica may answer one; a read
+  // whose exec_options carry a bookmark is answered by a replica at least that new. Every answer
+  // carries its bookmark (meta.bookmark).
+  bool read_replication = false;
   std::string ca_file;
   bool verify_tls = true;
   std::chrono::milliseconds connect_timeout{5000};
@@ -58,6 +82,11 @@ class d1_store final : public store {
   void health(std::function<void(d1_health)> done);
 
   http_stats http() const;
+  d1_transport transport() const noexcept;
+  bool read_replication() const noexcept;
+  // With read replication: the newest bookmark a write through this store brought back (a read
+  // given it sees every write this store made before). Empty otherwise. Thread-safe.
+  std::string latest_bookmark() const;
 
  private:
   struct impl;

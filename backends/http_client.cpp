@@ -223,6 +223,9 @@ struct http_client::impl {
     a.reply.body = std::move(res.body());
     a.keep_alive = res.keep_alive();
     if (auto it = res.find(http::field::retry_after); it != res.end()) a.retry_after = std::string(it->value());
+    for (const auto& name : options.reply_headers) {
+      if (auto it = res.find(name); it != res.end()) a.reply.headers.emplace_back(name, std::string(it->value()));
+    }
     co_return a;
   }
 

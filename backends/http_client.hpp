@@ -41,11 +41,21 @@ struct http_client_options {
   // The largest answer body taken. A larger one fails at once (UNSUPPORTED, not retried: it
   // would be as large again), instead of passing for an unreachable D1.
   std::size_t max_response_bytes = 64u << 20;
+  // Answer headers the caller reads (http_reply::header); others are not kept.
+  std::vector<std::string> reply_headers;
 };
 
 struct http_reply {
   unsigned status = 0;
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // those named in reply_headers that came
+  // The value of header `name` (one of reply_headers), or empty.
+  std::string header(std::string_view name) const {
+    for (const auto& [n, v] : headers) {
+      if (n == name) return v;
+    }
+    return {};
+  }
 };
 
 struct http_stats {

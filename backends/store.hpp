@@ -29,6 +29,9 @@ struct exec_options {
   // The store is the leader in a dual mode: each write commits together with its entry in
   // `_tandem_journal` (see backends/journal.hpp), and its results carry meta.seq.
   bool journal = false;
+  // D1 with read replication: the bookmark (meta.bookmark of an earlier answer) a read must be at
+  // least as new as; empty: any replica. Ignored by other stores and for writes.
+  std::string bookmark;
 };
 
 // Options for tandem's own SQL, with a deadline.

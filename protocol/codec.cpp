@@ -371,6 +371,11 @@ void append_meta(std::string& out, const result_meta& m) {
   out += ",\"served_by\":";
   append_json_string(out, m.served_by);
   if (!m.exact) out += ",\"exact\":false";
+  if (!m.served_by_region.empty()) {
+    out += ",\"served_by_region\":";
+    append_json_string(out, m.served_by_region);
+  }
+  if (m.served_by_primary) out += *m.served_by_primary ? ",\"served_by_primary\":true" : ",\"served_by_primary\":false";
   if (!m.at.empty()) {
     out += ",\"seq\":";
     append_json_string(out, to_string(m.at));
@@ -536,6 +541,9 @@ std::optional<query_result> decode_query_result(const json::value& v, std::strin
     if (const auto* f = mo.if_contains("served_by"); f != nullptr && f->is_string())
       r.meta.served_by = std::string(f->get_string());
     if (const auto* f = mo.if_contains("exact"); f != nullptr && f->is_bool()) r.meta.exact = f->get_bool();
+    if (const auto* f = mo.if_contains("served_by_region"); f != nullptr && f->is_string())
+      r.meta.served_by_region = std::string(f->get_string());
+    if (const auto* f = mo.if_contains("served_by_primary"); f != nullptr && f->is_bool()) r.meta.served_by_primary = f->get_bool();
     if (const auto* f = mo.if_contains("seq"); f != nullptr && f->is_string()) {
       if (auto p = parse_position(f->get_string())) r.meta.at = std::move(*p);
     }

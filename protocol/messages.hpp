@@ -63,6 +63,12 @@ struct result_meta {
   // SQLite's changes() for the statement: its own rows, not its triggers' or cascades' (which
   // `changes` counts, as D1 does). What a D1 leader's journal records for verification. Internal.
   std::int64_t direct_changes = 0;
+  // D1 over the bridge with read replication (backends/d1_store.hpp): the session bookmark the
+  // answer is at (internal), and where it ran. On the wire as served_by_region and
+  // served_by_primary when D1 said.
+  std::string bookmark;
+  std::string served_by_region;
+  std::optional<bool> served_by_primary;
 };
 
 // The result of one statement.

@@ -156,6 +156,14 @@ config parse_config(std::string_view text, const std::string& source) {
     {"d1", [&](const path& p, const value& v) {
        auto ms = [&](const path& q, const value& w) { return static_cast<int>(r.integer(q, w, 1, k_int_max)); };
        r.object(p, v, {
+         {"transport", [&](const path& q, const value& w) {
+            c.d1.transport = r.string(q, w);
+            if (c.d1.transport != "rest" && c.d1.transport != "bridge") {
+              throw config_error(q + " is \"" + c.d1.transport + "\"; expected \"rest\" (D1's REST API) or \"bridge\" (tandem's bridge Worker)");
+            }
+          }},
+         {"read_replication", [&](const path& q, const value& w) { c.d1.read_replication = r.boolean(q, w); }},
+         {"max_batch_statements", [&](const path& q, const value& w) { c.d1.max_batch_statements = static_cast<int>(r.integer(q, w, 10, 1000)); }},
          {"endpoint", [&](const path& q, const value& w) { c.d1.endpoint = r.string(q, w); }},
          {"account_id", [&](const path& q, const value& w) { c.d1.account_id = r.string(q, w); }},
          {"database_id", [&](const path& q, const value& w) { c.d1.database_id = r.string(q, w); }},
@@ -307,7 +315,15 @@ void validate(const config& c) {
     throw config_error("tls.enabled is true but tls.cert_file or tls.key_file is empty");
   }
   if (c.mode != "d1-only" && c.sqlite.path.empty()) throw config_error("mode is " + c.mode + " but sqlite.path is empty");
-  if (c.mode != "sqlite-only") {
+  if (c.d1.transport == "bridge") {
+    if (c.d1.endpoint == d1_config{}.endpoint) {
+      throw config_error("d1.transport is \"bridge\" but d1.endpoint is D1's REST API; set it to the bridge Worker's URL");
+    }
+    if (c.d1.token_env.empty()) throw config_error("d1.transport is \"bridge\" but d1.token_env (the variable holding its secret) is empty");
+  } else if (c.d1.read_replication) {
+    throw config_error("d1.read_replication needs d1.transport \"bridge\": D1's REST API has no sessions, so every read goes to the primary");
+  }
+  if (c.mode != "sqlite-only" && c.d1.transport == "rest") {
     if (c.d1.account_id.empty()) throw config_error("mode is " + c.mode + " but d1.account_id is empty");
     if (c.d1.database_id.empty()) throw config_error("mode is " + c.mode + " but d1.database_id is empty");
     if (c.d1.token_env.empty()) throw config_error("mode is " + c.mode + " but d1.token_env is empty");

@@ -31,10 +31,19 @@ struct sqlite_config {
 };
 
 struct d1_config {
-  std::string endpoint = "https://api.cloudflare.com";
-  std::string account_id;
-  std::string database_id;
-  std::string token_env = "CLOUDFLARE_API_TOKEN";  // the variable holding the API token
+  // "rest" (D1's REST API) or "bridge" (tandem's bridge Worker, tools/d1-bridge): see
+  // backends/d1_store.hpp.
+  std::string transport = "rest";
+  std::string endpoint = "https://api.cloudflare.com";  // bridge: the Worker's URL
+  std::string account_id;   // rest
+  std::string database_id;  // rest
+  // The variable holding the API token (rest) or the bridge's secret (bridge).
+  std::string token_env = "CLOUDFLARE_API_TOKEN";
+  bool read_replication = false;  // bridge: reads in D1 sessions, any replica (backends/d1_store.hpp)
+  // Statements one D1 request may hold: D1's limit per Worker invocation is 1,000 (Workers
+  // Free: 50; match the bridge's TANDEM_BRIDGE_MAX_STATEMENTS). Client batches, row images and
+  // replication batches are sized under it; a client batch that cannot fit is refused.
+  int max_batch_statements = 1000;
   std::string ca_file;
   bool verify_tls = true;
   int connect_timeout_ms = 5000;
@@ -45,6 +54,8 @@ struct d1_config {
   int backoff_max_ms = 5000;
   std::int64_t max_response_bytes = 64 << 20;
 
+  // D1 is configured at all (a config without it runs sqlite-only only).
+  bool configured() const { return transport == "bridge" || !account_id.empty(); }
   bool operator==(const d1_config&) const = default;
 };
 

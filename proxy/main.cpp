@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
     if (shell->parsed()) return tandem::tools::run_shell(so);
     if (auto status = move.run([](const std::string& path, tandem::tools::d1_settings& d1) {
           const auto c = tandem::proxy::load_config(path).d1;
+          if (d1.transport.empty()) d1.transport = c.transport;
           if (d1.endpoint.empty()) d1.endpoint = c.endpoint;
           if (d1.account_id.empty()) d1.account_id = c.account_id;
           if (d1.database_id.empty()) d1.database_id = c.database_id;

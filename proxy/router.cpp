@@ -201,6 +201,34 @@ mode router::mode_for_request(bool may_write) {
   return mode_;
 }
 
+std::string router::bookmark_floor(const client_context& client, bool follower_floor) {
+  if (!d1_ || !d1_->read_replication()) return {};
+  std::string b = client.d1_bookmark;
+  if (client.key_given) b = std::max(b, keys_.bookmark(client.routing_key));
+  if (follower_floor) b = std::max(b, d1_->latest_bookmark());
+  return b;
+}
+
+void router::note_bookmark(client_context& client, const std::string& bookmark) {
+  if (bookmark.empty()) return;
+  if (bookmark > client.d1_bookmark) client.d1_bookmark = bookmark;
+  if (client.key_given) keys_.note_bookmark(client.routing_key, bookmark);
+}
+
+backends::query_done router::noting_bookmark(client_context& client, backends::query_done done) {
+  return [this, &client, done = std::move(done)](backends::outcome<query_result> r) {
+    if (r) note_bookmark(client, r->meta.bookmark);
+    done(std::move(r));
+  };
+}
+
+backends::batch_done router::noting_bookmark(client_context& client, backends::batch_done done) {
+  return [this, &client, done = std::move(done)](batch_result r) {
+    if (r && !r->empty()) note_bookmark(client, r->back().meta.bookmark);
+    done(std::move(r));
+  };
+}
+
 void router::execute(client_context& client, protocol::statement st, backends::exec_options options,
                      backends::query_done done) {
   // SQLite judges what reads, on its copy of the schema. A statement it cannot prepare (a table
@@ -208,7 +236,12 @@ void router::execute(client_context& client, protocol::statement st, backends::e
   const bool reads = sqlite_ && d1_ && sqlite_->classify(st.sql) == backends::statement_kind::read;
   const mode m = mode_for_request(sqlite_ && d1_ && !reads);
   if (!is_dual(m)) {
-    store_for(m, true)->execute(std::move(st), options, std::move(done));
+    auto* on = store_for(m, true);
+    if (on == d1_.get() && d1_->read_replication()) {
+      options.bookmark = bookmark_floor(client, false);
+      done = noting_bookmark(client, std::move(done));
+    }
+    on->execute(std::move(st), options, std::move(done));
     return;
   }
   if (reads) {
@@ -227,7 +260,12 @@ void router::execute_batch(client_context& client, std::vector<protocol::stateme
                            backends::exec_options options, backends::batch_done done) {
   const mode m = mode_for_request(sqlite_ && d1_);
   if (!is_dual(m)) {
-    store_for(m, true)->execute_batch(std::move(statements), options, std::move(done));
+    auto* on = store_for(m, true);
+    if (on == d1_.get() && d1_->read_replication()) {
+      options.bookmark = bookmark_floor(client, false);
+      done = noting_bookmark(client, std::move(done));
+    }
+    on->execute_batch(std::move(statements), options, std::move(done));
     return;
   }
   write(client, std::move(statements), true, options, std::move(done));
@@ -257,6 +295,7 @@ void router::write(client_context& client, std::vector<protocol::statement> stat
   const auto start = clock::now();
   auto finish = [this, &client, rep, start, journal = std::string(leader->name()), done = std::move(done)](batch_result r) mutable {
     metrics_.primary_latency.record(ms_since(start));
+    if (r && !r->empty()) note_bookmark(client, r->back().meta.bookmark);  // D1 leads, with read replication
     std::int64_t seq = r && !r->empty() ? r->front().meta.seq : 0;
     if (seq > 0) {
       metrics_.total_writes.fetch_add(1);
@@ -369,12 +408,15 @@ void router::read(client_context& client, protocol::statement st, backends::exec
   auto run = [this, &client, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at, journal,
               floor](backends::store* on, protocol::statement st) mutable {
     const auto start = clock::now();
+    // D1 as follower at a journal position: also at least as new as the replicator's writes.
+    if (on == d1_.get()) options.bookmark = bookmark_floor(client, on != leader && floor.seq > 0);
     protocol::statement copy;
     if (shadow) copy = st;
     on->execute(std::move(st), options,
                 [this, &client, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
                  journal, floor, done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
+                  if (r && d1) note_bookmark(client, r->meta.bookmark);
                   if (r && rep) {
                     // At least what the read saw: the follower's applied position (it only grows),
                     // or the leader's end once it answered (an overestimate, which is the safe side
@@ -400,6 +442,8 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                     // bound, when the leader answered first).
                     auto at_same_position = [rep, leader_at] { return !rep || (rep->known_leader_seq() == leader_at && rep->applied() == leader_at); };
                     auto compare = [this, expected, sql, other, at_same_position, copy = std::move(copy), options]() mutable {
+                      // On D1's replicas: at least as new as what the leader answered from.
+                      options.bookmark = other == d1_.get() && d1_->read_replication() ? d1_->latest_bookmark() : std::string();
                       other->execute(std::move(copy), options, [this, expected, sql, other, at_same_position](backends::outcome<query_result> s) {
                         // An answer D1 could not give in its exact form (meta.exact false: EXPLAIN,
                         // an untyped statement) proves nothing either way.
@@ -627,7 +671,7 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
   if (!sqlite_ || !d1_) {
     return protocol::error{errc::bad_request,
                            std::string(to_string(m)) + " needs both stores, and " + (d1_ ? "SQLite" : "D1") +
-                               " is not configured (set d1.account_id, d1.database_id and d1.token_env, then restart)",
+                               " is not configured (set d1.account_id, d1.database_id and d1.token_env, or d1.transport \"bridge\", d1.endpoint and d1.token_env, then restart)",
                            {}, {}};
   }
   // Entering a dual mode takes D1's replication lease first: one attempt, outside the lock (a

@@ -70,6 +70,9 @@ struct client_context {
   protocol::position min_seq;     // what the client says it has seen: the request's, else hello's
   bool min_seq_leader = false;    // the request asked for the leader's state ("leader")
   protocol::position key_seen;    // the connection's own key: the newest position its requests saw
+  // D1 read replication: the newest D1 bookmark this connection's requests brought back; a D1
+  // read of the connection is at least that new (and at least its routing key's, when given).
+  std::string d1_bookmark;
 };
 
 // How a switch-primary went.
@@ -168,6 +171,15 @@ class router {
   read_floor floor_of(const client_context& client, std::string_view journal, const replicator& rep);
   // Notes the position a request of `client` wrote or read.
   void note_seen(client_context& client, const protocol::position& p);
+  // D1 read replication (backends/d1_store.hpp), else empty / nothing: the bookmark a D1 request
+  // of `client` must be at least as new as (its connection's and its key's newest; with
+  // `follower_floor`, a read that needs D1 as follower at a journal position, also the newest
+  // the replicator's writes brought back), and noting the one an answer brought back.
+  std::string bookmark_floor(const client_context& client, bool follower_floor);
+  void note_bookmark(client_context& client, const std::string& bookmark);
+  // `done` that notes the bookmark of D1's answer first.
+  backends::query_done noting_bookmark(client_context& client, backends::query_done done);
+  backends::batch_done noting_bookmark(client_context& client, backends::batch_done done);
   void start_replication_locked();
   // The mode a request runs in; counts it among single_writes_ when it may write in sqlite-only.
   mode mode_for_request(bool may_write);

@@ -126,6 +126,8 @@ void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
 
 backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) {
   backends::d1_options o;
+  o.transport = c.d1.transport == "bridge" ? backends::d1_transport::bridge : backends::d1_transport::rest;
+  o.read_replication = c.d1.read_replication;
   o.endpoint = c.d1.endpoint;
   o.account_id = c.d1.account_id;
   o.database_id = c.d1.database_id;
@@ -143,6 +145,7 @@ backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) 
   o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
   o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
   o.max_response_bytes = static_cast<std::size_t>(c.d1.max_response_bytes);
+  o.limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
   return backends::d1_store::open(o);
 }
 
@@ -150,8 +153,9 @@ backends::outcome<std::unique_ptr<backends::sqlite_store>> open_sqlite(const con
   backends::sqlite_store_options so;
   so.db.path = c.sqlite.path;
   // Durable by default where D1 follows or may follow (see sqlite_config::synchronous).
-  so.db.synchronous = !c.sqlite.synchronous.empty() ? c.sqlite.synchronous : (c.mode != "sqlite-only" || !c.d1.account_id.empty()) ? "FULL" : "NORMAL";
+  so.db.synchronous = !c.sqlite.synchronous.empty() ? c.sqlite.synchronous : (c.mode != "sqlite-only" || c.d1.configured()) ? "FULL" : "NORMAL";
   so.journal_max_bytes = c.dual.max_journal_bytes;
+  so.follower_limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
   so.min_free_disk_bytes = c.dual.min_free_disk_bytes;
   so.db.busy_timeout_ms = c.sqlite.busy_timeout_ms;
   so.db.statement_cache_size = static_cast<std::size_t>(c.sqlite.statement_cache_size);
@@ -178,6 +182,7 @@ router_options router_options_from(const config& c) {
   o.key_memory_keys = static_cast<std::size_t>(c.dual.key_memory_keys);
   auto& r = o.replication;
   r.batch_entries = static_cast<std::size_t>(c.dual.batch_entries);
+  r.batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements) - 2;  // the applied marker and the fence
   r.batch_bytes = static_cast<std::size_t>(c.dual.batch_bytes);
   r.retry_min = std::chrono::milliseconds(c.dual.retry_min_ms);
   r.retry_max = std::chrono::milliseconds(c.dual.retry_max_ms);
@@ -216,7 +221,7 @@ backends::outcome<std::unique_ptr<router>> open_router(const config& c, d1_lease
     sqlite = std::move(*s);
   }
   // In sqlite-only mode D1 is opened when configured, so that dual-sqlite can start at runtime.
-  if (c.mode != "sqlite-only" || !c.d1.account_id.empty()) {
+  if (c.mode != "sqlite-only" || c.d1.configured()) {
     auto d = open_d1(c);
     if (!d) return d.error();
     d1 = std::move(*d);
@@ -309,7 +314,7 @@ int serve(const config& c, std::function<config()> reread) {
   const auto wait = std::chrono::milliseconds(c.ownership.wait_for_owner_ms);
   const auto wait_until = backends::clock::now() + wait;
   const bool uses_sqlite = effective.mode != "d1-only";
-  const bool uses_d1 = effective.mode != "sqlite-only" || !c.d1.account_id.empty();
+  const bool uses_d1 = effective.mode != "sqlite-only" || c.d1.configured();
   std::unique_ptr<store_lock> file_lock;
   std::unique_ptr<d1_lease> lease;
   try {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds (with -Werror and ASan/UBSan) and runs the whole test suite:
 # unit and integration tests (ctest), the TypeScript client's tests against that build, the codec
-# fuzzer for a bounded number of runs, and the local D1 smoke test. Exits non-zero on any failure.
+# fuzzer for a bounded number of runs, the local D1 smoke test and the bridge Worker's check. Exits non-zero on any failure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
@@ -30,4 +30,6 @@ if [ -x "$root/tools/d1-local/smoke.sh" ]; then
   echo "== local D1 smoke test"
   "$root/tools/d1-local/smoke.sh"
 fi
+echo "== D1 bridge Worker check"
+"$root/tools/d1-bridge/check.sh"
 echo "== all tests passed"

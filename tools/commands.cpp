@@ -39,7 +39,9 @@ namespace {
 
 void add_d1_flags(CLI::App* cmd, d1_settings& d1, std::string& config) {
   cmd->add_option("-c,--config", config, "tandem config file: its \"d1\" section says how to reach D1")->check(CLI::ExistingFile);
-  cmd->add_option("--d1-endpoint", d1.endpoint, "D1's REST API (default $TANDEM_D1_ENDPOINT, else https://api.cloudflare.com)");
+  cmd->add_option("--d1-transport", d1.transport, "rest (D1's REST API) or bridge (tandem's bridge Worker) (default $TANDEM_D1_TRANSPORT, else rest)")
+      ->check(CLI::IsMember({"rest", "bridge"}));
+  cmd->add_option("--d1-endpoint", d1.endpoint, "D1's REST API, or the bridge Worker's URL (default $TANDEM_D1_ENDPOINT, else https://api.cloudflare.com)");
   cmd->add_option("--d1-account", d1.account_id, "Cloudflare account id (default $CLOUDFLARE_ACCOUNT_ID)");
   cmd->add_option("--d1-database", d1.database_id, "D1 database id, a UUID (default $TANDEM_D1_DATABASE_ID; or write d1:ID)");
   cmd->add_option("--d1-token-env", d1.token_env, "environment variable holding the API token")->capture_default_str();

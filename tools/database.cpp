@@ -56,17 +56,28 @@ std::string double_text(double d) {
 
 outcome<backends::d1_options> resolve(const d1_settings& s) {
   backends::d1_options o;
+  const std::string transport = !s.transport.empty() ? s.transport : env_or("TANDEM_D1_TRANSPORT", "rest");
+  const auto t = backends::parse_transport(transport);
+  if (!t) return fail(errc::bad_request, "--d1-transport is \"" + transport + "\"; expected rest (D1's REST API) or bridge (tandem's bridge Worker)");
+  o.transport = *t;
   o.endpoint = !s.endpoint.empty() ? s.endpoint : env_or("TANDEM_D1_ENDPOINT", "https://api.cloudflare.com");
   o.account_id = !s.account_id.empty() ? s.account_id : env_or("CLOUDFLARE_ACCOUNT_ID", "");
   o.database_id = !s.database_id.empty() ? s.database_id : env_or("TANDEM_D1_DATABASE_ID", "");
   o.ca_file = s.ca_file;
   o.verify_tls = s.verify_tls;
+  const std::string var = s.token_env.empty() ? "CLOUDFLARE_API_TOKEN" : s.token_env;
+  o.api_token = env_or(var.c_str(), "");
+  if (o.transport == backends::d1_transport::bridge) {
+    if (o.endpoint == "https://api.cloudflare.com")
+      return fail(errc::bad_request, "the bridge transport needs the bridge Worker's URL: pass --d1-endpoint, set TANDEM_D1_ENDPOINT, or give a config with d1.endpoint");
+    if (o.api_token.empty())
+      return fail(errc::bad_request, "no D1 bridge secret: the environment variable " + var + " is not set (--d1-token-env names another)");
+    return o;
+  }
   if (o.account_id.empty())
     return fail(errc::bad_request, "no D1 account id: pass --d1-account, set CLOUDFLARE_ACCOUNT_ID, or give a config with d1.account_id");
   if (o.database_id.empty())
     return fail(errc::bad_request, "no D1 database id: pass --d1-database (or d1:ID), set TANDEM_D1_DATABASE_ID, or give a config with d1.database_id");
-  const std::string var = s.token_env.empty() ? "CLOUDFLARE_API_TOKEN" : s.token_env;
-  o.api_token = env_or(var.c_str(), "");
   if (o.api_token.empty())
     return fail(errc::bad_request, "no D1 API token: the environment variable " + var + " is not set (--d1-token-env names another)");
   return o;

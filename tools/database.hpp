@@ -27,10 +27,11 @@ using row = std::vector<protocol::value>;
 
 // How to reach D1. Empty fields are taken from the environment (see resolve()).
 struct d1_settings {
-  std::string endpoint;                            // TANDEM_D1_ENDPOINT, else https://api.cloudflare.com
+  std::string transport;                           // "rest" or "bridge"; TANDEM_D1_TRANSPORT, else rest
+  std::string endpoint;                            // TANDEM_D1_ENDPOINT, else https://api.cloudflare.com (rest)
   std::string account_id;                          // CLOUDFLARE_ACCOUNT_ID
   std::string database_id;                         // TANDEM_D1_DATABASE_ID
-  std::string token_env = "CLOUDFLARE_API_TOKEN";  // the variable holding the API token
+  std::string token_env = "CLOUDFLARE_API_TOKEN";  // the variable holding the API token (bridge: its secret)
   std::string ca_file;
   bool verify_tls = true;
 };

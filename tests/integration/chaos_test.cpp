@@ -52,8 +52,7 @@ TEST_P(Chaos, SixteenWritersThroughOutagesAndKills) {
     std::ofstream f(config);
     f << "{\"mode\": \"" << mode << "\", \"listen\": {\"port\": " << port << "}, \"admin\": {\"port\": 0}, \"control\": {\"enabled\": false},"
       << "\"sqlite\": {\"path\": \"" << db_path << "\", \"synchronous\": \"NORMAL\"},"
-      << "\"d1\": {\"endpoint\": \"" << d1.url() << "\", \"account_id\": \"" << k_d1_account << "\", \"database_id\": \""
-      << database << "\", \"token_env\": \"TANDEM_CHAOS_D1_TOKEN\", \"max_attempts\": 2, \"backoff_base_ms\": 20,"
+      << "\"d1\": {" << d1.config_members(database, "TANDEM_CHAOS_D1_TOKEN") << ", \"max_attempts\": 2, \"backoff_base_ms\": 20,"
       << " \"backoff_max_ms\": 100, \"request_timeout_ms\": 10000},"
       << "\"dual\": {\"retry_min_ms\": 20, \"retry_max_ms\": 200}}";
   }

@@ -37,8 +37,7 @@ bool eventually(const std::function<bool()>& done, std::chrono::milliseconds bou
 }
 
 std::unique_ptr<d1_lease> make_lease(const std::string& database, std::chrono::milliseconds duration, std::string endpoint = {}) {
-  auto o = local_d1::instance().options(database);
-  if (!endpoint.empty()) o.endpoint = endpoint;
+  auto o = local_d1::instance().options(database, endpoint);
   o.max_attempts = 1;
   auto d = backends::d1_store::open(o);
   if (!d) throw std::runtime_error(d.error().message);
@@ -175,8 +174,7 @@ class LeaseProcesses : public ::testing::Test {
     f << "{\"mode\": \"" << mode << "\", \"listen\": {\"port\": " << i.port << "}, \"admin\": {\"port\": 0},"
       << "\"control\": {\"socket\": \"" << i.socket << "\", \"state_file\": \"" << dir_.file(name + ".state.json") << "\"},"
       << "\"sqlite\": {\"path\": \"" << dir_.file(db) << "\"},"
-      << "\"d1\": {\"endpoint\": \"" << local_d1::instance().url() << "\", \"account_id\": \"" << k_d1_account
-      << "\", \"database_id\": \"" << database_ << "\", \"token_env\": \"TANDEM_LEASE_D1_TOKEN\", \"max_attempts\": 2,"
+      << "\"d1\": {" << local_d1::instance().config_members(database_, "TANDEM_LEASE_D1_TOKEN") << ", \"max_attempts\": 2,"
       << " \"backoff_base_ms\": 20, \"backoff_max_ms\": 100, \"request_timeout_ms\": 5000},"
       << "\"dual\": {\"retry_min_ms\": 20, \"retry_max_ms\": 200}, \"ownership\": {\"lease_ms\": " << lease_ms_ << "}}";
     return i;

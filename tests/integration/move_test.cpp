@@ -57,7 +57,7 @@ void point_at_local_d1() {
   auto& d1 = local_d1::instance();
   ::setenv("CLOUDFLARE_API_TOKEN", k_d1_token, 1);
   ::setenv("CLOUDFLARE_ACCOUNT_ID", k_d1_account, 1);
-  ::setenv("TANDEM_D1_ENDPOINT", d1.url().c_str(), 1);
+  ::setenv("TANDEM_D1_ENDPOINT", d1.tools_endpoint().c_str(), 1);
 }
 
 // `tandem ARGS...` as a real process; stdout and stderr go to files in `dir`.

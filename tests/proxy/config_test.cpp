@@ -109,6 +109,35 @@ TEST(Config, OwnershipSection) {
   EXPECT_NE(boost::json::serialize(reload_into(c, next, {}).at("needsRestart")).find("ownership"), std::string::npos);
 }
 
+TEST(Config, D1TransportSection) {
+  auto c = parse_config(R"({"mode": "d1-only", "d1": {"transport": "bridge", "endpoint": "https://b.example.workers.dev",
+                            "token_env": "SECRET", "read_replication": true, "max_batch_statements": 50}})", "t");
+  EXPECT_EQ(c.d1.transport, "bridge");
+  EXPECT_TRUE(c.d1.read_replication);
+  EXPECT_EQ(c.d1.max_batch_statements, 50);
+  EXPECT_TRUE(c.d1.configured());  // no account id needed over the bridge
+  EXPECT_NO_THROW(validate(c));
+  EXPECT_FALSE(config{}.d1.configured());
+
+  EXPECT_NE(error_of(R"({"d1": {"transport": "grpc"}})").find("expected \"rest\""), std::string::npos);
+  EXPECT_NE(error_of(R"({"d1": {"max_batch_statements": 1001}})").find("d1.max_batch_statements"), std::string::npos);
+  auto expect_refused = [](const std::string& text, const std::string& why) {
+    auto bad = parse_config(text, "t");
+    try {
+      validate(bad);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const config_error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(R"({"mode": "d1-only", "d1": {"transport": "bridge", "token_env": "S"}})", "set it to the bridge Worker's URL");
+  expect_refused(R"({"mode": "d1-only", "d1": {"transport": "bridge", "endpoint": "https://b.example", "token_env": ""}})",
+                 "d1.token_env (the variable holding its secret)");
+  expect_refused(R"({"mode": "d1-only", "d1": {"account_id": "a", "database_id": "d", "read_replication": true}})",
+                 "d1.read_replication needs d1.transport \"bridge\"");
+  expect_refused(R"({"mode": "d1-only"})", "d1.account_id is empty");
+}
+
 TEST(Config, InvalidJsonNamesTheLine) {
   auto e = error_of("{\n\"listen\": {\n\"port\": 1,,\n}}");
   EXPECT_NE(e.find("test.jsonc:3"), std::string::npos) << e;

@@ -44,7 +44,11 @@ local_d1& local_d1::instance() {
   return d1;
 }
 
-local_d1::local_d1() { start(); }
+local_d1::local_d1() {
+  start();
+  std::fprintf(stderr, "local D1 at %s; D1 tests reach it over the %s transport (TANDEM_D1_TRANSPORT)\n", url_.c_str(),
+               std::string(backends::transport_name(transport())).c_str());
+}
 
 local_d1::~local_d1() { stop(); }
 
@@ -68,9 +72,32 @@ std::string local_d1::fresh_database() {
   return id;
 }
 
-backends::d1_options local_d1::options(const std::string& database_id) const {
+backends::d1_transport local_d1::transport() {
+  static const auto t = [] {
+    const char* v = std::getenv("TANDEM_D1_TRANSPORT");
+    const auto parsed = backends::parse_transport(v != nullptr && *v != '\0' ? v : "rest");
+    if (!parsed) throw std::runtime_error(std::string("TANDEM_D1_TRANSPORT must be rest or bridge, not ") + v);
+    return *parsed;
+  }();
+  return t;
+}
+
+std::string local_d1::tools_endpoint() const {
+  return transport() == backends::d1_transport::bridge ? url_ + "/bridge/{database_id}" : url_;
+}
+
+std::string local_d1::config_members(const std::string& database_id, const std::string& token_env) const {
+  const bool bridge = transport() == backends::d1_transport::bridge;
+  return std::string("\"transport\": \"") + (bridge ? "bridge" : "rest") + "\", \"endpoint\": \"" +
+         (bridge ? url_ + "/bridge/" + database_id : url_) + "\", " +
+         (bridge ? std::string() : std::string("\"account_id\": \"") + k_d1_account + "\", \"database_id\": \"" + database_id + "\", ") +
+         "\"token_env\": \"" + token_env + "\"";
+}
+
+backends::d1_options local_d1::options(const std::string& database_id, const std::string& base) const {
   backends::d1_options o;
-  o.endpoint = url_;
+  o.transport = transport();
+  o.endpoint = (base.empty() ? url_ : base) + (o.transport == backends::d1_transport::bridge ? "/bridge/{database_id}" : "");
   o.account_id = k_d1_account;
   o.database_id = database_id;
   o.api_token = k_d1_token;
@@ -121,8 +148,7 @@ dual_router make_dual_router(const temp_dir& dir, proxy::router_options options,
   if (!s) throw std::runtime_error(s.error().message);
   auto& d1 = local_d1::instance();
   if (database.empty()) database = d1.fresh_database();
-  auto d1_options = d1.options(database);
-  if (!d1_endpoint.empty()) d1_options.endpoint = d1_endpoint;
+  auto d1_options = d1.options(database, d1_endpoint);
   auto d = backends::d1_store::open(d1_options);
   if (!d) throw std::runtime_error(d.error().message);
   dual_router out;
@@ -406,6 +432,10 @@ std::string scripted_http_server::d1_ok(const std::string& columns_json, const s
 slow_http_proxy::slow_http_proxy(std::string target_url)
     : server_([this](int, const std::string& request) {
         if (unreachable_) return std::string("CLOSE");
+        {
+          std::lock_guard lock(mu_);
+          requests_.push_back(request);
+        }
         // Forward with "Connection: close" and read the whole answer to EOF.
         std::string forwarded = request;
         const auto line_end = forwarded.find("\r\n");

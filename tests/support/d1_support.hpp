@@ -4,7 +4,9 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "backends/d1_store.hpp"
@@ -24,7 +26,17 @@ class local_d1 {
   const std::string& url() const { return url_; }
   // A database id nobody else in this process is using right now, with no tables.
   std::string fresh_database();
-  backends::d1_options options(const std::string& database_id) const;
+  // The transport every test of this process reaches D1 over: TANDEM_D1_TRANSPORT ("rest", the
+  // default, or "bridge": tools/d1-bridge's Worker, which the local D1 serves in front of each
+  // database at /bridge/{database_id}; ctest runs the D1 suites over both).
+  static backends::d1_transport transport();
+  // The D1 store's options for `database_id`, at `base` (the local D1's URL unless given, e.g. a
+  // slow_http_proxy in front of it) over transport().
+  backends::d1_options options(const std::string& database_id, const std::string& base = {}) const;
+  // The same as the members of a config's "d1" object (without braces), the secret in `token_env`.
+  std::string config_members(const std::string& database_id, const std::string& token_env) const;
+  // The endpoint the move tools take (TANDEM_D1_ENDPOINT): over the bridge with {database_id}.
+  std::string tools_endpoint() const;
   // Arms the local D1's fault hook for `database_id` (tools/d1-local/README.md: `/fault`), e.g.
   // {"count":1,"delay_ms":2500,"fail":false}: the next request waits 2.5 s, then runs.
   void inject_fault(const std::string& database_id, const std::string& fault_json);
@@ -102,8 +114,15 @@ class slow_http_proxy {
   void set_delay(std::chrono::milliseconds d) { delay_ms_ = static_cast<int>(d.count()); }
   // While unreachable, requests are not passed on: each connection is closed at once.
   void set_unreachable(bool on) { unreachable_ = on; }
+  // The requests passed on so far (head and body, as sent), oldest first.
+  std::vector<std::string> requests() const {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
 
  private:
+  mutable std::mutex mu_;
+  std::vector<std::string> requests_;
   std::string host_;
   std::string port_;
   std::atomic<int> delay_ms_{0};

@@ -9,6 +9,7 @@ PROBE_DB=00000000-0000-4000-8000-000000000000
 usage() {
   cat <<EOF
 Usage: $(basename "$0") --state DIR [--port P] [--token T] [--timeout S]
+       $(basename "$0") --worker CONFIG --probe-path PATH --token-var NAME ...   (another Worker)
 
 Starts a local Cloudflare D1 that serves D1's REST API (see README.md) with
 'wrangler dev' on 127.0.0.1, in the background, persisting to DIR. Waits until
@@ -18,6 +19,10 @@ it answers, then prints its base URL (http://127.0.0.1:PORT) on stdout.
   --port P       port to listen on; 0 or omitted picks a free port
   --token T      bearer token clients must send (default: local-dev-token)
   --timeout S    seconds to wait for it to answer (default: 60)
+  --worker F     run the Worker of wrangler config F instead (tools/d1-bridge/dev.sh does)
+  --probe-path P the path of its SELECT 1 probe (default: DB00's REST /query)
+  --token-var V  the Worker variable that receives --token (default: D1_LOCAL_TOKEN)
+  --var K:V      one more Worker variable (repeatable)
   -h, --help     show this help
 
 If an instance is already running for DIR, prints its URL and exits 0.
@@ -28,6 +33,8 @@ EOF
 die() { echo "d1-local start: $*" >&2; exit 1; }
 
 STATE="" PORT=0 TOKEN=local-dev-token TIMEOUT=60
+VARS=()
+WORKER=$HERE/wrangler.jsonc PROBE_PATH=/client/v4/accounts/$ACCOUNT_ID/d1/database/$PROBE_DB/query TOKEN_VAR=D1_LOCAL_TOKEN
 while [ $# -gt 0 ]; do
   case "$1" in
     --state) STATE=${2:?--state needs a value}; shift 2 ;;
@@ -38,6 +45,10 @@ while [ $# -gt 0 ]; do
     --token=*) TOKEN=${1#*=}; shift ;;
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --timeout=*) TIMEOUT=${1#*=}; shift ;;
+    --worker) WORKER=${2:?--worker needs a value}; shift 2 ;;
+    --probe-path) PROBE_PATH=${2:?--probe-path needs a value}; shift 2 ;;
+    --token-var) TOKEN_VAR=${2:?--token-var needs a value}; shift 2 ;;
+    --var) VARS+=(--var "${2:?--var needs K:V}"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -45,6 +56,7 @@ done
 [ -n "$STATE" ] || { usage >&2; die "--state DIR is required"; }
 [[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -le 65535 ] || die "bad --port: $PORT"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "bad --timeout: $TIMEOUT"
+[ -f "$WORKER" ] || die "no such wrangler config: $WORKER"
 [[ "$TOKEN" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "bad --token (allowed: A-Z a-z 0-9 . _ ~ + / = -)"
 command -v node >/dev/null || die "node is not installed"
 command -v curl >/dev/null || die "curl is not installed"
@@ -58,7 +70,7 @@ probe() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
     -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
     -d '{"sql":"SELECT 1"}' \
-    "http://127.0.0.1:$1/client/v4/accounts/$ACCOUNT_ID/d1/database/$PROBE_DB/query" || true
+    "http://127.0.0.1:$1$PROBE_PATH" || true
 }
 
 # Already running for this state folder?
@@ -102,11 +114,11 @@ LOGSTART=$(wc -l <"$LOG")
     WRANGLER_REGISTRY_PATH="$STATE/registry" \
     BROWSER=none FORCE_COLOR=0 NO_COLOR=1 \
     setsid node node_modules/wrangler/bin/wrangler.js dev \
-      --config wrangler.jsonc --local \
+      --config "$WORKER" --local \
       --ip 127.0.0.1 --port "$PORT" \
       --inspector-ip 127.0.0.1 --inspector-port 0 \
       --persist-to "$STATE" \
-      --var "D1_LOCAL_TOKEN:$TOKEN" \
+      --var "$TOKEN_VAR:$TOKEN" ${VARS[@]+"${VARS[@]}"} \
       --show-interactive-dev-session=false --log-level "${D1_LOCAL_LOG_LEVEL:-info}"
 ) </dev/null >>"$LOG" 2>&1 &
 PID=$!

@@ -9,9 +9,17 @@
 // Databases are a fixed pool of D1 bindings DB00..DB31 (wrangler.jsonc);
 // database_id 00000000-0000-4000-8000-0000000000nn is binding DBnn.
 // See README.md for the differences from real D1.
+//
+// It also serves tandem's D1 bridge Worker (../../d1-bridge/src/core.js, the same code) in
+// front of each database of the pool, for tests of the bridge transport:
+//
+//   POST /bridge/{database_id}/v1/query   (the bridge's secret is the token)
+
+import { bridge, execute, fail, malformed, ok } from "../../d1-bridge/src/core.js";
 
 const ID_PREFIX = "00000000-0000-4000-8000-0000000000";
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const BRIDGE_RE = /^\/bridge\/([^/]+)\/v1\/query\/?$/;
 const ROUTE_RE =
   /^\/client\/v4\/accounts\/([^/]+)\/d1\/database\/([^/]+)\/(query|raw|reset|fault)\/?$/;
 
@@ -19,25 +27,6 @@ const ROUTE_RE =
 const faults = new Map();
 // database_id -> how many faulted requests have finished (answered, after their delay and run).
 const faultsFinished = new Map();
-
-// ---------------------------------------------------------------- envelopes
-
-function json(body, status = 200) {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=UTF-8" },
-  });
-}
-
-function ok(result) {
-  return json({ success: true, errors: [], messages: [], result });
-}
-
-function fail(status, code, message) {
-  return json({ success: false, errors: [{ code, message }], messages: [], result: null }, status);
-}
-
-const malformed = (detail) => fail(400, 7400, `The request is malformed: ${detail}`);
 
 // ---------------------------------------------------------------- SQL splitting
 
@@ -190,41 +179,6 @@ function parseBody(body) {
 
 // ---------------------------------------------------------------- executing
 
-// Runs queries in ONE transaction on the D1 backend behind the binding and
-// returns its per-statement results in ROWS_AND_COLUMNS form with full meta.
-// This is what the binding's own batch() sends; calling the binding's fetcher
-// directly keeps duplicate/empty-result column names and meta, which batch()
-// and raw() drop. Falls back to db.batch() if the internals ever change.
-async function execute(db, queries) {
-  if (typeof db.fetcher?.fetch === "function") {
-    const resp = await db.fetcher.fetch("http://d1/query?resultsFormat=ROWS_AND_COLUMNS", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(queries),
-    });
-    const text = await resp.text();
-    let answer;
-    try {
-      answer = JSON.parse(text);
-    } catch {
-      throw new Error(`D1_ERROR: unexpected response from D1 (${resp.status}): ${text}`);
-    }
-    const results = Array.isArray(answer) ? answer : [answer];
-    const failed = results.find((r) => !r || r.error || r.success === false);
-    if (failed) throw new Error(failed?.error ?? "Something went wrong");
-    return results.map((r) => ({
-      meta: r.meta ?? {},
-      columns: r.results?.columns ?? [],
-      rows: r.results?.rows ?? [],
-    }));
-  }
-  const res = await db.batch(queries.map((q) => db.prepare(q.sql).bind(...q.params)));
-  return res.map((r) => {
-    const columns = r.results.length ? Object.keys(r.results[0]) : [];
-    return { meta: r.meta ?? {}, columns, rows: r.results.map((o) => columns.map((c) => o[c])) };
-  });
-}
-
 function restMeta(m) {
   const duration = typeof m.duration === "number" ? m.duration : 0;
   return {
@@ -264,7 +218,7 @@ async function handleQuery(db, body, kind) {
   }
   let results;
   try {
-    results = await execute(db, queries);
+    results = (await execute(db, queries)).results;
   } catch (e) {
     return fail(400, 7500, sqlErrorMessage(e));
   }
@@ -279,7 +233,9 @@ async function handleQuery(db, body, kind) {
 
 // Local-only: drop every user table, index, view and trigger (not _cf_* or sqlite_*).
 async function handleReset(db) {
-  const [list] = await execute(db, [
+  const {
+    results: [list],
+  } = await execute(db, [
     {
       sql:
         "SELECT type, name, sql LIKE 'CREATE VIRTUAL TABLE%' AS virtual FROM sqlite_master" +
@@ -339,6 +295,35 @@ function handleFault(id, body) {
 
 // ---------------------------------------------------------------- routing
 
+// The next pending fault of database `id`, taken (one request's worth), or undefined.
+function takeFault(id) {
+  const fault = faults.get(id);
+  if (fault && --fault.count <= 0) faults.delete(id);
+  return fault;
+}
+
+// Runs `answer` under `fault`: after its delay, then its error or the answer itself.
+async function underFault(id, fault, answer) {
+  if (!fault) return answer();
+  if (fault.delay_ms > 0) await new Promise((r) => setTimeout(r, fault.delay_ms));
+  try {
+    if (fault.fail) return fail(fault.status, fault.code, fault.message);
+    return await answer();
+  } finally {
+    faultsFinished.set(id, (faultsFinished.get(id) ?? 0) + 1);
+  }
+}
+
+// The bridge Worker's own code in front of pool database `id`, with the token as its secret
+// and the pool's faults applied (a fault's error takes the REST envelope, which is the
+// bridge's too).
+function serveBridge(req, text, env, id) {
+  const db = id.startsWith(ID_PREFIX) ? env[`DB${id.slice(ID_PREFIX.length)}`] : undefined;
+  if (!db) return fail(404, 7404, `The database ${id} could not be found`);
+  const limits = { maxStatements: 100000, maxBodyBytes: 1 << 30 }; // tandem's own limits apply
+  return underFault(id, takeFault(id), () => bridge(req, text, db, [env.D1_LOCAL_TOKEN ?? "local-dev-token"], limits));
+}
+
 export default {
   async fetch(req, env) {
     // Always consume the request body, even for early error responses:
@@ -346,6 +331,8 @@ export default {
     // fails a later request with "Your worker restarted mid-request", 503).
     const text = await req.text();
     const url = new URL(req.url);
+    const b = BRIDGE_RE.exec(url.pathname);
+    if (b) return serveBridge(req, text, env, b[1].toLowerCase());
     const m = ROUTE_RE.exec(url.pathname);
     if (!m) return fail(404, 7003, "No route for the URI");
     const [, account, dbId, action] = m;
@@ -380,17 +367,6 @@ export default {
     }
     if (action === "fault") return handleFault(id, body ?? {});
 
-    const fault = faults.get(id);
-    if (fault) {
-      if (--fault.count <= 0) faults.delete(id);
-      if (fault.delay_ms > 0) await new Promise((r) => setTimeout(r, fault.delay_ms));
-      try {
-        if (fault.fail) return fail(fault.status, fault.code, fault.message);
-        return await handleQuery(db, body, action);
-      } finally {
-        faultsFinished.set(id, (faultsFinished.get(id) ?? 0) + 1);
-      }
-    }
-    return handleQuery(db, body, action);
+    return underFault(id, takeFault(id), () => handleQuery(db, body, action));
   },
 };
