@@ -4,7 +4,7 @@
 // AUTOINCREMENT counters) and replication must not have stopped. A write tandem refuses must be
 // refused with UNSUPPORTED (the leader then has not committed it either, which the comparison
 // proves). A failure names its seed:
-//   TANDEM_DIFF_SEED=<seed> build-ci/tests/sameness_tests --gtest_filter='Differential.*'
+//   TANDEM_DIFF_SEED=<seed> build-ci/tests/sameness_tests --gtest_filter='BothDualModes/Differential.*'
 // replays that round alone; TANDEM_DIFF_ROUNDS and TANDEM_DIFF_WRITES make a run longer (CI runs
 // the defaults below).
 #include <gtest/gtest.h>
