@@ -1,4 +1,4 @@
-// The journal: how a leader's writes are recorded for the follower (DESIGN.md, principles 1-2).
+// The journal: how a leader's writes are recorded for the follower (ARCHITECTURE.md, principles 1-2).
 //
 // In a dual mode every write commits on the leader together with one row of `_tandem_journal`
 // (a transactional outbox). The row holds what the follower must run to reach the same state,

@@ -1,4 +1,4 @@
-// The router decides which store serves a request (DESIGN.md, "Modes and rollout").
+// The router decides which store serves a request (ARCHITECTURE.md, "One query").
 //
 //   sqlite-only   everything on SQLite
 //   dual-sqlite   writes on SQLite (the leader) with their journal entries; the replicator

@@ -15,6 +15,7 @@
 #include "proxy/control.hpp"
 #include "proxy/replicator.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -160,7 +161,7 @@ TEST_F(Admin, AnEntryTheFollowerRefusesStopsReplicationLoudlyAndCanBeSkipped) {
   ASSERT_TRUE(proxy::run_batch(*srv_->router().d1(), {{"INSERT INTO u VALUES (99, 'x@example.com')", {}}}, o));
   ASSERT_TRUE(c->query("INSERT INTO u VALUES (1, ?)", {{protocol::value{std::string("x@example.com")}}, {}, false}));
   ASSERT_TRUE(c->query("INSERT INTO u VALUES (2, 'y@example.com')"));
-  while (!rep->stopped()) std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(eventually("replication stopped at the entry D1 refuses", [&] { return rep->stopped().has_value(); })) << rep->last_error();
   const auto stopped = *rep->stopped();
   EXPECT_EQ(stopped.seq, rep->applied() + 1);
   EXPECT_NE(stopped.sql.find("INSERT INTO u"), std::string::npos) << stopped.sql;

@@ -19,6 +19,7 @@
 #include "proxy/control.hpp"
 #include "proxy/config.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 #include "tools/ctl.hpp"
 
 namespace tandem::testing {
@@ -339,14 +340,11 @@ TEST_F(ControlPausing, AVerificationFailurePausesReplicationAndControlStillAnswe
   ASSERT_TRUE(c->query("UPDATE t SET v = v + 1"));  // 2 rows on SQLite, 1 on D1
 
   json::object status;
-  for (int i = 0; i < 2000; ++i) {
+  // Paused first, then the event (on the replicator's thread).
+  ASSERT_TRUE(eventually("replication paused, and its event in status", [&] {
     status = ask(path, "status");
-    // Paused first, then the event (on the replicator's thread).
-    if (status.at("replication").at("paused").as_bool() && !status.at("events").as_array().empty()) break;
-    std::this_thread::sleep_for(5ms);
-  }
-  ASSERT_TRUE(status.at("replication").at("paused").as_bool()) << json::serialize(status);
-  ASSERT_FALSE(status.at("events").as_array().empty()) << json::serialize(status);
+    return status.at("replication").at("paused").as_bool() && !status.at("events").as_array().empty();
+  })) << json::serialize(status);
   // Reported: why (status), the event, the metrics, and the state file (a restart stays paused).
   const std::string reason(status.at("replication").at("pausedReason").as_string());
   EXPECT_NE(reason.find("verification failed at seq"), std::string::npos) << reason;

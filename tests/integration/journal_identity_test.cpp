@@ -14,6 +14,7 @@
 #include "proxy/replicator.hpp"
 #include "proxy/router.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -74,10 +75,9 @@ class JournalIdentity : public ::testing::Test {
   std::string refusal() {
     auto rep = route_->replication();
     EXPECT_TRUE(rep);
-    const auto until = backends::clock::now() + 120s;
-    while (rep && !rep->rebuild_needed() && backends::clock::now() < until) std::this_thread::sleep_for(20ms);
-    auto why = rep ? rep->rebuild_needed() : std::nullopt;
-    return why ? *why : "";
+    if (!rep) return "";
+    EXPECT_TRUE(eventually("the replicator to refuse the follower's position", [&] { return rep->rebuild_needed().has_value(); }, 120s));
+    return rep->rebuild_needed().value_or("");
   }
   // dual-sqlite with table t holding one row on both stores, then stopped: the D1 database id.
   std::string one_row_on_both_then_stop() {

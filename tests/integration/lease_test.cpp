@@ -9,13 +9,13 @@
 #include <signal.h>
 
 #include <fstream>
-#include <functional>
 #include <thread>
 
 #include <boost/json/serialize.hpp>
 
 #include "proxy/d1_lease.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -25,16 +25,6 @@ namespace json = boost::json;
 using backends::clock;
 using proxy::d1_lease;
 using proxy::owner_identity;
-
-// Polls `done` every 20 ms for at most `bound`.
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds bound = 60s) {
-  const auto until = clock::now() + bound;
-  while (!done()) {
-    if (clock::now() > until) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 std::unique_ptr<d1_lease> make_lease(const std::string& database, std::chrono::milliseconds duration, std::string endpoint = {}) {
   auto o = local_d1::instance().options(database, endpoint);
@@ -70,9 +60,13 @@ TEST(D1Lease, OneHolderAtATimeTakenOverOnlyOnceExpired) {
 
   // a renews it for as long as it runs: several lease durations later, b still cannot take it.
   const std::string a_id = id_of(*a);
+  // Renewed: the expiry D1 records (by its own clock, to the second; renewals are 1.7 s apart)
+  // moves on. Not expiresInMs, which counts from when a renewal was sent: read just after a quick
+  // renewal, it is larger than it is after every slower one.
   for (int i = 0; i < 3; ++i) {
-    const auto before = a->status().at("expiresInMs").as_int64();
-    ASSERT_TRUE(eventually([&] { return a->status().at("expiresInMs").as_int64() > before; })) << "not renewed";
+    const std::string before(a->status().at("expiresAt").as_string());
+    ASSERT_TRUE(eventually("lease a renewed (D1's expiry moved on from " + before + ")",
+                           [&] { return std::string(a->status().at("expiresAt").as_string()) > before; }));
   }
   EXPECT_FALSE(b->acquire(clock::now()));
 
@@ -131,23 +125,24 @@ TEST(D1Lease, AnOutageLongerThanTheLeaseDoesNotLoseItUnlessAnotherTakesIt) {
   // D1 out of a's reach for longer than the lease: a stops
   // counting itself the holder, and holds replication back, but keeps trying.
   slow.set_unreachable(true);
-  ASSERT_TRUE(eventually([&] { return !a->status().at("lastError").as_string().empty(); }));
-  ASSERT_TRUE(eventually([&] { return !a->held(); }));
+  ASSERT_TRUE(eventually("lease a reporting an error while D1 is out of reach", [&] { return !a->status().at("lastError").as_string().empty(); }));
+  ASSERT_TRUE(eventually("lease a no longer counting itself the holder", [&] { return !a->held(); }));
   EXPECT_NE(a->hold_back().find("not"), std::string::npos) << a->hold_back();
   // Nobody took it meanwhile: once D1 answers again, a renews its own lease, not a loss.
   slow.set_unreachable(false);
-  ASSERT_TRUE(eventually([&] { return a->held(); }));
+  ASSERT_TRUE(eventually("lease a holding again once D1 answers", [&] { return a->held(); }));
   EXPECT_EQ(a->status().at("losses").as_int64(), 0);
 
   // Again, but this time another instance takes it after it expired: a lost it, replication
   // stays stopped here, and the status names the new holder.
   slow.set_unreachable(true);
-  ASSERT_TRUE(eventually([&] { return !a->held(); }));
+  ASSERT_TRUE(eventually("lease a no longer counting itself the holder", [&] { return !a->held(); }));
   auto b = make_lease(database, 3000ms);
   ASSERT_TRUE(b->acquire(clock::now() + 60s));
   ASSERT_TRUE(b->held());
   slow.set_unreachable(false);
-  ASSERT_TRUE(eventually([&] { return a->status().at("state").as_string() == "held elsewhere"; })) << json::serialize(a->status());
+  ASSERT_TRUE(eventually("lease a seeing it \"held elsewhere\"", [&] { return a->status().at("state").as_string() == "held elsewhere"; }))
+      << json::serialize(a->status());
   EXPECT_EQ(a->status().at("losses").as_int64(), 1);
   EXPECT_EQ(a->status().at("holder").at("id").as_string(), id_of(*b));
   EXPECT_FALSE(a->held());
@@ -218,7 +213,8 @@ TEST_F(LeaseProcesses, ASecondDualInstanceIsRefusedAndD1OnlyInstancesShareD1) {
   ASSERT_TRUE(first.started());
   // The listen address is written into the lease once known, right after listening.
   const std::string listen = "127.0.0.1:" + std::to_string(a.port);
-  EXPECT_TRUE(eventually([&] { return lease_of(a).at("holder").at("listen").as_string() == listen; })) << json::serialize(lease_of(a));
+  EXPECT_TRUE(eventually("the lease naming the listen address " + listen, [&] { return lease_of(a).at("holder").at("listen").as_string() == listen; }))
+      << json::serialize(lease_of(a));
   auto st = lease_of(a);
   EXPECT_EQ(st.at("state").as_string(), "held") << json::serialize(st);
   EXPECT_EQ(st.at("holder").at("pid").as_int64(), first.pid());
@@ -269,7 +265,7 @@ TEST_F(LeaseProcesses, AKilledOwnersRestartTakesItsLeaseWithoutWaitingForTheExpi
   ASSERT_TRUE(old_one.started());
   const auto old_pid = old_one.pid();
   ASSERT_TRUE(connect(a)->query("CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)"));
-  ASSERT_TRUE(eventually([&] { return d1_has("t", 0); }));
+  ASSERT_TRUE(eventually("table t replicated to D1", [&] { return d1_has("t", 0); }));
   old_one.kill9();  // the file lock goes with it; the lease stays in D1
 
   // The same config again, on the same host: the holder's pid is gone, so it takes over at once.
@@ -283,7 +279,7 @@ TEST_F(LeaseProcesses, AKilledOwnersRestartTakesItsLeaseWithoutWaitingForTheExpi
   EXPECT_EQ(st.at("state").as_string(), "held") << json::serialize(st);
   EXPECT_EQ(st.at("tookOverFrom").at("pid").as_int64(), old_pid) << json::serialize(st);
   ASSERT_TRUE(connect(a)->query("INSERT INTO t(x) VALUES ('after')"));
-  EXPECT_TRUE(eventually([&] { return d1_has("t", 1); }));
+  EXPECT_TRUE(eventually("the new owner replicating the row written after the takeover", [&] { return d1_has("t", 1); }));
   new_one.stop();
 }
 
@@ -293,7 +289,7 @@ TEST_F(LeaseProcesses, AStoppedOwnerLosesTheLeaseToItsSuccessorAndStopsReplicati
   paused.start();
   ASSERT_TRUE(paused.started());
   ASSERT_TRUE(connect(a)->query("CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)"));
-  ASSERT_TRUE(eventually([&] { return d1_has("t", 0); }));
+  ASSERT_TRUE(eventually("table t replicated to D1", [&] { return d1_has("t", 0); }));
 
   // A long pause (SIGSTOP): its file lock stays, so the successor runs on another host's file.
   paused.signal(SIGSTOP);
@@ -305,7 +301,8 @@ TEST_F(LeaseProcesses, AStoppedOwnerLosesTheLeaseToItsSuccessorAndStopsReplicati
 
   // Back from the pause: it finds the lease taken and stops replicating.
   paused.signal(SIGCONT);
-  ASSERT_TRUE(eventually([&] { return lease_of(a).at("state").as_string() == "held elsewhere"; })) << json::serialize(lease_of(a));
+  ASSERT_TRUE(eventually("the paused owner seeing its lease \"held elsewhere\"", [&] { return lease_of(a).at("state").as_string() == "held elsewhere"; }))
+      << json::serialize(lease_of(a));
   auto st = lease_of(a);
   EXPECT_EQ(st.at("holder").at("listen").as_string(), "127.0.0.1:" + std::to_string(b.port)) << json::serialize(st);
   EXPECT_EQ(st.at("losses").as_int64(), 1);
@@ -313,7 +310,7 @@ TEST_F(LeaseProcesses, AStoppedOwnerLosesTheLeaseToItsSuccessorAndStopsReplicati
   EXPECT_EQ(status.at("metrics").at("replicationLeaseHeld").as_int64(), 0);
   EXPECT_EQ(status.at("metrics").at("replicationLeaseLosses").to_number<std::int64_t>(), 1);
   ASSERT_TRUE(connect(a)->query("INSERT INTO t(x) VALUES ('not replicated')"));
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(eventually("replication's last error naming the lease", [&] {
     return control_ask(a.socket, "status").at("replication").at("lastError").as_string().find("lease") != json::string::npos;
   }));
   EXPECT_TRUE(d1_has("t", 0));
@@ -332,7 +329,8 @@ TEST_F(LeaseProcesses, ADeployWaitsForTheOldInstanceThenTakesTheReleasedLease) {
   proxy_process new_one(TANDEM_BINARY, a.config, {"--wait-for-owner", "120"});
   new_one.set_stderr(log);
   std::thread starting([&] { new_one.start(); });
-  EXPECT_TRUE(eventually([&] { return read_file(log).find("waiting up to") != std::string::npos; })) << read_file(log);
+  EXPECT_TRUE(eventually("the new instance saying it is \"waiting up to\"", [&] { return read_file(log).find("waiting up to") != std::string::npos; }))
+      << read_file(log);
   old_one.stop();
   starting.join();
   ASSERT_TRUE(new_one.started()) << read_file(log);

@@ -20,6 +20,7 @@
 #include "backends/sqlite_store.hpp"
 #include "proxy/control.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 #include "tools/backup.hpp"
 #include "tools/copy_engine.hpp"
 #include "tools/guide_db.hpp"
@@ -94,18 +95,17 @@ class child {
   }
   std::string out() const { return slurp(out_); }
   std::string err() const { return slurp(err_); }
-  // Waits until stderr holds `text` (or the process ended); true if it does.
-  bool wait_for_err(const std::string& text) {
-    for (int i = 0; i < 6000; ++i) {
-      if (err().find(text) != std::string::npos) return true;
+  // Waits until stderr holds `text` or the process ended; a failure unless stderr holds it.
+  ::testing::AssertionResult wait_for_err(const std::string& text) {
+    auto holds = [&] { return err().find(text) != std::string::npos; };
+    auto ended = [&] {
       int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return err().find(text) != std::string::npos;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
+      if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
+      return pid_ <= 0;
+    };
+    auto waited = eventually("tandem's stderr to hold \"" + text + "\"", [&] { return holds() || ended(); }, std::chrono::minutes(2));
+    if (!waited || holds()) return waited;
+    return ::testing::AssertionFailure() << "tandem exited before its stderr held \"" << text << "\"";
   }
 
  private:
@@ -324,9 +324,7 @@ class fault_injector final : public tools::copy_observer {
   void progressed(const tools::table_copy&) override {
     auto it = faults_.find(++reports_);
     if (it == faults_.end()) return;
-    const std::string cmd = "curl -sf --max-time 10 -X POST -H 'Authorization: Bearer " + std::string(k_d1_token) + "' " + local_d1::instance().url() +
-                            "/client/v4/accounts/" + k_d1_account + "/d1/database/" + id_ + "/fault -d '" + it->second + "' -o /dev/null";
-    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    local_d1::instance().inject_fault(id_, it->second);
   }
 
  private:
@@ -369,8 +367,11 @@ TEST(Move, BatchesD1DidNotAnswerAreSentAgainButNeverAppliedTwice) {
   EXPECT_EQ(r.copied_rows(), 3000);
   EXPECT_GE(r.resent, 2u);
   // The late copy of the first batch reaches D1 2 s after it was sent and fails its guard: nothing
-  // in D1 shows it, so this waits the fault's own delay before comparing.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // in D1's rows shows it, so this waits until the local D1 says every faulted request (the late
+  // batch and the two 503s) has finished before comparing.
+  ASSERT_TRUE(eventually("the local D1 to finish the 3 faulted requests (the late batch included)",
+                         [&] { return local_d1::instance().faulted_requests_finished(id) >= 3; }, k_eventually_bound,
+                         std::chrono::milliseconds(50)));
   auto original = sqlite_at(db);
   expect_equal_stores(*original, **d1);
 }
@@ -547,7 +548,12 @@ TEST(LiveBackfill, WritesDuringTheCopyAreNeitherLostNorAppliedTwice) {
   co.state_path = "";
   proxy::control_server control(ioc, co, srv.router());
   control.start();
-  std::thread control_thread([&] { ioc.run(); });
+  std::jthread control_thread([&] { ioc.run(); });
+  // Stopped first on every way out (an ASSERT too), so that control_thread's run() returns.
+  struct stop_on_exit {
+    proxy::control_server& control;
+    ~stop_on_exit() { control.stop(); }
+  } stop_control{control};
 
   auto c = srv.connect();
   ASSERT_TRUE(c);
@@ -561,11 +567,10 @@ TEST(LiveBackfill, WritesDuringTheCopyAreNeitherLostNorAppliedTwice) {
   }
   ASSERT_TRUE(control_ask(co.socket_path, "mode dual-sqlite").at("ok").as_bool());
 
-  std::atomic<bool> stop{false};
   std::atomic<int> acked{0};
-  std::thread writer([&] {
+  std::jthread writer([&](std::stop_token stop) {
     auto w = srv.connect();
-    for (int i = 0; w && !stop; ++i) {
+    for (int i = 0; w && !stop.stop_requested(); ++i) {
       const bool ok = i % 2 ? bool(w->query("UPDATE counters SET n = n + 1 WHERE id = 1")) &&
                                   bool(w->query("UPDATE items SET n = n + 1 WHERE id = " + std::to_string(1 + i % 4000)))
                             : bool(w->query("INSERT INTO items(v, n) VALUES ('live " + std::to_string(i) + "', 0)"));
@@ -573,12 +578,12 @@ TEST(LiveBackfill, WritesDuringTheCopyAreNeitherLostNorAppliedTwice) {
     }
   });
   // Some writes before the copy starts, the rest during it.
-  while (acked < 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(eventually("20 writes acknowledged before the copy", [&] { return acked >= 20; }));
   auto r = run_tandem(dir, {"migrate", "--from", "sqlite:" + dir.file("dual.db"), "--to", "d1:" + dual.database, "--via-control",
                             co.socket_path, "--batch-size", "500", "--progress", "lines"});
   const int during = acked.load();
-  while (acked < during + 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // and after it
-  stop = true;
+  ASSERT_TRUE(eventually("20 more writes acknowledged after the copy", [&] { return acked >= during + 20; }));
+  writer.request_stop();
   writer.join();
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("Live backfill done"), std::string::npos) << r.out << r.err;
@@ -587,8 +592,6 @@ TEST(LiveBackfill, WritesDuringTheCopyAreNeitherLostNorAppliedTwice) {
       << srv.router().replication()->last_error();
   expect_equal_stores(*dual.sqlite, *dual.d1);
   EXPECT_GT(rows_of(*dual.d1, "items").size(), 4000u);
-  control.stop();
-  control_thread.join();
 }
 
 }  // namespace

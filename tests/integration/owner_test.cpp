@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "tests/support/test_support.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -84,12 +85,9 @@ TEST_F(Owner, AnInstanceStartedBeforeTheOldOneExitsWaitsThenServes) {
   proxy_process new_one(TANDEM_BINARY, config_, {"--wait-for-owner", "300"});
   new_one.set_stderr(log);
   std::thread starting([&] { new_one.start(); });
-  bool waiting = false;
-  for (int i = 0; i < 2000 && !waiting; ++i) {
-    waiting = read_file(log).find("waiting up to 300000 ms") != std::string::npos;
-    if (!waiting) std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(waiting) << read_file(log);
+  EXPECT_TRUE(eventually("the new instance saying it is \"waiting up to 300000 ms\"",
+                         [&] { return read_file(log).find("waiting up to 300000 ms") != std::string::npos; }))
+      << read_file(log);
   EXPECT_NE(read_file(log).find("pid " + std::to_string(old_one.pid())), std::string::npos) << read_file(log);
   EXPECT_EQ(control_ask(socket_, "status").at("ok").as_bool(), true);  // still the old one's
 

@@ -12,6 +12,7 @@
 #include "proxy/replicator.hpp"
 #include "proxy/router.hpp"
 #include "tests/support/d1_support.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -67,7 +68,7 @@ class Sameness : public ::testing::Test {
     route().pause_replication();
     const auto t0 = std::time(nullptr);
     writes();
-    while (std::time(nullptr) < t0 + 2) std::this_thread::sleep_for(50ms);  // the condition: the clock moved on
+    EXPECT_TRUE(eventually("the wall clock two seconds on", [&] { return std::time(nullptr) >= t0 + 2; }, k_eventually_bound, 50ms));
     route().resume_replication();
   }
 
@@ -301,7 +302,8 @@ TEST_F(Sameness, ABatchThatCommitsLateIsNotAppliedTwice) {
   // nothing.
   d1.inject_fault(database_, R"({"count":1,"delay_ms":2500,"fail":false})");
   ok("UPDATE c SET n = n + 1");
-  while (d1.faulted_requests_finished(database_) == finished) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(eventually("the local D1 to finish the delayed request", [&] { return d1.faulted_requests_finished(database_) > finished; },
+                         k_eventually_bound, 50ms));
   expect_identical();
   EXPECT_EQ(rows_of(*d1_, "c").at(0).at(1), value{std::int64_t{1}});
   EXPECT_GE(route().metrics().secondary_failures.load(), 1u) << "the first copy did time out";

@@ -21,6 +21,7 @@
 #include <boost/json/parse.hpp>
 
 #include "protocol/codec.hpp"
+#include "tests/support/eventually.hpp"
 #include "tools/ctl.hpp"
 
 namespace tandem::testing {
@@ -266,18 +267,23 @@ boost::json::object control_ask(const std::string& path, const std::string& line
 }
 
 boost::json::object wait_for_control_event(const std::string& socket_path, const std::string& command) {
-  for (int i = 0; i < 400; ++i) {
+  boost::json::object found;
+  auto seen = [&] {
     auto status = control_ask(socket_path, "status");
     if (const auto* events = status.if_contains("events")) {
       const auto& list = events->as_array();
       for (auto e = list.rbegin(); e != list.rend(); ++e) {
-        if (e->at("command").as_string() == command) return e->as_object();
+        if (e->at("command").as_string() == command) {
+          found = e->as_object();
+          return true;
+        }
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  ADD_FAILURE() << "no event '" << command << "' on " << socket_path;
-  return {};
+    return false;
+  };
+  EXPECT_TRUE(eventually("an event '" + command + "' in the status of " + socket_path, seen, k_eventually_bound,
+                         std::chrono::milliseconds(25)));
+  return found;
 }
 
 }  // namespace tandem::testing

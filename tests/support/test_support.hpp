@@ -128,8 +128,8 @@ class proxy_process {
 
 // Sends one command line to a control socket and returns the answer, parsed.
 boost::json::object control_ask(const std::string& socket_path, const std::string& line);
-// The newest operator event named `command` (asks `status` until one shows, a bounded number of
-// times: a signal is handled asynchronously); fails the test and returns {} if none does.
+// The newest operator event named `command` (asks `status` until one shows, with eventually()'s
+// bound: a signal is handled asynchronously); fails the test and returns {} if none does.
 boost::json::object wait_for_control_event(const std::string& socket_path, const std::string& command);
 
 // Parses a response line; fails the test if it is not one.
