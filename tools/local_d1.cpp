@@ -43,18 +43,31 @@ std::string d1_local_process::fresh(int nn) {
   return id;
 }
 
-backends::d1_options d1_local_process::options(const std::string& database) const {
+backends::d1_options d1_local_process::options(const std::string& database, backends::d1_transport transport) const {
   backends::d1_options d;
-  d.endpoint = url_;
+  d.transport = transport;
+  d.endpoint = transport == backends::d1_transport::bridge ? url_ + "/bridge/" + database : url_;
   d.account_id = k_account;
   d.database_id = database;
   d.api_token = k_token;
   return d;
 }
 
-std::string d1_local_process::config(const std::string& database) const {
+std::string d1_local_process::config(const std::string& database, backends::d1_transport transport) const {
+  if (transport == backends::d1_transport::bridge) {
+    return "\"d1\": {\"transport\": \"bridge\", \"endpoint\": \"" + url_ + "/bridge/" + database +
+           "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"}";
+  }
   return "\"d1\": {\"endpoint\": \"" + url_ + "\", \"account_id\": \"" + k_account + "\", \"database_id\": \"" + database +
          "\", \"token_env\": \"TANDEM_BENCH_D1_TOKEN\"}";
+}
+
+std::int64_t d1_local_process::requests(const std::string& database) const {
+  const std::string out = shell_output(std::string("curl -sf --max-time 10 -X POST -H 'Authorization: Bearer ") + k_token + "' " + url_ +
+                                       "/client/v4/accounts/" + k_account + "/d1/database/" + database + "/fault -d '{\"status\":true}'");
+  const auto at = out.find("\"requests\":");
+  if (at == std::string::npos) throw std::runtime_error("the local D1 gave no request count: " + out);
+  return std::stoll(out.substr(at + 11));
 }
 
 }  // namespace tandem::tools

@@ -29,9 +29,12 @@ class d1_local_process {
   const std::string& tools_dir() const { return tools_; }
   // Database DBnn's id, emptied.
   std::string fresh(int nn);
-  backends::d1_options options(const std::string& database) const;
+  // Over `transport`: D1's REST API, or the bridge Worker the local D1 serves at /bridge/{id}.
+  backends::d1_options options(const std::string& database, backends::d1_transport transport = backends::d1_transport::rest) const;
   // The "d1" section of a tandem config for `database` (token in $TANDEM_BENCH_D1_TOKEN).
-  std::string config(const std::string& database) const;
+  std::string config(const std::string& database, backends::d1_transport transport = backends::d1_transport::rest) const;
+  // Requests the local D1 answered for `database` since it started (its /fault status).
+  std::int64_t requests(const std::string& database) const;
 
  private:
   std::string tools_, state_, url_, port_;

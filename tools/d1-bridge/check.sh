@@ -9,12 +9,9 @@ case "${1:-}" in -h|--help) echo "Usage: $(basename "$0")  (no arguments; needs 
 
 SECRET=check-secret
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/d1-bridge-check.XXXXXX")
-PASS=0 FAIL=0
+. "$HERE/../d1-local/checks.sh"
 cleanup() { "$HERE/stop.sh" --state "$STATE" >/dev/null 2>&1; rm -rf "$STATE"; }
 trap cleanup EXIT
-
-ok() { PASS=$((PASS + 1)); echo "ok   - $1"; }
-ko() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/       /'; }
 
 # req BODY [SECRET] [EXTRA CURL ARGS...]: POSTs to /v1/query; sets STATUS, BODY, HEADERS.
 req() {
@@ -28,24 +25,6 @@ req() {
   HEADERS=$(tr -d '\r' <"$STATE/headers")
 }
 
-# check NAME WANT-STATUS JS-EXPR over the parsed answer `j` (`eq`: deep equality).
-check() {
-  local name=$1 want=$2 expr=$3
-  if [ "$STATUS" != "$want" ]; then
-    ko "$name" "HTTP $STATUS (want $want): $BODY"
-    return
-  fi
-  if EXPR=$expr node -e '
-      const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
-      const eq = (a, b) => require("util").isDeepStrictEqual(a, b);
-      process.exit(eval(process.env.EXPR) ? 0 : 1);' <"$STATE/resp.json" 2>"$STATE/node.err"; then
-    ok "$name"
-  else
-    ko "$name" "check failed: $expr
-$(cat "$STATE/node.err")
-body: $BODY"
-  fi
-}
 ERR='j.success === false && j.result === null && j.errors.length === 1'
 
 if ! URL=$("$HERE/dev.sh" --state "$STATE" --secret "$SECRET"); then

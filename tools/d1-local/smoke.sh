@@ -13,13 +13,11 @@ DB0=00000000-0000-4000-8000-000000000000
 DB1=00000000-0000-4000-8000-000000000001
 DB2=00000000-0000-4000-8000-000000000002
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/d1-local-smoke.XXXXXX")
-PASS=0 FAIL=0
+. "$HERE/checks.sh"
 
 cleanup() { "$HERE/stop.sh" --state "$STATE" >/dev/null 2>&1; rm -rf "$STATE"; }
 trap cleanup EXIT
 
-ok() { PASS=$((PASS + 1)); echo "ok   - $1"; }
-ko() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/       /'; }
 
 # req PATH-SUFFIX BODY [TOKEN] [DB]: POSTs to .../d1/database/DB/PATH-SUFFIX; sets STATUS, BODY.
 req() {
@@ -30,26 +28,6 @@ req() {
     -H 'content-type: application/json' --data-binary "$body" \
     "$URL/client/v4/accounts/$ACCOUNT/d1/database/$db/$path")
   BODY=$(cat "$STATE/resp.json")
-}
-
-# check NAME WANT-STATUS JS-EXPR: passes if STATUS matches and EXPR (over the
-# parsed response `j`, with `eq` = deep equality) is true.
-check() {
-  local name=$1 want=$2 expr=$3
-  if [ "$STATUS" != "$want" ]; then
-    ko "$name" "HTTP $STATUS (want $want): $BODY"
-    return
-  fi
-  if EXPR=$expr node -e '
-      const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
-      const eq = (a, b) => require("util").isDeepStrictEqual(a, b);
-      process.exit(eval(process.env.EXPR) ? 0 : 1);' <"$STATE/resp.json" 2>"$STATE/node.err"; then
-    ok "$name"
-  else
-    ko "$name" "check failed: $expr
-$(cat "$STATE/node.err")
-body: $BODY"
-  fi
 }
 
 ERR='j.success === false && j.result === null && eq(j.messages, []) && j.errors.length === 1'

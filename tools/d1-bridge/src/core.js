@@ -67,7 +67,7 @@ export async function authorized(req, secrets) {
 
 // ---------------------------------------------------------------- request parsing
 
-function checkParams(params, where) {
+export function checkParams(params, where) {
   if (params === undefined || params === null) return [];
   if (!Array.isArray(params)) throw new Error(`${where}.params must be an array`);
   params.forEach((p, k) => {
@@ -106,7 +106,7 @@ export function parseStatements(body, maxStatements) {
 
 export class D1Failure extends Error {}
 
-function d1Message(e) {
+export function d1Message(e) {
   let msg = String(e?.message ?? e);
   while (/^D1_[A-Z_]*ERROR: /.test(msg)) msg = msg.replace(/^D1_[A-Z_]*ERROR: /, "");
   return msg;
@@ -172,7 +172,7 @@ export function failureResponse(message) {
 }
 
 // D1's meta as D1's REST API gives it, with the replica facts the Sessions API adds.
-function restMeta(m) {
+export function restMeta(m) {
   const duration = typeof m.duration === "number" ? m.duration : 0;
   const out = {
     changed_db: !!m.changed_db,

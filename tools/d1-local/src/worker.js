@@ -15,7 +15,7 @@
 //
 //   POST /bridge/{database_id}/v1/query   (the bridge's secret is the token)
 
-import { bridge, execute, fail, malformed, ok } from "../../d1-bridge/src/core.js";
+import { bridge, checkParams, d1Message, execute, fail, malformed, ok, restMeta } from "../../d1-bridge/src/core.js";
 
 const ID_PREFIX = "00000000-0000-4000-8000-0000000000";
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -23,6 +23,8 @@ const BRIDGE_RE = /^\/bridge\/([^/]+)\/v1\/query\/?$/;
 const ROUTE_RE =
   /^\/client\/v4\/accounts\/([^/]+)\/d1\/database\/([^/]+)\/(query|raw|reset|fault)\/?$/;
 
+// database_id -> requests answered on /query, /raw and /bridge (local-only, for benchmarks).
+const requestCounts = new Map();
 // database_id -> pending injected faults (local-only test hook); lives as long as the isolate.
 const faults = new Map();
 // database_id -> how many faulted requests have finished (answered, after their delay and run).
@@ -115,22 +117,6 @@ function splitSql(sql) {
 
 // ---------------------------------------------------------------- request parsing
 
-function checkParams(params, where) {
-  if (params === undefined || params === null) return [];
-  if (!Array.isArray(params)) throw new Error(`${where}.params must be an array`);
-  params.forEach((p, k) => {
-    const ok =
-      p === null || typeof p === "number" || typeof p === "string" ||
-      (Array.isArray(p) && p.every((b) => Number.isInteger(b) && b >= 0 && b <= 255));
-    if (!ok) {
-      throw new Error(
-        `${where}.params[${k}] must be a number, string, null or an array of bytes (0..255)`,
-      );
-    }
-  });
-  return params;
-}
-
 // Turns the body into the flat list of {sql, params} the D1 backend runs in
 // one transaction (one result per statement).
 function parseBody(body) {
@@ -179,21 +165,6 @@ function parseBody(body) {
 
 // ---------------------------------------------------------------- executing
 
-function restMeta(m) {
-  const duration = typeof m.duration === "number" ? m.duration : 0;
-  return {
-    changed_db: !!m.changed_db,
-    changes: m.changes ?? 0,
-    duration,
-    last_row_id: m.last_row_id ?? 0,
-    rows_read: m.rows_read ?? 0,
-    rows_written: m.rows_written ?? 0,
-    size_after: m.size_after ?? 0,
-    served_by_primary: true,
-    timings: { sql_duration_ms: duration },
-  };
-}
-
 function toObjects(columns, rows) {
   // Like real D1's /query: a later column with the same name overwrites an earlier one.
   return rows.map((row) => {
@@ -201,12 +172,6 @@ function toObjects(columns, rows) {
     columns.forEach((c, k) => (o[c] = row[k]));
     return o;
   });
-}
-
-function sqlErrorMessage(e) {
-  let msg = String(e?.message ?? e);
-  while (/^D1_[A-Z_]*ERROR: /.test(msg)) msg = msg.replace(/^D1_[A-Z_]*ERROR: /, "");
-  return msg;
 }
 
 async function handleQuery(db, body, kind) {
@@ -220,7 +185,7 @@ async function handleQuery(db, body, kind) {
   try {
     results = (await execute(db, queries)).results;
   } catch (e) {
-    return fail(400, 7500, sqlErrorMessage(e));
+    return fail(400, 7500, d1Message(e));
   }
   return ok(
     results.map((r) =>
@@ -262,7 +227,7 @@ async function handleReset(db) {
         ...objs.map((o) => ({ sql: `DROP ${o.type.toUpperCase()} IF EXISTS ${quote(o.name)}`, params: [] })),
       ]);
     } catch (e) {
-      return fail(400, 7500, sqlErrorMessage(e));
+      return fail(400, 7500, d1Message(e));
     }
   }
   return ok({ dropped: objs });
@@ -274,7 +239,9 @@ async function handleReset(db) {
 // then run normally. `{"count": 0}` clears it.
 function handleFault(id, body) {
   if (body === null || typeof body !== "object") return malformed("expected a JSON object");
-  if (body.status === true) return ok({ finished: faultsFinished.get(id) ?? 0, pending: faults.get(id)?.count ?? 0 });
+  if (body.status === true) {
+    return ok({ finished: faultsFinished.get(id) ?? 0, pending: faults.get(id)?.count ?? 0, requests: requestCounts.get(id) ?? 0 });
+  }
   const count = body.count ?? 1;
   if (!Number.isInteger(count) || count < 0) return malformed("`count` must be an integer >= 0");
   if (count === 0) {
@@ -321,6 +288,7 @@ function serveBridge(req, text, env, id) {
   const db = id.startsWith(ID_PREFIX) ? env[`DB${id.slice(ID_PREFIX.length)}`] : undefined;
   if (!db) return fail(404, 7404, `The database ${id} could not be found`);
   const limits = { maxStatements: 100000, maxBodyBytes: 1 << 30 }; // tandem's own limits apply
+  requestCounts.set(id, (requestCounts.get(id) ?? 0) + 1);
   return underFault(id, takeFault(id), () => bridge(req, text, db, [env.D1_LOCAL_TOKEN ?? "local-dev-token"], limits));
 }
 
@@ -367,6 +335,7 @@ export default {
     }
     if (action === "fault") return handleFault(id, body ?? {});
 
+    requestCounts.set(id, (requestCounts.get(id) ?? 0) + 1);
     return underFault(id, takeFault(id), () => handleQuery(db, body, action));
   },
 };
