@@ -80,11 +80,13 @@ if grep -qi '^x-tandem-d1-bookmark' <<<"$HEADERS"; then ko "no session asked: no
 
 # Rotation: the next secret works next to the current one (a restart with both set).
 "$HERE/stop.sh" --state "$STATE" >/dev/null
-if URL=$("$HERE/dev.sh" --state "$STATE" --secret "$SECRET" --next-secret next-secret); then
+if URL=$("$HERE/dev.sh" --state "$STATE" --secret "$SECRET" --next-secret next-secret --var TANDEM_BRIDGE_MAX_BODY_BYTES:2000); then
   req '{"sql":"SELECT count(*) FROM t"}' next-secret
   check "during a rotation the next secret is accepted (and the data survived a restart)" 200 'j.result[0].results.rows[0][0] === 2'
   req '{"sql":"SELECT 1"}'
   check "...and so is the current one" 200 'j.success'
+  req "{\"sql\":\"SELECT '$(printf 'x%.0s' $(seq 1 2100))'\"}"
+  check "a body over TANDEM_BRIDGE_MAX_BODY_BYTES: 413/7413, nothing runs" 413 "$ERR && j.errors[0].code === 7413"
 else
   ko "dev.sh restart with a next secret"
 fi

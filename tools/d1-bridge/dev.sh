@@ -18,6 +18,7 @@ d1.token_env = a variable holding the secret.
   --state DIR    state folder: the database, pid/port files, log (created if missing)
   --secret S     the bridge's secret (default: local-bridge-secret)
   --next-secret S  a second secret it accepts too, as during a rotation (secret.sh begin)
+  --var K:V      a Worker variable, e.g. TANDEM_BRIDGE_MAX_STATEMENTS:50 (repeatable)
   --port P       port to listen on; 0 or omitted picks a free port
   --timeout S    seconds to wait for it to answer (default: 60)
   -h, --help     show this help
@@ -28,12 +29,13 @@ if needed).
 EOF
 }
 
-STATE="" SECRET=local-bridge-secret NEXT="" PORT=0 TIMEOUT=60
+STATE="" SECRET=local-bridge-secret NEXT="" PORT=0 TIMEOUT=60 VARS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --state) STATE=${2:?--state needs a value}; shift 2 ;;
     --secret) SECRET=${2:?--secret needs a value}; shift 2 ;;
     --next-secret) NEXT=${2:?--next-secret needs a value}; shift 2 ;;
+    --var) VARS+=(--var "${2:?--var needs K:V}"); shift 2 ;;
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -43,4 +45,4 @@ done
 [ -n "$STATE" ] || { usage >&2; echo "d1-bridge dev: --state DIR is required" >&2; exit 1; }
 
 exec "$HERE/../d1-local/start.sh" --worker "$HERE/wrangler.local.jsonc" --probe-path /v1/query \
-  --token-var TANDEM_BRIDGE_SECRET --token "$SECRET" ${NEXT:+--var "TANDEM_BRIDGE_SECRET_NEXT:$NEXT"} --state "$STATE" --port "$PORT" --timeout "$TIMEOUT"
+  --token-var TANDEM_BRIDGE_SECRET --token "$SECRET" ${NEXT:+--var "TANDEM_BRIDGE_SECRET_NEXT:$NEXT"} ${VARS[@]+"${VARS[@]}"} --state "$STATE" --port "$PORT" --timeout "$TIMEOUT"
