@@ -29,6 +29,10 @@ struct exec_options {
   // The store is the leader in a dual mode: each write commits together with its entry in
   // `_tandem_journal` (see backends/journal.hpp), and its results carry meta.seq.
   bool journal = false;
+  // The caller (an I/O thread) lets a short read run on its own thread: the completion may then
+  // be called before execute() returns, on the caller's thread. A store that cannot, or a
+  // statement that is not short, goes the usual way.
+  bool may_run_inline = false;
 };
 
 // Options for tandem's own SQL, with a deadline.

@@ -294,6 +294,8 @@ asio::awaitable<protocol::response> session::execute(protocol::request& req) {
     case protocol::op::ping:
       co_return protocol::response{req.id_json, protocol::success{protocol::ping_result{}}};
     case protocol::op::query: {
+      // A short read may run on this I/O thread (sqlite_store::try_inline).
+      opts.may_run_inline = true;
       auto start = [&](backends::query_done done) {
         shared_->route.execute(client_, std::move(req.statements[0]), opts, std::move(done));
       };
