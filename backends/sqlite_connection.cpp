@@ -106,7 +106,7 @@ outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite
   sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
   sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
   sqlite3_set_authorizer(raw, &sqlite_connection::authorize, c.get());
-  sqlite3_progress_handler(raw, 1000, &sqlite_connection::progress, c.get());
+  sqlite3_progress_handler(raw, static_cast<int>(k_progress_period), &sqlite_connection::progress, c.get());
 
   static constexpr std::array<std::string_view, 4> k_sync{"OFF", "NORMAL", "FULL", "EXTRA"};
   std::string sync = options.synchronous;
@@ -151,6 +151,10 @@ bool sqlite_connection::in_transaction() const noexcept { return sqlite3_get_aut
 
 int sqlite_connection::progress(void* self) {
   auto* c = static_cast<sqlite_connection*>(self);
+  if (c->budget_ticks_ > 0 && ++c->ticks_ > c->budget_ticks_) {
+    c->budget_spent_ = true;
+    return 1;
+  }
   return clock::now() > c->deadline_ ? 1 : 0;
 }
 
@@ -506,6 +510,8 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
 
   const auto changes_before = sqlite3_total_changes64(db_.get());
   deadline_ = deadline;
+  ticks_ = 0;
+  budget_spent_ = false;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     auto& row = result.rows.emplace_back();

@@ -83,6 +83,12 @@ class sqlite_connection {
 
   sqlite3* handle() const noexcept { return db_.get(); }
 
+  // Interrupts each statement run from now on once it has run about `instructions` virtual
+  // machine instructions (0: no budget); budget_spent() then tells it was the budget that
+  // interrupted the last one (its error is TIMEOUT, like the deadline's).
+  void set_budget(std::uint64_t instructions) noexcept { budget_ticks_ = (instructions + k_progress_period - 1) / k_progress_period; }
+  bool budget_spent() const noexcept { return budget_spent_; }
+
  private:
   struct db_closer {
     void operator()(sqlite3* db) const noexcept;
@@ -117,6 +123,10 @@ class sqlite_connection {
   std::vector<std::string> inserted_tables_;  // likewise: tables an INSERT writes (defaults apply)
   std::string volatile_seen_;                 // likewise: the first volatile function reported
   clock::time_point deadline_ = clock::time_point::max();
+  static constexpr std::uint64_t k_progress_period = 1000;  // instructions between progress() calls
+  std::uint64_t budget_ticks_ = 0;  // progress() calls a statement may take (0: unbounded)
+  std::uint64_t ticks_ = 0;
+  bool budget_spent_ = false;
 };
 
 }  // namespace tandem::backends

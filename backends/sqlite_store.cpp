@@ -17,9 +17,19 @@ error unavailable_error(std::string why) { return error{errc::unavailable, std::
 
 constexpr std::size_t k_max_remembered_kinds = 65536;
 
+std::atomic<std::uint64_t> g_next_store_id{1};
+
+// The calling thread's inline connection to the store it used last (a thread serves one store
+// almost always). Keyed by the store's id, never reused, so a store that is gone never matches.
+struct inline_cache {
+  std::uint64_t store = 0;
+  sqlite_connection* conn = nullptr;
+};
+thread_local inline_cache t_inline;
+
 }  // namespace
 
-sqlite_store::sqlite_store(const sqlite_store_options& options) : options_(options) {}
+sqlite_store::sqlite_store(const sqlite_store_options& options) : options_(options), id_(g_next_store_id.fetch_add(1)) {}
 
 template <class Ready>
 void sqlite_store::spin_until(Ready ready) const {
@@ -58,6 +68,7 @@ outcome<std::unique_ptr<sqlite_store>> sqlite_store::open(const sqlite_store_opt
 sqlite_store::~sqlite_store() { shutdown(); }
 
 void sqlite_store::shutdown() {
+  closed_.store(true, std::memory_order_release);
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
@@ -75,6 +86,7 @@ void sqlite_store::shutdown() {
 }
 
 void sqlite_store::execute(protocol::statement st, exec_options options, query_done done) {
+  if (options.may_run_inline && !options.internal && options_.inline_read_budget > 0 && try_inline(st, options, done)) return;
   job j;
   j.statements.push_back(std::move(st));
   j.options = options;
@@ -90,6 +102,43 @@ void sqlite_store::execute_batch(std::vector<protocol::statement> statements, ex
   j.options = options;
   j.on_batch = std::move(done);
   submit(std::move(j));
+}
+
+sqlite_connection* sqlite_store::inline_connection() {
+  if (t_inline.store == id_) return t_inline.conn;
+  std::lock_guard lock(inline_mu_);
+  auto& conn = inline_conns_[std::this_thread::get_id()];
+  if (!conn) {
+    sqlite_options o = options_.db;
+    o.read_only = true;
+    o.busy_timeout_ms = 0;  // never wait on the I/O thread: a busy database sends the read to a reader
+    auto opened = sqlite_connection::open(o);
+    if (!opened) {
+      inline_conns_.erase(std::this_thread::get_id());
+      return nullptr;
+    }
+    conn = std::move(*opened);
+    conn->set_budget(options_.inline_read_budget);
+  }
+  t_inline = {id_, conn.get()};
+  return conn.get();
+}
+
+bool sqlite_store::try_inline(protocol::statement& st, const exec_options& options, query_done& done) {
+  if (closed_.load(std::memory_order_acquire)) return false;
+  sqlite_connection* conn = inline_connection();
+  if (conn == nullptr) return false;
+  // Prepared (and cached) on this connection: a write, or a statement that does not prepare here
+  // (its table may be created by a write still queued), goes the usual way, which orders it.
+  auto kind = conn->classify(st.sql);
+  if (!kind || *kind != statement_kind::read) return false;
+  auto r = conn->execute(st, options.deadline);
+  // Too long for an I/O thread, or the database busy: run again, from the start, on a reader (a
+  // read changed nothing).
+  if (!r && (conn->budget_spent() || r.error().code == errc::unavailable)) return false;
+  auto d = std::move(done);
+  d(std::move(r));
+  return true;
 }
 
 void sqlite_store::submit(job j) {

@@ -27,6 +27,12 @@ struct sqlite_store_options {
   std::size_t max_group_size = 512;  // most jobs committed in one transaction
   // How long an idle worker watches its queue before sleeping (0: sleep at once).
   std::chrono::microseconds spin{100};
+  // A read whose caller allows it (exec_options::may_run_inline, an I/O thread) runs on the
+  // caller's thread, on a read connection of that thread's own, for up to this many SQLite
+  // virtual machine instructions (a point select takes a few dozen); one that needs more, or
+  // finds the database busy, is run again from the start on a reader. 0: every read goes to the
+  // readers.
+  std::uint64_t inline_read_budget = 20000;
   // What the follower (D1, while SQLite leads) accepts: a journaled write whose replay would not
   // fit is journaled in a form that does, or refused before it commits.
   d1_limits follower_limits;
@@ -104,6 +110,10 @@ class sqlite_store final : public store {
   void writer_loop();
   void commit_group(std::vector<job>& group);
   static void complete(job& j);
+  // Runs the read `st` on the calling thread when it is short (see inline_read_budget), calling
+  // `done` there; false, with `done` and `st` untouched, when it must go the usual way.
+  bool try_inline(protocol::statement& st, const exec_options& options, query_done& done);
+  sqlite_connection* inline_connection();
   template <class Ready>
   void spin_until(Ready ready) const;
   void remember(const std::string& sql, statement_kind kind);
@@ -135,6 +145,12 @@ class sqlite_store final : public store {
   std::mutex classify_mu_;  // guards the classify connection (the last reader connection)
   std::shared_mutex kinds_mu_;
   std::unordered_map<std::string, statement_kind> kinds_;
+
+  // The inline read connections, one per calling thread, opened on its first inline read.
+  const std::uint64_t id_;  // unique per store in this process: the key of a thread's cached connection
+  std::mutex inline_mu_;
+  std::unordered_map<std::thread::id, std::unique_ptr<sqlite_connection>> inline_conns_;
+  std::atomic<bool> closed_{false};  // shutdown() began: nothing runs inline any more
 
   std::thread writer_;
   std::vector<std::thread> readers_;

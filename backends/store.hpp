@@ -32,6 +32,10 @@ struct exec_options {
   // D1 with read replication: the bookmark (meta.bookmark of an earlier answer) a read must be at
   // least as new as; empty: any replica. Ignored by other stores and for writes.
   std::string bookmark;
+  // The caller (an I/O thread) lets a short read run on its own thread: the completion may then
+  // be called before execute() returns, on the caller's thread. A store that cannot, or a
+  // statement that is not short, goes the usual way.
+  bool may_run_inline = false;
 };
 
 // Options for tandem's own SQL, with a deadline.

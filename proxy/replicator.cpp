@@ -37,6 +37,15 @@ backends::outcome<std::vector<query_result>> run_batch(backends::store& s, std::
   return f.get();
 }
 
+// One statement on a store, waited for. A read goes to the store's read path (on SQLite, the
+// reader pool), not to its writer's queue behind the commits in flight, as a batch would.
+backends::outcome<query_result> run_query(backends::store& s, statement st, backends::exec_options options) {
+  std::promise<backends::outcome<query_result>> p;
+  auto f = p.get_future();
+  s.execute(std::move(st), options, [&p](auto r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
 backends::outcome<backends::journal_identity> ensure_journal(backends::store& s, backends::exec_options options) {
   auto r = run_batch(s, backends::journal_identity_statements(), options);
   if (!r) return r.error();
@@ -348,15 +357,17 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
     std::lock_guard lock(mu_);
     after = applied_;
   }
-  auto r = run_batch(leader_,
-                     {sql("SELECT seq, kind, body, changes, created_ms FROM _tandem_journal WHERE seq > ? ORDER BY seq LIMIT ?",
-                          {after, static_cast<std::int64_t>(max_entries)})},
+  // A query, not a batch: on SQLite it runs on a reader, so a commit being synced on the writer
+  // does not delay the copy of the entries it follows.
+  auto r = run_query(leader_,
+                     sql("SELECT seq, kind, body, changes, created_ms FROM _tandem_journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                         {after, static_cast<std::int64_t>(max_entries)}),
                      internal_until(clock::now() + options_.request_timeout));
   if (!r) return r.error();
   std::vector<journal_entry> out;
   const bool fenced = options_.permit && options_.permit->fence(follower_.name());
   std::size_t bytes = 0, statements = backends::k_batch_overhead + (fenced ? 1 : 0);
-  for (const auto& row : r->at(0).rows) {
+  for (const auto& row : r->rows) {
     journal_entry e;
     const auto* seq = std::get_if<std::int64_t>(&row.at(0));
     const auto* kind = std::get_if<std::int64_t>(&row.at(1));

@@ -183,6 +183,10 @@ backends::outcome<std::vector<protocol::query_result>> run_batch(backends::store
                                                                   std::vector<protocol::statement> statements,
                                                                   backends::exec_options options);
 
+// Runs one statement on a store and waits for it (its read path for a read). Likewise.
+backends::outcome<protocol::query_result> run_query(backends::store& s, protocol::statement statement,
+                                                    backends::exec_options options);
+
 // Creates tandem's tables on `s` if missing (upgrading an older `_tandem_applied`) and returns
 // its journal's identity. For control paths, never an I/O thread.
 backends::outcome<backends::journal_identity> ensure_journal(backends::store& s, backends::exec_options options);

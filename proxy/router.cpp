@@ -292,6 +292,7 @@ void router::write(client_context& client, std::vector<protocol::statement> stat
   lock.unlock();
 
   options.journal = dual;
+  options.may_run_inline = false;  // writes run on the writer
   const auto start = clock::now();
   auto finish = [this, &client, rep, start, journal = std::string(leader->name()), done = std::move(done)](batch_result r) mutable {
     metrics_.primary_latency.record(ms_since(start));
@@ -406,13 +407,18 @@ void router::read(client_context& client, protocol::statement st, backends::exec
   const std::int64_t follower_at = shadow && rep ? rep->applied() : 0;
 
   auto run = [this, &client, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at, journal,
-              floor](backends::store* on, protocol::statement st) mutable {
+              floor](backends::store* on, protocol::statement st, bool on_callers_thread) mutable {
     const auto start = clock::now();
     // D1 as follower at a journal position: also at least as new as the replicator's writes.
     if (on == d1_.get()) options.bookmark = bookmark_floor(client, on != leader && floor.seq > 0);
     protocol::statement copy;
     if (shadow) copy = st;
-    on->execute(std::move(st), options,
+    // Only the caller's own thread may run the read inline (not the replicator's, after a wait),
+    // and the shadow read never: it must not delay the answer.
+    auto first = options;
+    first.may_run_inline = options.may_run_inline && on_callers_thread;
+    options.may_run_inline = false;
+    on->execute(std::move(st), first,
                 [this, &client, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
                  journal, floor, done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
@@ -473,7 +479,7 @@ void router::read(client_context& client, protocol::statement st, backends::exec
   };
   // Read-your-writes and monotonic reads: the follower must have reached the client's position.
   if (target != leader && floor.leader) {
-    run(leader, std::move(st));
+    run(leader, std::move(st), true);
     return;
   }
   if (target != leader && rep && floor.seq > 0 && rep->applied() < floor.seq) {
@@ -483,11 +489,11 @@ void router::read(client_context& client, protocol::statement st, backends::exec
     rep->wait_applied(floor.seq, clock::now() + options_.read_your_writes_wait,
                       [this, shared_run, pending, target, leader](bool applied) {
                         if (!applied) metrics_.read_your_writes_fallbacks.fetch_add(1);
-                        (*shared_run)(applied ? target : leader, std::move(*pending));
+                        (*shared_run)(applied ? target : leader, std::move(*pending), false);
                       });
     return;
   }
-  run(target, std::move(st));
+  run(target, std::move(st), true);
 }
 
 backends::outcome<void> router::hold_writes(std::unique_lock<std::mutex>& lock, clock::time_point deadline) {

@@ -22,7 +22,9 @@ using protocol::make_error;
 namespace {
 
 constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t k_read_chunk = 64 * 1024;
+// Reads start small, so that an idle connection holds little memory, and grow while they fill.
+constexpr std::size_t k_min_read_chunk = 2 * 1024;
+constexpr std::size_t k_max_read_chunk = 64 * 1024;
 constexpr std::size_t k_flush_threshold = 256 * 1024;
 
 // Awaits a store call; the result comes back on this coroutine's strand.
@@ -80,21 +82,24 @@ void session_shared::maybe_stopped() {
 }
 
 session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit)
-    : stream_(std::move(socket), shared->tls_context),
+    : socket_(std::move(socket)),
       shared_(std::move(shared)),
       tls_(shared_->options.tls.enabled),
       over_limit_(over_limit),
       id_(shared_->next_session_id++),
-      idle_timer_(stream_.get_executor()),
+      idle_timer_(socket_.get_executor()),
       reader_(shared_->options.limits.max_frame_bytes),
       authenticated_(shared_->tokens()->empty()),
       last_activity_(std::chrono::steady_clock::now()) {
+  // Without TLS there is no TLS stream: its engine's record buffers (2 x 17 KB) and SSL object
+  // would otherwise be most of an idle connection's memory.
+  if (tls_) tls_stream_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, shared_->tls_context);
   boost::system::error_code ec;
-  auto ep = stream_.next_layer().remote_endpoint(ec);
+  auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
   // Without a routing key from hello, the connection is the key (sticky for its lifetime).
   client_.routing_key = "connection-" + std::to_string(id_) + "@" + peer_;
-  stream_.next_layer().set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   ++shared_->active;
 }
 
@@ -110,8 +115,8 @@ void session::touch() { last_activity_ = std::chrono::steady_clock::now(); }
 void session::close_now() {
   done_ = true;
   boost::system::error_code ec;
-  stream_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  stream_.next_layer().close(ec);
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
   idle_timer_.cancel();
 }
 
@@ -119,7 +124,7 @@ void session::close_gracefully() {
   closing_ = true;
   if (reading_) {
     boost::system::error_code ec;
-    stream_.next_layer().cancel(ec);
+    socket_.cancel(ec);
   }
 }
 
@@ -158,8 +163,8 @@ asio::awaitable<void> session::watchdog() {
 asio::awaitable<bool> session::flush() {
   if (out_.empty()) co_return true;
   boost::system::error_code ec;
-  if (tls_) std::tie(ec, std::ignore) = co_await asio::async_write(stream_, asio::buffer(out_), k_tuple);
-  else std::tie(ec, std::ignore) = co_await asio::async_write(stream_.next_layer(), asio::buffer(out_), k_tuple);
+  if (tls_) std::tie(ec, std::ignore) = co_await asio::async_write(*tls_stream_, asio::buffer(out_), k_tuple);
+  else std::tie(ec, std::ignore) = co_await asio::async_write(socket_, asio::buffer(out_), k_tuple);
   out_.clear();
   if (out_.capacity() > 4 * k_flush_threshold) out_.shrink_to_fit();
   touch();
@@ -168,7 +173,7 @@ asio::awaitable<bool> session::flush() {
 
 asio::awaitable<void> session::serve() {
   if (tls_) {
-    auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server, k_tuple);
+    auto [ec] = co_await tls_stream_->async_handshake(asio::ssl::stream_base::server, k_tuple);
     if (ec) {
       spdlog::info("session {} from {}: TLS handshake failed: {}", id_, peer_, ec.message());
       co_return;
@@ -207,14 +212,16 @@ asio::awaitable<void> session::serve() {
     if (!co_await flush()) co_return;
     if (closing_ || close_after_flush_ || done_) co_return;
 
-    char* buf = reader_.prepare(k_read_chunk);
+    if (read_chunk_ == 0) read_chunk_ = k_min_read_chunk;
+    char* buf = reader_.prepare(read_chunk_);
     reading_ = true;
     boost::system::error_code ec;
     std::size_t n = 0;
-    if (tls_) std::tie(ec, n) = co_await stream_.async_read_some(asio::buffer(buf, k_read_chunk), k_tuple);
-    else std::tie(ec, n) = co_await stream_.next_layer().async_read_some(asio::buffer(buf, k_read_chunk), k_tuple);
+    if (tls_) std::tie(ec, n) = co_await tls_stream_->async_read_some(asio::buffer(buf, read_chunk_), k_tuple);
+    else std::tie(ec, n) = co_await socket_.async_read_some(asio::buffer(buf, read_chunk_), k_tuple);
     reading_ = false;
     reader_.commit(n);
+    if (n == read_chunk_ && read_chunk_ < k_max_read_chunk) read_chunk_ *= 2;
     if (ec) {
       // EOF, reset, cancellation by a graceful stop: all end the session. Bytes that arrived
       // with the error were committed; a partial frame without its newline is dropped.
@@ -287,6 +294,8 @@ asio::awaitable<protocol::response> session::execute(protocol::request& req) {
     case protocol::op::ping:
       co_return protocol::response{req.id_json, protocol::success{protocol::ping_result{}}};
     case protocol::op::query: {
+      // A short read may run on this I/O thread (sqlite_store::try_inline).
+      opts.may_run_inline = true;
       auto start = [&](backends::query_done done) {
         shared_->route.execute(client_, std::move(req.statements[0]), opts, std::move(done));
       };

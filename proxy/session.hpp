@@ -64,7 +64,7 @@ class session : public std::enable_shared_from_this<session> {
   // Asks the session to finish the requests it has received and close. Call on its strand.
   void close_gracefully();
 
-  boost::asio::any_io_executor executor() { return stream_.get_executor(); }
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
   boost::asio::awaitable<void> serve();
@@ -76,7 +76,8 @@ class session : public std::enable_shared_from_this<session> {
   void touch();
   void close_now();
 
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_stream_;  // only with TLS
   std::shared_ptr<session_shared> shared_;
   const bool tls_;
   const bool over_limit_;
@@ -84,6 +85,7 @@ class session : public std::enable_shared_from_this<session> {
   std::string peer_;
   boost::asio::steady_timer idle_timer_;
   protocol::frame_reader reader_;
+  std::size_t read_chunk_ = 0;  // bytes asked of the next read (grows while reads fill it)
   std::string out_;
   client_context client_;
   bool key_from_hello_ = false;       // hello named the routing key (client_.key_given between requests)

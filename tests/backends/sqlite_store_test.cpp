@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <future>
+#include <optional>
 #include <set>
+#include <thread>
 #include <limits>
 
 #include "tests/support/test_support.hpp"
@@ -302,6 +304,68 @@ TEST_F(SqliteStore, WritesAreVisibleToTheNextRead) {
     ok("INSERT INTO t VALUES (?)", {value{std::int64_t{i}}});
     EXPECT_EQ(count("t"), i + 1);
   }
+}
+
+// A caller that allows it (an I/O thread) gets a short read run on its own thread, before
+// execute() returns; a long read is run again on a reader and gives the same answer; writes and
+// statements that do not prepare yet still go the usual way, in order.
+TEST_F(SqliteStore, ShortReadsRunOnTheCallersThread) {
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT)");
+  exec_options inline_ok;
+  inline_ok.may_run_inline = true;
+  const auto caller = std::this_thread::get_id();
+  auto on = [&](std::string sql, std::vector<value> params) {
+    std::optional<outcome<query_result>> got;
+    std::thread::id ran_on;
+    std::promise<void> done;
+    statement st{std::move(sql), {}};
+    st.params.positional = std::move(params);
+    store_->execute(std::move(st), inline_ok, [&](outcome<query_result> r) {
+      ran_on = std::this_thread::get_id();
+      got = std::move(r);
+      done.set_value();
+    });
+    done.get_future().wait();
+    return std::make_pair(ran_on == caller, std::move(*got));
+  };
+  auto [w_inline, w] = on("INSERT INTO t(name) VALUES (?)", {value{std::string("ada")}});
+  ASSERT_TRUE(w) << w.error().message;
+  EXPECT_FALSE(w_inline) << "a write runs on the writer";
+  EXPECT_EQ(w->meta.changes, 1);
+  auto [r_inline, r] = on("SELECT name FROM t WHERE id = ?", {value{std::int64_t{1}}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r_inline);
+  ASSERT_EQ(r->rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(r->rows[0][0]), "ada");
+  EXPECT_EQ(r->meta.served_by, "sqlite");
+  // Past the budget: run again from the start on a reader, with the whole answer.
+  auto [l_inline, l] = on("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) SELECT count(*) FROM c", {});
+  ASSERT_TRUE(l) << l.error().message;
+  EXPECT_FALSE(l_inline);
+  EXPECT_EQ(std::get<std::int64_t>(l->rows.at(0).at(0)), 100000);
+  // The inline connection's errors are the statement's own.
+  auto [e_inline, e] = on("SELECT nope FROM t", {});
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, errc::sql_error);
+  auto [u_inline, u] = on("PRAGMA foreign_keys = OFF", {});
+  ASSERT_FALSE(u);
+  EXPECT_EQ(u.error().code, errc::unsupported);
+  // A table created after the inline connection prepared its statements.
+  ok("CREATE TABLE later(x)");
+  ok("INSERT INTO later VALUES (7)");
+  auto [n_inline, n] = on("SELECT x FROM later", {});
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(std::get<std::int64_t>(n->rows.at(0).at(0)), 7);
+  // A timeout is the deadline's, inline or not.
+  exec_options expired = inline_ok;
+  expired.deadline = clock::now();
+  auto t = run("SELECT 1", {}, expired);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, errc::timeout);
+  store_->shutdown();
+  auto [s_inline, s] = on("SELECT 1", {});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, errc::unavailable);
 }
 
 TEST_F(SqliteStore, AfterShutdownWorkIsRefused) {
