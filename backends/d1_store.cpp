@@ -520,6 +520,8 @@ void d1_store::health(std::function<void(d1_health)> done) {
 
 http_stats d1_store::http() const { return impl_->http.stats(); }
 
+void d1_store::count_requests_into(std::atomic<std::uint64_t>* counter) noexcept { impl_->http.count_requests_into(counter); }
+
 d1_transport d1_store::transport() const noexcept { return impl_->options.transport; }
 
 bool d1_store::read_replication() const noexcept { return impl_->options.read_replication; }

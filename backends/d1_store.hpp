@@ -82,6 +82,8 @@ class d1_store final : public store {
   void health(std::function<void(d1_health)> done);
 
   http_stats http() const;
+  // Also counts each HTTP request sent to D1 into `counter` (null: stop); see http_client.
+  void count_requests_into(std::atomic<std::uint64_t>* counter) noexcept;
   d1_transport transport() const noexcept;
   bool read_replication() const noexcept;
   // With read replication: the newest bookmark a write through this store brought back (a read

@@ -208,6 +208,7 @@ struct http_client::impl {
       co_return a;
     }
     ++stats.requests;
+    if (auto* n = counter.load(std::memory_order_acquire)) n->fetch_add(1, std::memory_order_relaxed);
     http::response_parser<http::string_body> parser;
     parser.body_limit(options.max_response_bytes);
     auto [rec, rn] = co_await http::async_read(stream, c.buffer, parser, k_tuple);
@@ -250,6 +251,7 @@ struct http_client::impl {
   std::size_t active = 0;
   std::mt19937_64 rng;
   http_stats stats;
+  std::atomic<std::atomic<std::uint64_t>*> counter{nullptr};  // count_requests_into
 };
 
 http_client::http_client(asio::any_io_executor ex, http_client_options options)
@@ -264,6 +266,8 @@ http_stats http_client::stats() const {
 }
 
 void http_client::close_idle() { impl_->idle.clear(); }
+
+void http_client::count_requests_into(std::atomic<std::uint64_t>* counter) noexcept { impl_->counter.store(counter, std::memory_order_release); }
 
 asio::awaitable<outcome<http_reply>> http_client::post(std::string path, std::string body,
                                                       std::vector<std::pair<std::string, std::string>> headers,

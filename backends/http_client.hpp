@@ -3,6 +3,7 @@
 // what is safe to repeat. The only part of tandem that includes Boost.Beast.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -85,6 +86,10 @@ class http_client {
                                                    bool idempotent, clock::time_point deadline);
 
   http_stats stats() const;
+
+  // Also counts each request sent into `counter` (null: stop). Thread-safe; `counter` must
+  // outlive the client or be unset first.
+  void count_requests_into(std::atomic<std::uint64_t>* counter) noexcept;
 
   // Closes idle connections (in-flight requests finish).
   void close_idle();

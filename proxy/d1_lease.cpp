@@ -7,6 +7,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "backends/d1_store.hpp"
+
 namespace tandem::proxy {
 namespace {
 
@@ -88,6 +90,8 @@ milliseconds d1_lease::retry_interval() const {
 }
 
 void d1_lease::attach(dual_metrics* metrics) {
+  // The lease's own requests count among D1's (a REST API's rate limit counts them too).
+  if (auto* d = dynamic_cast<backends::d1_store*>(d1_.get())) d->count_requests_into(metrics ? &metrics->d1_requests : nullptr);
   std::lock_guard lock(mu_);
   metrics_.store(metrics);
   publish_locked();

@@ -32,7 +32,8 @@ namespace tandem::proxy {
   X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
   X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                      \
   X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")      \
-  X(replication_lease_losses, "replicationLeaseLosses", "Times another instance took the D1 replication lease this one had held")
+  X(replication_lease_losses, "replicationLeaseLosses", "Times another instance took the D1 replication lease this one had held") \
+  X(d1_requests, "d1Requests", "HTTP requests sent to D1, retries included (over d1.transport rest, each counts against the account's API rate limit)")
 
 // X(member, wire name, help)
 #define TANDEM_GAUGES(X)                                                                       \

@@ -81,6 +81,7 @@ router::router(std::unique_ptr<backends::sqlite_store> sqlite, std::unique_ptr<b
       mode_(options.initial),
       read_percent_(options.read_percent),
       shadow_percent_(options.shadow_read_percent) {
+  if (d1_) d1_->count_requests_into(&metrics_.d1_requests);
   if (options_.lease) {
     options_.replication.permit = options_.lease;
     options_.lease->attach(&metrics_);
@@ -118,6 +119,7 @@ router::router(std::unique_ptr<backends::store> only)
 
 router::~router() {
   shutdown();
+  if (d1_) d1_->count_requests_into(nullptr);
   if (options_.lease) options_.lease->attach(nullptr);
 }
 

@@ -118,6 +118,11 @@ TEST_F(Bridge, EachKeyReadsAtLeastAtItsOwnLastWriteAndOthersReadAnyReplica) {
   ok(*b, "SELECT v, 'read 4' FROM t");
   EXPECT_NE(session_of("read 4"), "first-unconstrained");
   EXPECT_FALSE(session_of("read 4").empty());
+
+  // Every request to D1 is counted (d1Requests: what a REST API's rate limit would count).
+  EXPECT_TRUE(eventually("d1Requests counts each request the bridge received", [&] {
+    return srv_->router().metrics().snapshot().at("d1Requests").as_uint64() == proxy_.requests().size();
+  })) << srv_->router().metrics().snapshot().at("d1Requests").as_uint64() << " vs " << proxy_.requests().size();
 }
 
 TEST_F(Bridge, TandemsOwnReadsAndTheFollowersReadsAtAPositionAreNeverOnAStaleReplica) {
