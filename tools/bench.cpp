@@ -278,12 +278,18 @@ class echo_server {
   std::vector<std::thread> workers_;
 };
 
-operation echo_client(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+// 127.0.0.1:port (0: any free port when bound).
+sockaddr_in loopback(std::uint16_t port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(port);
+  return a;
+}
+
+operation echo_client(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  auto a = loopback(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("echo connect failed");
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -315,9 +321,7 @@ std::string on_path(const std::string& name) {
 
 std::uint16_t free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto a = loopback(0);
   ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -327,10 +331,7 @@ std::uint16_t free_port() {
 
 bool can_connect(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
+  auto a = loopback(port);
   const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   ::close(fd);
   return ok;
@@ -533,15 +534,25 @@ class bench_d1 : public d1_local_process {
       : d1_local_process(o.d1_local.empty() ? default_d1_local_dir(binary) : o.d1_local, (dir / "d1-state").string()) {}
 };
 
-// Both transports in one run (tools/d1-bridge): a point select and an insert through tandem in
-// d1-only over D1's REST API and over the bridge; then D1 requests per replicated write in
-// dual-sqlite, counted by the local D1, next to the REST API's rate limit.
 std::int64_t scalar(protocol::client& c, const std::string& sql);
 double wait_replicated(protocol::client& c, backends::store& d1);
 
-template <class Select>
+// A point select by a random id of the `rows` rows of the D1 bench table, through tandem.
+operation tandem_d1_select(const protocol::client_options& o, int thread, int rows) {
+  auto c = std::shared_ptr<protocol::client>(connect_or_throw(o));
+  auto rng = std::make_shared<std::mt19937_64>(thread + 1);
+  return [c, rng, rows] {
+    protocol::params p;
+    p.positional = {static_cast<std::int64_t>((*rng)() % rows) + 1};
+    return c->query(k_select_d1, std::move(p)).has_value();
+  };
+}
+
+// Both transports in one run (tools/d1-bridge): a point select and an insert through tandem in
+// d1-only over D1's REST API and over the bridge; then D1 requests per replicated write in
+// dual-sqlite, counted by the local D1, next to the REST API's rate limit.
 void run_transport_bench(const bench_options& o, d1_local_process& local, const std::string& database, const std::string& binary,
-                         const fs::path& dir, int rows, const Select& select_stmt) {
+                         const fs::path& dir, int rows) {
   using backends::d1_transport;
   const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
   auto config = [&](const std::string& name, const std::string& mode, const std::string& db, d1_transport t) {
@@ -560,24 +571,17 @@ void run_transport_bench(const bench_options& o, d1_local_process& local, const 
     protocol::client_options ro, bo;
     ro.port = rest.port();
     bo.port = bridge.port();
-    auto select_through = [&](const protocol::client_options& co) {
-      return [&, co](int i) {
-        auto c = std::shared_ptr<protocol::client>(connect_or_throw(co));
-        auto rng = std::make_shared<std::mt19937_64>(i + 1);
-        return operation([c, rng, &select_stmt] {
-          auto st = select_stmt(*rng);
-          return c->query(st.sql, st.params).has_value();
-        });
-      };
-    };
-    for (int n : o.connections) row("point-select", n, measure(n, o.seconds, select_through(ro)), measure(n, o.seconds, select_through(bo)));
+    for (int n : o.connections) {
+      auto r = measure(n, o.seconds, [&](int i) { return tandem_d1_select(ro, i, rows); });
+      auto b = measure(n, o.seconds, [&](int i) { return tandem_d1_select(bo, i, rows); });
+      row("point-select", n, r, b);
+    }
     for (int n : o.connections) {
       auto r = measure(n, o.seconds, [&](int i) { return tandem_insert(ro, 2000 + i); });
       auto b = measure(n, o.seconds, [&](int i) { return tandem_insert(bo, 3000 + i); });
       row("insert", n, r, b);
     }
   }
-  (void)rows;
   // D1 requests per replicated write: dual-sqlite over each transport, writers for o.seconds,
   // then until D1 has applied every entry; the local D1 counts what reached it.
   std::printf("%s\n", std::string(100, '-').c_str());
@@ -702,14 +706,7 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
       auto rng = std::make_shared<std::mt19937_64>(i + 1);
       return d1_direct(d1, [rng, select_stmt] { return select_stmt(*rng); });
     });
-    auto t = measure(n, o.seconds, [&](int i) {
-      auto c = std::shared_ptr<protocol::client>(connect_or_throw(copts));
-      auto rng = std::make_shared<std::mt19937_64>(i + 1);
-      return operation([c, rng, select_stmt] {
-        auto st = select_stmt(*rng);
-        return c->query(st.sql, st.params).has_value();
-      });
-    });
+    auto t = measure(n, o.seconds, [&](int i) { return tandem_d1_select(copts, i, rows); });
     row("point-select", n, f, t);
     if (n == 1) select1_direct = f, select1_tandem = t;
   }
@@ -755,7 +752,7 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
                 select1_exact.p50_us - select1_raw.p50_us, 100.0 * (select1_exact.p50_us - select1_raw.p50_us) / select1_raw.p50_us);
   child.stop();
   d1.shutdown();
-  run_transport_bench(o, local, database, binary, dir, rows, select_stmt);
+  run_transport_bench(o, local, database, binary, dir, rows);
   return 0;
 }
 
