@@ -340,11 +340,11 @@ struct d1_store::impl {
     // D1 leads: the journal entry commits in the same batch (D1 runs a batch as one transaction).
     const bool journaled = opts.journal && !all_reads;
     if (journaled) {
-      std::string part =
-          "{\"sql\":\"INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (0, ?, " +
-          // changes() is the last INSERT/UPDATE/DELETE's count, which a schema change leaves
-          // as it was: recorded only for a single DML statement ('[]' means not recorded).
-          std::string(is_batch || changes_schema ? "'[]'" : "json_array(changes())") + ", ?) RETURNING seq\",\"params\":[";
+      // changes() is the last INSERT/UPDATE/DELETE's count, which a schema change leaves as it
+      // was: recorded only for a single DML statement ('[]' means not recorded).
+      std::string part = "{\"sql\":";
+      protocol::append_json_string(part, journal_append_sql(is_batch || changes_schema ? "'[]'" : "json_array(changes())") + " RETURNING seq");
+      part += ",\"params\":[0,";
       protocol::append_json_string(part, encode_statements(sts));
       part += "," + std::to_string(wall_ms()) + "]}";
       parts.push_back(std::move(part));

@@ -53,6 +53,12 @@ std::string quote_identifier(std::string_view name) {
   return out;
 }
 
+namespace {
+// AUTOINCREMENT keeps the highest sequence ever given in sqlite_sequence, past every prune.
+constexpr const char* k_high_water =
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), (SELECT max(seq) FROM _tandem_journal), 0)";
+}  // namespace
+
 std::vector<protocol::statement> journal_schema_statements() {
   std::vector<protocol::statement> out;
   for (const char* sql : k_journal_schema) out.push_back({sql, {}});
@@ -74,8 +80,7 @@ std::vector<protocol::statement> journal_identity_statements() {
   out.push_back({"SELECT (SELECT value FROM _tandem_meta WHERE key = 'journal_id'), "
                  "(SELECT value FROM _tandem_meta WHERE key = 'journal_base'), "
                  "coalesce((SELECT value FROM _tandem_meta WHERE key = 'follower_stale'), ''), "
-                 "coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), (SELECT max(seq) FROM _tandem_journal), 0), "
-                 "coalesce((SELECT min(seq) FROM _tandem_journal), 0)",
+                 + std::string(k_high_water) + ", coalesce((SELECT min(seq) FROM _tandem_journal), 0)",
                  {}});
   return out;
 }
@@ -232,6 +237,82 @@ protocol::statement applied_guard(std::string_view source, std::int64_t expected
   st.params.positional = {std::string(source), expected};
   return st;
 }
+
+std::string journal_append_sql(std::string_view changes_sql) {
+  return "INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (?, ?, " + std::string(changes_sql) + ", ?)";
+}
+
+protocol::statement journal_read_statement(std::int64_t after, std::int64_t limit) {
+  protocol::statement st;
+  st.sql = "SELECT seq, kind, body, changes, created_ms FROM _tandem_journal WHERE seq > ? ORDER BY seq LIMIT ?";
+  st.params.positional = {after, limit};
+  return st;
+}
+
+outcome<std::vector<journal_entry>> read_journal_entries(const protocol::query_result& result,
+                                                         const journal_batch_limits& limits, std::string_view store) {
+  std::vector<journal_entry> out;
+  std::size_t bytes = 0, statements = limits.overhead;
+  for (const auto& row : result.rows) {
+    const auto* seq = row.size() == 5 ? std::get_if<std::int64_t>(&row[0]) : nullptr;
+    const auto* kind = seq ? std::get_if<std::int64_t>(&row[1]) : nullptr;
+    const auto* body = seq ? std::get_if<std::string>(&row[2]) : nullptr;
+    const auto* changes = seq ? std::get_if<std::string>(&row[3]) : nullptr;
+    const auto* created = seq ? std::get_if<std::int64_t>(&row[4]) : nullptr;
+    if (!seq || !kind || !body || !changes || !created) {
+      return error{errc::internal, "a journal row has unexpected types", std::string(store), {}};
+    }
+    auto sts = decode_statements(*body);
+    if (!sts) {
+      auto err = sts.error();
+      err.message += " at seq " + std::to_string(*seq);
+      return err;
+    }
+    if (!out.empty() && (bytes + body->size() > limits.max_bytes || statements + sts->size() > limits.max_statements)) break;
+    bytes += body->size();
+    statements += sts->size();
+    journal_entry e;
+    e.seq = *seq;
+    e.kind = static_cast<entry_kind>(*kind);
+    e.statements = std::move(*sts);
+    e.changes = decode_changes(*changes);
+    e.created_ms = *created;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+constexpr const char* k_entry_size = "length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))";
+protocol::statement plain(std::string sql) { return protocol::statement{std::move(sql), {}}; }
+}  // namespace
+
+protocol::statement journal_prune_statement(std::int64_t upto, std::int64_t before_ms, bool counted) {
+  protocol::statement st;
+  st.sql = "DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?";
+  if (counted) st.sql += std::string(" RETURNING ") + k_entry_size;
+  st.params.positional = {upto, before_ms};
+  return st;
+}
+
+protocol::statement journal_bytes_statement() {
+  return plain(std::string("SELECT coalesce(sum(") + k_entry_size + "), 0) FROM _tandem_journal");
+}
+
+protocol::statement journal_max_seq_statement() { return plain("SELECT coalesce(max(seq), 0) FROM _tandem_journal"); }
+
+protocol::statement journal_high_water_statement() { return plain(std::string("SELECT ") + k_high_water); }
+
+protocol::statement journal_clear_statement() { return plain("DELETE FROM _tandem_journal"); }
+
+std::int64_t read_figure(const protocol::query_result& result) {
+  const auto* v = result.rows.empty() || result.rows[0].empty() ? nullptr : std::get_if<std::int64_t>(&result.rows[0][0]);
+  return v ? *v : 0;
+}
+
+protocol::statement applied_journal_probe_statement() { return plain("SELECT journal FROM _tandem_applied LIMIT 0"); }
+
+protocol::statement applied_journal_upgrade_statement() { return plain("ALTER TABLE _tandem_applied ADD COLUMN journal TEXT"); }
 
 // --- row_recorder ----------------------------------------------------------------------------
 

@@ -90,6 +90,44 @@ struct journal_entry {
   std::int64_t created_ms = 0;        // wall clock (ms since the epoch) when the leader committed
 };
 
+// Every other statement tandem runs on `_tandem_journal` and `_tandem_applied` is made here, so
+// the tables' SQL lives in one file.
+
+// The leader's write: one entry. Parameters kind, body, then `changes_sql`'s own (none, or one
+// for "?"), then created_ms. `changes_sql` is "?" when the caller binds the changes, or an SQL
+// expression the store evaluates in the same transaction (D1: json_array(changes())).
+std::string journal_append_sql(std::string_view changes_sql);
+// The entries after `after`, in order, at most `limit`: the replicator's read.
+protocol::statement journal_read_statement(std::int64_t after, std::int64_t limit);
+// How much of journal_read_statement's answer one follower batch takes.
+struct journal_batch_limits {
+  std::size_t max_bytes = 1000000;     // of entry bodies
+  std::size_t max_statements = 998;    // the follower's batch limit
+  std::size_t overhead = 2;            // statements the batch adds around the entries
+};
+// The entries of `result` in order, while the batch has room; the first always goes, whatever
+// its size. An error names the sequence that did not decode.
+outcome<std::vector<journal_entry>> read_journal_entries(const protocol::query_result& result,
+                                                         const journal_batch_limits& limits, std::string_view store);
+// Deletes entries applied up to `upto` and created before `before_ms`; with `counted`, returns
+// each one's size (as journal_bytes_statement() counts it).
+protocol::statement journal_prune_statement(std::int64_t upto, std::int64_t before_ms, bool counted);
+// The size of every entry held: the bytes of their bodies and changes.
+protocol::statement journal_bytes_statement();
+// The highest sequence held (0: none).
+protocol::statement journal_max_seq_statement();
+// The highest sequence ever appended, pruned or not (0: none).
+protocol::statement journal_high_water_statement();
+// Empties the journal (a live backfill rebuilds the follower).
+protocol::statement journal_clear_statement();
+// The first value of `result`'s first row as an integer, 0 when there is none (the answer to
+// the statements above that return one figure).
+std::int64_t read_figure(const protocol::query_result& result);
+// Rows of `_tandem_applied` made before journals had an id lack its column: the probe fails with
+// "no such column" there, and the upgrade adds it.
+protocol::statement applied_journal_probe_statement();
+protocol::statement applied_journal_upgrade_statement();
+
 // A body: the statements as one protocol v1 batch line (without the newline).
 std::string encode_statements(const std::vector<protocol::statement>& statements);
 outcome<std::vector<protocol::statement>> decode_statements(std::string_view body);

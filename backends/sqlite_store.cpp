@@ -408,7 +408,7 @@ outcome<sqlite_store::journal_plan> sqlite_store::plan_journal(sqlite_connection
 
 outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, const job& j, row_recorder* rows) {
   protocol::statement entry;
-  entry.sql = "INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (?, ?, ?, ?)";
+  entry.sql = journal_append_sql("?");
   if (rows != nullptr) {
     const auto& limits = options_.follower_limits;
     auto images = rows->finish(limits, limits.max_batch_statements - k_batch_overhead);
@@ -443,10 +443,8 @@ bool sqlite_store::check_journal_bound(sqlite_connection& conn, bool& marked_in_
     if (o.journal_max_bytes <= 0 && o.min_free_disk_bytes <= 0) return true;
     if (journal_bytes_.load(std::memory_order_relaxed) < 0) {
       // Once per start (and after a backfill): the entries' text, as append_journal counts it.
-      protocol::statement sum{"SELECT coalesce(sum(length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))), 0) FROM _tandem_journal", {}};
-      auto r = conn.execute(sum, clock::time_point::max(), true);
-      const auto* v = r && !r->rows.empty() ? std::get_if<std::int64_t>(&r->rows[0][0]) : nullptr;
-      journal_bytes_.store(v ? *v : 0);
+      auto r = conn.execute(journal_bytes_statement(), clock::time_point::max(), true);
+      journal_bytes_.store(r ? read_figure(*r) : 0);
     }
     std::string why;
     const std::int64_t bytes = journal_bytes_.load(std::memory_order_relaxed);

@@ -20,13 +20,6 @@ using protocol::statement;
 // "SQLite" or "D1", as a sentence names them.
 std::string display_name(const backends::store& s) { return s.name() == "d1" ? "D1" : "SQLite"; }
 
-statement sql(std::string text, std::vector<protocol::value> params = {}) {
-  statement st;
-  st.sql = std::move(text);
-  st.params.positional = std::move(params);
-  return st;
-}
-
 }  // namespace
 
 backends::outcome<std::vector<query_result>> run_batch(backends::store& s, std::vector<statement> statements,
@@ -50,9 +43,9 @@ backends::outcome<backends::journal_identity> ensure_journal(backends::store& s,
   auto r = run_batch(s, backends::journal_identity_statements(), options);
   if (!r) return r.error();
   // `_tandem_applied` rows name their journal since tandem 0.x; an older table gets the column.
-  auto probe = run_batch(s, {sql("SELECT journal FROM _tandem_applied LIMIT 0")}, options);
+  auto probe = run_batch(s, {backends::applied_journal_probe_statement()}, options);
   if (!probe && probe.error().message.find("no such column") != std::string::npos) {
-    if (auto up = run_batch(s, {sql("ALTER TABLE _tandem_applied ADD COLUMN journal TEXT")}, options); !up) return up.error();
+    if (auto up = run_batch(s, {backends::applied_journal_upgrade_statement()}, options); !up) return up.error();
   } else if (!probe) {
     return probe.error();
   }
@@ -290,12 +283,9 @@ void replicator::set_error(std::string e) {
 }
 
 backends::outcome<std::int64_t> replicator::leader_max_seq() {
-  auto r = run_batch(leader_, {sql("SELECT coalesce(max(seq), 0) FROM _tandem_journal")},
-                     internal_until(clock::now() + options_.request_timeout));
+  auto r = run_batch(leader_, {backends::journal_max_seq_statement()}, internal_until(clock::now() + options_.request_timeout));
   if (!r) return r.error();
-  const auto& rows = r->at(0).rows;
-  const auto* v = rows.empty() ? nullptr : std::get_if<std::int64_t>(&rows[0][0]);
-  return v ? *v : 0;
+  return backends::read_figure(r->at(0));
 }
 
 bool replicator::wait_caught_up(clock::time_point deadline) {
@@ -359,42 +349,12 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
   }
   // A query, not a batch: on SQLite it runs on a reader, so a commit being synced on the writer
   // does not delay the copy of the entries it follows.
-  auto r = run_query(leader_,
-                     sql("SELECT seq, kind, body, changes, created_ms FROM _tandem_journal WHERE seq > ? ORDER BY seq LIMIT ?",
-                         {after, static_cast<std::int64_t>(max_entries)}),
+  auto r = run_query(leader_, backends::journal_read_statement(after, static_cast<std::int64_t>(max_entries)),
                      internal_until(clock::now() + options_.request_timeout));
   if (!r) return r.error();
-  std::vector<journal_entry> out;
   const bool fenced = options_.permit && options_.permit->fence(follower_.name());
-  std::size_t bytes = 0, statements = backends::k_batch_overhead + (fenced ? 1 : 0);
-  for (const auto& row : r->rows) {
-    journal_entry e;
-    const auto* seq = std::get_if<std::int64_t>(&row.at(0));
-    const auto* kind = std::get_if<std::int64_t>(&row.at(1));
-    const auto* body = std::get_if<std::string>(&row.at(2));
-    const auto* changes = std::get_if<std::string>(&row.at(3));
-    const auto* created = std::get_if<std::int64_t>(&row.at(4));
-    if (!seq || !kind || !body || !changes || !created) {
-      return protocol::error{protocol::errc::internal, "a journal row has unexpected types", std::string(leader_.name()), {}};
-    }
-    auto sts = backends::decode_statements(*body);
-    if (!sts) {
-      auto err = sts.error();
-      err.message += " at seq " + std::to_string(*seq);
-      return err;
-    }
-    // The first entry always goes, whatever its size; the others while the batch has room.
-    if (!out.empty() && (bytes + body->size() > options_.batch_bytes || statements + sts->size() > options_.batch_statements)) break;
-    bytes += body->size();
-    statements += sts->size();
-    e.seq = *seq;
-    e.kind = static_cast<entry_kind>(*kind);
-    e.statements = std::move(*sts);
-    e.changes = backends::decode_changes(*changes);
-    e.created_ms = *created;
-    out.push_back(std::move(e));
-  }
-  return out;
+  return backends::read_journal_entries(
+      *r, {options_.batch_bytes, options_.batch_statements, backends::k_batch_overhead + (fenced ? 1 : 0)}, leader_.name());
 }
 
 void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
@@ -561,9 +521,7 @@ void replicator::prune() {
   }
   // A store that counts its journal's bytes is told what was freed.
   const bool counted = bytes >= 0;
-  batch.push_back(sql(std::string("DELETE FROM _tandem_journal WHERE seq <= ? AND created_ms < ?") +
-                          (counted ? " RETURNING length(CAST(body AS BLOB)) + length(CAST(changes AS BLOB))" : ""),
-                      {upto, before}));
+  batch.push_back(backends::journal_prune_statement(upto, before, counted));
   const std::size_t deleted = batch.size() - 1;
   auto r = run_batch(leader_, std::move(batch), internal_until(now + options_.request_timeout));
   if (!r) return;

@@ -601,12 +601,8 @@ std::int64_t router::sqlite_applied_from_d1(const replicator& rep, clock::time_p
   backends::exec_options o;
   o.internal = true;
   o.deadline = deadline;
-  protocol::statement st;
-  st.sql = "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = ?";
-  st.params.positional = {protocol::value{std::string(d1_->name())}};
-  auto r = run_batch(*sqlite_, {st}, o);
-  const auto* v = r && !r->at(0).rows.empty() ? std::get_if<std::int64_t>(&r->at(0).rows[0][0]) : nullptr;
-  return v ? *v : 0;
+  auto r = run_batch(*sqlite_, {backends::applied_position_statement(d1_->name())}, o);
+  return r ? backends::read_applied_position(r->at(0)).seq : 0;
 }
 
 std::int64_t router::d1_entries_sqlite_lacks() {
@@ -785,7 +781,7 @@ backends::outcome<void> router::begin_backfill() {
   // that had to be rebuilt anyway is of no use, and one whose bound stopped it journals again.
   auto journal = ensure_journal(*sqlite_, internal_until(clock::now() + std::chrono::seconds(30)));
   if (journal && (!journal->follower_stale.empty() || sqlite_->journaling_stopped())) {
-    if (auto r = run_batch(*sqlite_, {{"DELETE FROM _tandem_journal", {}}}, internal_until(clock::time_point::max())); r) {
+    if (auto r = run_batch(*sqlite_, {backends::journal_clear_statement()}, internal_until(clock::time_point::max())); r) {
       sqlite_->journal_pruned(std::max<std::int64_t>(sqlite_->journal_bytes(), 0));
       spdlog::info("live backfill: {} journal entries D1 will not need were deleted", r->at(0).meta.changes);
     }
