@@ -1,5 +1,7 @@
 #include "backends/d1_store.hpp"
 
+#include <sqlite3.h>
+
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -165,6 +167,14 @@ outcome<std::vector<query_result>> parse_reply(const http_reply& reply, std::siz
   return parse_d1_reply(reply.status, reply.body, expected, idempotent);
 }
 
+// What the schema mirror (the follower's SQLite) answers for SQL it could never run, whatever
+// the schema: a function it lacks, or syntax it does not know. "no such table" is not among them
+// (a batch may create the table first).
+bool sqlite_cannot_replay(const std::string& why) {
+  return why.find("no such function") != std::string::npos || why.find("syntax error") != std::string::npos ||
+         why.find("unrecognized token") != std::string::npos;
+}
+
 bool is_schema_change(const std::string& sql) {
   const auto k = first_keyword(sql);
   return k == "CREATE" || k == "DROP" || k == "ALTER";
@@ -239,8 +249,10 @@ struct d1_store::impl {
   }
 
   // SQLite's verdict on one statement: read, write, or unknown (the mirror could not prepare it;
-  // D1 will judge). Refusals (UNSUPPORTED, BAD_REQUEST) come back as errors.
-  asio::awaitable<outcome<std::optional<statement_info>>> classify(const std::string& sql, clock::time_point deadline) {
+  // D1 will judge, and `why_unknown` says what the mirror answered). Refusals (UNSUPPORTED,
+  // BAD_REQUEST) come back as errors.
+  asio::awaitable<outcome<std::optional<statement_info>>> classify(const std::string& sql, clock::time_point deadline,
+                                                                   std::string& why_unknown) {
     if (auto single = check_single_statement(sql); !single) co_return single.error();
     bool reloaded = false;
     if (!schema_current) reloaded = co_await load_schema(deadline);
@@ -254,6 +266,7 @@ struct d1_store::impl {
         co_return e;
       }
       // Perhaps another client changed the schema: look once more, then let D1 decide.
+      why_unknown = k.error().message;
       if (reloaded || !co_await load_schema(deadline)) co_return std::optional<statement_info>{};
       reloaded = true;
     }
@@ -308,7 +321,14 @@ struct d1_store::impl {
         info.kind = k == "SELECT" ? statement_kind::read : statement_kind::write;
         kind = std::optional<statement_info>{info};
       } else {
-        kind = co_await classify(sts[i].sql, opts.deadline);
+        std::string why_unknown;
+        kind = co_await classify(sts[i].sql, opts.deadline, why_unknown);
+        if (kind && !*kind && opts.journal && sqlite_cannot_replay(why_unknown)) {
+          const std::string version = sqlite3_libversion();
+          kind = d1_error(errc::unsupported, "SQLite " + version + " (the follower while D1 leads) cannot run this statement (" +
+                                                 why_unknown + "), so it could not replay it: write it in SQL that SQLite " +
+                                                 version + " runs too");
+        }
       }
       if (kind && opts.journal && *kind && (*kind)->kind == statement_kind::write && !(*kind)->nondeterministic.empty()) {
         kind = d1_error(errc::unsupported,

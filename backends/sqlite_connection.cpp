@@ -6,6 +6,7 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <functional>
 
 namespace tandem::backends {
 namespace {
@@ -52,6 +53,36 @@ bool in_list(const char* name, std::initializer_list<std::string_view> list) { r
 
 bool is_tandem_table(const char* name) {
   return name != nullptr && sqlite3_strnicmp(name, "_tandem_", 8) == 0;
+}
+
+// D1 refuses tables, indexes, triggers and views whose name starts with _cf_ (its own), and
+// renames into such a name.
+bool is_d1_reserved(std::string_view name) { return name.size() >= 4 && sqlite3_strnicmp(name.data(), "_cf_", 4) == 0; }
+constexpr const char* k_d1_reserved = " starts with _cf_, which D1 reserves for its own tables: choose another name";
+
+// The new name of `ALTER TABLE t RENAME TO name` ("" for any other statement; RENAME [COLUMN] a
+// TO b renames a column). The authorizer is not told it.
+std::string_view renamed_table(std::string_view sql) {
+  auto word = [&](std::size_t& i) {
+    while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+    const std::size_t from = i;
+    while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_')) ++i;
+    return sql.substr(from, i - from);
+  };
+  for (std::size_t i = 0; i < sql.size();) {
+    const auto w = word(i);
+    if (w.empty()) {
+      ++i;
+      continue;
+    }
+    if (w.size() == 6 && sqlite3_strnicmp(w.data(), "RENAME", 6) == 0) {
+      const auto next = word(i);
+      if (next.size() != 2 || sqlite3_strnicmp(next.data(), "TO", 2) != 0) return {};
+      while (i < sql.size() && (std::isspace(static_cast<unsigned char>(sql[i])) || std::strchr("\"'`[", sql[i]))) ++i;
+      return sql.substr(i);
+    }
+  }
+  return {};
 }
 
 void add_unique(std::vector<std::string>& list, const char* name) {
@@ -103,6 +134,10 @@ outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite
   }
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  if (options.max_length > 0) {
+    c->max_length_ = options.max_length;
+    sqlite3_limit(raw, SQLITE_LIMIT_LENGTH, static_cast<int>(std::min<std::size_t>(options.max_length, 0x7fffffff)));
+  }
   sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
   sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
   sqlite3_set_authorizer(raw, &sqlite_connection::authorize, c.get());
@@ -183,16 +218,23 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
       if (d != nullptr) c->seen_.fires_triggers = true;
       return guard_tandem(a);
     case SQLITE_CREATE_TABLE:
-    case SQLITE_DROP_TABLE:
     case SQLITE_CREATE_VIEW:
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_CREATE_TRIGGER:
+      c->seen_.schema_change = true;
+      if (a != nullptr && is_d1_reserved(a)) return deny(std::string("the name ") + a + k_d1_reserved);
+      return guard_tandem(action == SQLITE_CREATE_TABLE || action == SQLITE_CREATE_VIEW ? a : b);
+    case SQLITE_DROP_TABLE:
     case SQLITE_DROP_VIEW:
       c->seen_.schema_change = true;
       return guard_tandem(a);
-    case SQLITE_CREATE_INDEX:
-    case SQLITE_DROP_INDEX:
-    case SQLITE_CREATE_TRIGGER:
-    case SQLITE_DROP_TRIGGER:
     case SQLITE_ALTER_TABLE:
+      if (const auto to = renamed_table(c->preparing_); is_d1_reserved(to)) {
+        return deny("the new name " + std::string(to.substr(0, to.find_first_of(" \t\n;\"'`]"))) + k_d1_reserved);
+      }
+      [[fallthrough]];
+    case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_TRIGGER:
       c->seen_.schema_change = true;
       return guard_tandem(b);
     case SQLITE_TRANSACTION:
@@ -242,11 +284,19 @@ int sqlite_connection::authorize(void* self, int action, const char* a, const ch
   }
 }
 
+error sqlite_connection::too_big() const {
+  return error{errc::unsupported,
+               "refused, nothing was written: the write makes a string, blob or row of more than " + std::to_string(max_length_) +
+                   " bytes, and D1 stores at most that much per value and per row",
+               "sqlite", {}};
+}
+
 error sqlite_connection::error_from(int rc, std::string_view context) const {
   const int primary = rc & 0xFF;
   std::string msg = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
   if (!context.empty()) msg = std::string(context) + msg;
   errc code = errc::sql_error;
+  if (primary == SQLITE_TOOBIG && max_length_ > 0) return too_big();
   switch (primary) {
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH: code = errc::constraint; break;
@@ -292,6 +342,7 @@ outcome<sqlite_connection::cache_entry*> sqlite_connection::prepare(const std::s
   inserted_tables_.clear();
   volatile_seen_.clear();
   checking_user_sql_ = !internal;
+  preparing_ = sql;
   const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
                                     SQLITE_PREPARE_PERSISTENT, &raw, &tail);
   checking_user_sql_ = false;
@@ -425,7 +476,7 @@ int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
 
 // Binds the client's parameters; every statement parameter must get exactly one value and every
 // value must be used.
-outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
+outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p, const std::function<error()>& too_big) {
   const int count = sqlite3_bind_parameter_count(st);
   auto bad = [](std::string m) { return error{errc::bad_request, std::move(m), "sqlite", {}}; };
   if (!p.is_named) {
@@ -434,8 +485,10 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
                  std::to_string(p.positional.size()) + " value(s) were given");
     }
     for (int i = 1; i <= count; ++i) {
-      if (int rc = bind_value(st, i, p.positional[i - 1]); rc != SQLITE_OK)
+      if (int rc = bind_value(st, i, p.positional[i - 1]); rc != SQLITE_OK) {
+        if (rc == SQLITE_TOOBIG) return too_big();
         return bad("cannot bind parameter " + std::to_string(i) + ": " + sqlite3_errstr(rc));
+      }
     }
     return {};
   }
@@ -455,8 +508,10 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
     }
     if (found == p.named.size()) return bad("no value given for parameter " + std::string(full));
     used[found] = true;
-    if (int rc = bind_value(st, i, p.named[found].second); rc != SQLITE_OK)
+    if (int rc = bind_value(st, i, p.named[found].second); rc != SQLITE_OK) {
+      if (rc == SQLITE_TOOBIG) return too_big();
       return bad("cannot bind parameter " + std::string(full) + ": " + sqlite3_errstr(rc));
+    }
   }
   for (std::size_t k = 0; k < used.size(); ++k) {
     if (!used[k]) return bad("the statement has no parameter named '" + p.named[k].first + "'");
@@ -501,7 +556,19 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
   if (!prepared) return prepared.error();
   sqlite3_stmt* st = (*prepared)->stmt.get();
   statement_reset reset{st};
-  if (auto b = bind_all(st, statement.params); !b) return b.error();
+  // The follower's limit is for what clients write; tandem's own rows (a journal entry holding a
+  // 1.5 MB blob as base64, a follower applying what D1 already holds) may be larger.
+  struct lift_limit {
+    sqlite3* db;
+    int kept;
+    lift_limit(sqlite3* d, bool on) : db(on ? d : nullptr), kept(on ? sqlite3_limit(d, SQLITE_LIMIT_LENGTH, 0x7fffffff) : 0) {}
+    ~lift_limit() {
+      if (db != nullptr) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, kept);
+    }
+  } lifted(db_.get(), internal && max_length_ > 0);
+  if (auto b = bind_all(st, statement.params, [&] { return max_length_ > 0 ? too_big() : error_from(SQLITE_TOOBIG, ""); }); !b) {
+    return b.error();
+  }
 
   protocol::query_result result;
   const int ncol = sqlite3_column_count(st);

@@ -47,6 +47,10 @@ struct sqlite_options {
   int busy_timeout_ms = 5000;
   std::size_t statement_cache_size = 256;
   bool read_only = false;
+  // The largest string, blob or row the connection may make (SQLITE_LIMIT_LENGTH), 0 for
+  // SQLite's own. Where D1 follows, the writer takes D1's (2,000,000 bytes), so a write D1 could
+  // not store fails on SQLite first, as UNSUPPORTED, before anything commits.
+  std::size_t max_length = 0;
 };
 
 class sqlite_connection {
@@ -108,6 +112,8 @@ class sqlite_connection {
   void finish_info(statement_info& info, sqlite3_stmt* st);
   std::string row_images_refused(const std::string& table);
   protocol::error error_from(int rc, std::string_view context) const;
+  // A value or row over max_length: UNSUPPORTED, naming D1's limit.
+  protocol::error too_big() const;
   static int authorize(void* self, int action, const char* a, const char* b, const char* c,
                        const char* d);
   static int progress(void* self);
@@ -117,6 +123,8 @@ class sqlite_connection {
   std::unordered_map<std::string, cache_entry> cache_;
   std::list<std::string> lru_;  // most recently used first
   bool checking_user_sql_ = false;
+  std::size_t max_length_ = 0;
+  std::string_view preparing_;  // the SQL being prepared, for what the authorizer is not told
   bool cache_stale_ = false;  // a schema change ran: prepare afresh
   std::string denied_;  // why the authorizer refused the statement being prepared
   statement_info seen_;  // what the authorizer saw of the statement being prepared

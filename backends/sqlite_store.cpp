@@ -46,7 +46,9 @@ outcome<std::unique_ptr<sqlite_store>> sqlite_store::open(const sqlite_store_opt
     return error{errc::bad_request, "the SQLite store needs a plain file path (readers share it with the writer)", "sqlite", {}};
   }
   std::unique_ptr<sqlite_store> s(new sqlite_store(options));
-  auto writer = sqlite_connection::open(options.db);
+  sqlite_options write_opts = options.db;
+  if (options.follower_row_limit) write_opts.max_length = options.follower_limits.max_value_bytes;
+  auto writer = sqlite_connection::open(write_opts);
   if (!writer) return writer.error();
   s->writer_conn_ = std::move(*writer);
   sqlite_options read_opts = options.db;

@@ -42,6 +42,10 @@ struct sqlite_store_options {
   // first write that is not journaled, so it must be rebuilt before it follows again.
   std::int64_t journal_max_bytes = 0;
   std::int64_t min_free_disk_bytes = 0;
+  // Where D1 follows or may follow: the writer makes no string, blob or row larger than the
+  // follower stores (follower_limits.max_value_bytes), in any mode, so a write D1 could not hold
+  // fails on SQLite first (sqlite_options::max_length).
+  bool follower_row_limit = false;
 };
 
 // How the writer has been doing; read by metrics.

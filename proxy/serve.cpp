@@ -155,6 +155,7 @@ backends::outcome<std::unique_ptr<backends::sqlite_store>> open_sqlite(const con
   // Durable by default where D1 follows or may follow (see sqlite_config::synchronous).
   so.db.synchronous = !c.sqlite.synchronous.empty() ? c.sqlite.synchronous : (c.mode != "sqlite-only" || c.d1.configured()) ? "FULL" : "NORMAL";
   so.journal_max_bytes = c.dual.max_journal_bytes;
+  so.follower_row_limit = c.mode != "sqlite-only" || c.d1.configured();
   so.follower_limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
   so.min_free_disk_bytes = c.dual.min_free_disk_bytes;
   so.db.busy_timeout_ms = c.sqlite.busy_timeout_ms;

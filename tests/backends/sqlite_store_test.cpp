@@ -133,6 +133,24 @@ TEST_F(SqliteStore, RefusesWhatD1Refuses) {
   EXPECT_NE(r.error().message.find("batch"), std::string::npos) << "the message says what to use instead";
 }
 
+TEST_F(SqliteStore, RefusesNamesD1ReservesBeforeAnythingCommits) {
+  ok("CREATE TABLE t(x)");
+  for (const char* sql : {"CREATE TABLE _cf_x(a)", "CREATE TABLE \"_CF_Y\"(a)", "CREATE VIEW _cf_v AS SELECT 1",
+                          "CREATE INDEX _cf_i ON t(x)", "CREATE TRIGGER _cf_tr AFTER INSERT ON t BEGIN SELECT 1; END",
+                          "ALTER TABLE t RENAME TO _cf_t", "ALTER TABLE t RENAME TO \"_cf_t\"", "alter table t rename to [_Cf_t]"}) {
+    auto r = run(sql);
+    ASSERT_FALSE(r) << sql;
+    EXPECT_EQ(r.error().code, errc::unsupported) << sql << ": " << r.error().message;
+    EXPECT_NE(r.error().message.find("_cf_"), std::string::npos) << r.error().message;
+  }
+  EXPECT_EQ(count("t"), 0) << "t is still there, under its name";
+  // Names that only look alike, and column renames, are the application's.
+  for (const char* sql : {"CREATE TABLE cf_x(a)", "CREATE TABLE x_cf_(a)", "ALTER TABLE t RENAME x TO _cf_x",
+                          "ALTER TABLE t RENAME COLUMN _cf_x TO y", "ALTER TABLE t RENAME TO renamed"}) {
+    EXPECT_TRUE(run(sql)) << sql;
+  }
+}
+
 TEST_F(SqliteStore, OneStatementPerQuery) {
   ok("CREATE TABLE t(x)");
   auto r = run("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");

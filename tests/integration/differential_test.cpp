@@ -135,8 +135,8 @@ class round_gen {
         return value{std::string(texts[pick(10)])};
       }
       case 4: {
-        static const std::size_t sizes[] = {0, 1, 16, 1000, 60000, 300000};
-        std::size_t n = sizes[chance(85) ? pick(4) : 4 + pick(2)];
+        static const std::size_t sizes[] = {0, 1, 16, 1000, 60000, 300000, 1000000, 2000000};
+        std::size_t n = sizes[chance(85) ? pick(4) : chance(90) ? 4 + pick(2) : 6 + pick(2)];
         if (chance(1)) n = 2000001;  // over D1's limit: refused
         std::string b(n, '\0');
         for (auto& ch : b) ch = static_cast<char>(rng_());
@@ -215,22 +215,41 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
         ADD_FAILURE() << "unexpected " << std::string(protocol::to_string(e.code)) << " for " << sql.substr(0, 200) << ": " << e.message;
       }
     };
+    // A quarter of the writes carry a witness: a row of their own in `witness`, in the same
+    // atomic batch. At the end the leader holds exactly the witnesses of acknowledged writes (a
+    // refused write left nothing on either store: the stores are compared too).
+    std::set<std::int64_t> witnessed;
+    std::int64_t witnesses = 0;
+    auto send_batch = [&](std::vector<protocol::statement> sts) {
+      const bool witness = g.chance(25);
+      const std::int64_t n = ++witnesses;
+      if (witness) sts.push_back({"INSERT INTO witness(n) VALUES (?)", {{value{n}}, {}, false}});
+      auto r = (*c)->batch(sts);
+      if (r) {
+        ++t.acknowledged;
+        if (witness) witnessed.insert(n);
+      } else {
+        note(r.error(), sts.empty() ? "" : sts[0].sql);
+      }
+    };
     auto send = [&](const std::string& sql, std::vector<value> params) {
+      if (g.chance(25)) {
+        protocol::statement one{sql, {}};
+        one.params.positional = std::move(params);
+        send_batch({std::move(one)});
+        return;
+      }
       protocol::params p;
       p.positional = std::move(params);
       auto r = (*c)->query(sql, p);
       if (r) ++t.acknowledged;
       else note(r.error(), sql);
     };
-    auto send_batch = [&](std::vector<protocol::statement> sts) {
-      auto r = (*c)->batch(sts);
-      if (r) ++t.acknowledged;
-      else note(r.error(), sts.empty() ? "" : sts[0].sql);
-    };
     for (const auto& sql : g.schema(tables)) {
       auto r = (*c)->query(sql);
       ASSERT_TRUE(r) << sql << ": " << r.error().message;
     }
+    ASSERT_TRUE((*c)->query("CREATE TABLE witness(n INTEGER PRIMARY KEY)"));
     bool paused = false;
     for (int w = 0; w < writes; ++w) {
       if (g.chance(8)) {
@@ -358,6 +377,9 @@ class Differential : public ::testing::TestWithParam<proxy::mode> {
     } else {
       EXPECT_TRUE(expect_identical_stores(*d1, *sqlite));
     }
+    std::set<std::int64_t> held;
+    for (const auto& row : rows_of(*sqlite, "witness")) held.insert(std::get<std::int64_t>(row.at(0)));
+    EXPECT_EQ(held, witnessed) << "the witnesses of acknowledged writes, and only theirs";
     ++all_rounds();
     all_writes() += t.acknowledged;
     all_mode_changes() += t.mode_changes;

@@ -230,5 +230,49 @@ TEST_F(JournalIdentity, AJournalAtItsBoundWhileD1IsDownStopsJournalingNeverAWrit
   EXPECT_TRUE(expect_identical_stores(*sqlite_, *d1_));
 }
 
+// The free-disk floor works as the bound does: journaling stops, never a write, and D1 is marked
+// to be rebuilt.
+TEST_F(JournalIdentity, AFreeDiskFloorStopsJournalingNeverAWrite) {
+  backends::sqlite_store_options so;
+  so.min_free_disk_bytes = std::int64_t{1} << 60;  // more than any disk here has free
+  start(proxy::mode::dual_sqlite, {}, so);
+  write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  write("INSERT INTO t VALUES (1, 'kept')");
+  EXPECT_TRUE(sqlite_->journaling_stopped());
+  EXPECT_NE(sqlite_->journal_stop_reason().find("dual.min_free_disk_bytes"), std::string::npos) << sqlite_->journal_stop_reason();
+  EXPECT_EQ(count_of(*sqlite_, "t"), 1);
+  const auto why = refusal();
+  EXPECT_NE(why.find("dual.min_free_disk_bytes"), std::string::npos) << why;
+  EXPECT_EQ(route_->metrics().follower_rebuild_needed.load(), 1);
+  EXPECT_EQ(read("SELECT count(*) FROM t").meta.served_by, "sqlite");
+}
+
+// A file tandem creates gives the pages of pruned entries back to the disk (incremental vacuum),
+// so a journal that grew during an outage does not leave the file at its largest for good.
+TEST_F(JournalIdentity, PrunedJournalPagesGoBackToTheDisk) {
+  backends::sqlite_store_options so;
+  so.journal_max_bytes = 8 << 20;  // past half of it, pruning takes every applied entry at once
+  start(proxy::mode::dual_sqlite, {}, so);
+  auto pragma = [&](const std::string& name) {
+    auto r = proxy::run_batch(*sqlite_, {{"PRAGMA " + name, {}}}, internal());
+    EXPECT_TRUE(r) << name;
+    return r ? std::get<std::int64_t>(r->at(0).rows.at(0).at(0)) : -1;
+  };
+  EXPECT_EQ(pragma("auto_vacuum"), 2) << "incremental";
+  write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  caught_up();
+  route_->pause_replication();
+  for (int i = 1; i <= 50; ++i) write("INSERT INTO t VALUES (" + std::to_string(i) + ", '" + std::string(90000, 'x') + "')");
+  write("DELETE FROM t");  // the table's own pages are free now too; only the journal holds 4.5 MB
+  const auto pages_full = pragma("page_count");
+  route_->resume_replication();
+  caught_up();
+  EXPECT_TRUE(eventually("the applied entries pruned", [&] { return count_of(*sqlite_, "_tandem_journal") == 0; }, 60s));
+  EXPECT_TRUE(eventually("the freed pages given back", [&] { return pragma("freelist_count") < 50; }, 60s))
+      << "freelist_count " << pragma("freelist_count");
+  EXPECT_LT(pragma("page_count"), pages_full / 4) << "the file shrank from " << pages_full << " pages";
+  EXPECT_TRUE(expect_identical_stores(*sqlite_, *d1_));
+}
+
 }  // namespace
 }  // namespace tandem::testing

@@ -113,6 +113,25 @@ TEST_F(Sameness, AnIntegerBoundIntoATextColumnStaysTextOfItsDigits) {
   }
 }
 
+// JSON's true and false, bound as a client sends them, are the integers 1 and 0 on both stores.
+TEST_F(Sameness, BooleansBoundAsJsonArriveAsIntegersOnBoth) {
+  start(proxy::mode::dual_sqlite);
+  ok("CREATE TABLE flags(id INTEGER PRIMARY KEY, a TEXT, b, c INTEGER, d REAL)");
+  raw_connection conn(srv_->port());
+  conn.send("{\"id\":1,\"op\":\"query\",\"sql\":\"INSERT INTO flags(a, b, c, d) VALUES (?, ?, ?, ?)\","
+            "\"params\":[true, false, true, false]}\n");
+  const auto line = conn.read_line();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(code_of(*line), "OK") << *line;
+  expect_identical();
+  backends::exec_options o;
+  o.internal = true;
+  auto r = proxy::run_batch(*d1_, {{"SELECT typeof(a), a, typeof(b), b, typeof(c), typeof(d) FROM flags", {}}}, o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->at(0).rows.at(0), (std::vector<value>{value{std::string("text")}, value{std::string("1")}, value{std::string("integer")},
+                                                     value{std::int64_t{0}}, value{std::string("integer")}, value{std::string("real")}}));
+}
+
 TEST_F(Sameness, DirectD1WritesKeepIntegerTypes) {
   start(proxy::mode::dual_d1);
   ok("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b)");
@@ -128,7 +147,7 @@ TEST_F(Sameness, DirectD1WritesKeepIntegerTypes) {
 TEST_F(Sameness, TimeDefaultsTakeTheLeadersClockNotTheFollowers) {
   start(proxy::mode::dual_sqlite);
   ok("CREATE TABLE ev(id INTEGER PRIMARY KEY, v, a INTEGER DEFAULT (unixepoch()), b TEXT DEFAULT (strftime('%s')), "
-     "c TEXT DEFAULT CURRENT_TIMESTAMP, d REAL DEFAULT (julianday('now')))");
+     "c TEXT DEFAULT CURRENT_TIMESTAMP, d REAL DEFAULT (julianday('now')), e TEXT DEFAULT (date()), f TEXT DEFAULT (time()))");
   later_on_the_follower([&] {
     ok("INSERT INTO ev(v) VALUES (1)");
     ok("INSERT INTO ev(v) VALUES (?)", {value{std::string("two")}});
@@ -206,6 +225,15 @@ TEST_F(Sameness, LargeBlobsReplicateInPiecesAndTooLargeOnesAreRefused) {
   auto r = c_->query("INSERT INTO files(name, data) VALUES ('too big', ?)", {{value{protocol::blob{std::string(2000001, 'y')}}}, {}, false});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::unsupported);
+  // D1's 2 MB is per row too: two values that fit alone, in one row, do not.
+  r = c_->query("INSERT INTO files(name, data) VALUES (?, ?)",
+                {{value{std::string(1100000, 'n')}, value{protocol::blob{std::string(1100000, 'z')}}}, {}, false});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported) << r.error().message;
+  EXPECT_NE(r.error().message.find("per row"), std::string::npos) << r.error().message;
+  r = c_->query("UPDATE files SET name = ? WHERE name = '1.5M'", {{value{std::string(600000, 'n')}}, {}, false});
+  ASSERT_FALSE(r) << "1.5 MB of data and 0.6 MB of name in one row";
+  EXPECT_EQ(r.error().code, errc::unsupported) << r.error().message;
   expect_identical();
   EXPECT_EQ(rows_of(*sqlite_, "files").size(), 2u);
 }
@@ -231,6 +259,21 @@ TEST_F(Sameness, AParentInsertedAfterItsChildsUpdateInOneBatch) {
   ok_batch({st("DELETE FROM parent WHERE id = 2"), st("INSERT INTO parent(id, created) VALUES (3, datetime('now'))")});
   expect_identical();
   EXPECT_EQ(rows_of(*d1_, "child").size(), 0u) << "the cascade ran once, on both";
+}
+
+// A table whose rows reference each other and themselves, written as row images (the time
+// function) in one batch, then cascaded away.
+TEST_F(Sameness, SelfReferencingRowsReplicateAsRowsAndCascade) {
+  start(proxy::mode::dual_sqlite);
+  ok("CREATE TABLE node(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node(id) ON DELETE CASCADE, at TEXT)");
+  ok_batch({st("INSERT INTO node(id, parent, at) VALUES (1, NULL, datetime('now'))"),
+            st("INSERT INTO node(id, parent, at) VALUES (2, 1, datetime('now')), (3, 2, datetime('now'))"),
+            st("INSERT INTO node(id, parent, at) VALUES (5, 5, datetime('now'))"),
+            st("UPDATE node SET parent = 3, at = datetime('now') WHERE id = 5")});
+  expect_identical();
+  ok("DELETE FROM node WHERE id = 1 AND at <= datetime('now')");  // the cascade takes 2, 3 and 5
+  expect_identical();
+  EXPECT_EQ(rows_of(*d1_, "node").size(), 0u);
 }
 
 TEST_F(Sameness, WithoutRowidStrictAndGeneratedColumnsReplicateAsRows) {
@@ -267,6 +310,31 @@ TEST_P(SamenessBothWays, TriggersAndCascadesRaiseNoFalseVerificationFailures) {
   EXPECT_EQ(route().metrics().verification_failures.load(), 0u);
 }
 
+TEST_P(SamenessBothWays, SelfReferencingRowsReplicateAsStatements) {
+  start(GetParam());
+  ok("CREATE TABLE node(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node(id) ON DELETE CASCADE)");
+  ok_batch({st("INSERT INTO node VALUES (1, NULL), (2, 1), (3, 2)"), st("INSERT INTO node VALUES (5, 5)"),
+            st("UPDATE node SET parent = 3 WHERE id = 5")});
+  ok("DELETE FROM node WHERE id = 2");
+  expect_identical();
+  EXPECT_EQ(rows_of(*d1_, "node").size(), 1u);
+}
+
+// D1 reserves names starting with _cf_: refused before either store runs anything, in both modes
+// (in dual-sqlite it used to commit on SQLite and stop replication).
+TEST_P(SamenessBothWays, ANameD1ReservesIsRefusedBeforeAnythingCommits) {
+  start(GetParam());
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  for (const char* sql : {"CREATE TABLE _cf_x(a)", "CREATE INDEX _cf_i ON t(id)", "ALTER TABLE t RENAME TO _cf_t"}) {
+    auto r = c_->query(sql);
+    ASSERT_FALSE(r) << sql;
+    EXPECT_EQ(r.error().code, errc::unsupported) << sql << ": " << r.error().message;
+    EXPECT_NE(r.error().message.find("_cf_"), std::string::npos) << r.error().message;
+  }
+  ok("INSERT INTO t VALUES (1)");
+  expect_identical();
+}
+
 INSTANTIATE_TEST_SUITE_P(BothDualModes, SamenessBothWays, ::testing::Values(proxy::mode::dual_sqlite, proxy::mode::dual_d1),
                          [](const auto& info) { return info.param == proxy::mode::dual_sqlite ? std::string("dual_sqlite") : std::string("dual_d1"); });
 
@@ -286,6 +354,22 @@ TEST_F(Sameness, ARowImageUpdateOfARowTheFollowerLacksFailsVerification) {
   auto rep = route().replication();
   ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
   EXPECT_EQ(route().metrics().verification_failures.load(), 1u);
+}
+
+// While D1 leads, SQLite (3.40 here) replays what D1 ran: a write using a function or syntax only
+// D1's newer SQLite knows is refused before D1 runs it, not discovered by the follower.
+TEST_F(Sameness, ADualD1WriteTheSqliteFollowerCouldNotRunIsRefusedUpFront) {
+  start(proxy::mode::dual_d1);
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)");
+  auto r = c_->query("INSERT INTO t(b) VALUES (unhex('41'))");  // unhex() is SQLite 3.41's
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported) << r.error().message;
+  EXPECT_NE(r.error().message.find("no such function"), std::string::npos) << r.error().message;
+  // A batch that creates a table and writes to it at once is still D1's to judge, and runs.
+  ok_batch({st("CREATE TABLE made(id INTEGER PRIMARY KEY, v)"), st("INSERT INTO made(v) VALUES (?)", {value{std::int64_t{7}}})});
+  expect_identical();
+  EXPECT_EQ(rows_of(*sqlite_, "t").size(), 0u);
+  EXPECT_EQ(rows_of(*sqlite_, "made").size(), 1u);
 }
 
 TEST_F(Sameness, ABatchThatCommitsLateIsNotAppliedTwice) {

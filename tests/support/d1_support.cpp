@@ -144,6 +144,7 @@ int local_d1::faulted_requests_finished(const std::string& database_id) {
 dual_router make_dual_router(const temp_dir& dir, proxy::router_options options, std::string database, std::string d1_endpoint,
                              backends::sqlite_store_options so) {
   so.db.path = dir.file("dual.db");
+  so.follower_row_limit = true;
   auto s = backends::sqlite_store::open(so);
   if (!s) throw std::runtime_error(s.error().message);
   auto& d1 = local_d1::instance();
