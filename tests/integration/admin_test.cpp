@@ -48,11 +48,11 @@ class Admin : public ::testing::Test {
  protected:
   // With `with_control`, /status answers what the control socket's `status` does (as in
   // `tandem serve`).
-  void start(const std::string& token = {}, bool with_control = false) {
+  void start(const std::string& token = {}, bool with_control = false, backends::sqlite_store_options so = {}) {
     proxy::router_options ro;
     ro.initial = proxy::mode::dual_sqlite;
     ro.read_percent = 25;
-    srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro).route);
+    srv_ = std::make_unique<test_server>(test_server::default_options(), make_dual_router(dir_, ro, {}, {}, so).route);
     proxy::admin_options ao;
     ao.port = 0;
     ao.token = token;
@@ -191,6 +191,29 @@ TEST_F(Admin, AnEntryTheFollowerRefusesStopsReplicationLoudlyAndCanBeSkipped) {
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().at("command").as_string(), "skip " + std::to_string(stopped.seq));
   EXPECT_EQ(events.back().at("details").at("sql").as_string(), stopped.sql);
+}
+
+// Journaling stopped (here the free-disk floor; the journal's bound works the same way): the
+// write still succeeds, and health, metrics and status all say that D1 must be rebuilt and why.
+TEST_F(Admin, AFollowerThatMustBeRebuiltIsUnhealthyEverywhere) {
+  backends::sqlite_store_options so;
+  so.min_free_disk_bytes = std::int64_t{1} << 60;
+  start({}, true, so);
+  auto c = srv_->connect();
+  ASSERT_TRUE(c->query("CREATE TABLE t(id INTEGER PRIMARY KEY)"));
+  ASSERT_TRUE(c->query("INSERT INTO t VALUES (1)"));
+  EXPECT_TRUE(eventually("the replicator refuses to follow", [&] { return srv_->router().replication()->rebuild_needed().has_value(); }));
+  auto h = get(port_, "/health/database");
+  EXPECT_EQ(h.status, 200) << "SQLite leads and takes writes: " << h.body;
+  auto doc = boost::json::parse(h.body).as_object();
+  EXPECT_FALSE(doc.at("d1").at("ok").as_bool());
+  EXPECT_TRUE(doc.at("d1").at("rebuildNeeded").as_bool());
+  EXPECT_NE(std::string(doc.at("d1").at("error").as_string()).find("dual.min_free_disk_bytes"), std::string::npos) << h.body;
+  auto p = get(port_, "/metrics");
+  EXPECT_NE(p.body.find("tandem_follower_rebuild_needed 1"), std::string::npos);
+  auto st = boost::json::parse(get(port_, "/status").body).as_object();
+  EXPECT_NE(std::string(st.at("replication").at("rebuild").at("reason").as_string()).find("dual.min_free_disk_bytes"), std::string::npos);
+  EXPECT_NE(std::string(st.at("replication").at("rebuild").at("action").as_string()).find("--via-control"), std::string::npos);
 }
 
 TEST_F(Admin, ATokenIsRequiredWhenConfigured) {
