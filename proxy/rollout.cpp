@@ -27,16 +27,34 @@ double window_p99(const std::vector<std::uint64_t>& from, const std::vector<std:
   return histogram::k_bounds.back() * 2;
 }
 
+class router_target final : public rollout_target {
+ public:
+  explicit router_target(router& r) : r_(r) {}
+  mode current_mode() const override { return r_.current_mode(); }
+  int read_percent() const override { return r_.read_percent(); }
+  void set_read_percent(int percent) override { r_.set_read_percent(percent); }
+  dual_metrics& metrics() override { return r_.metrics(); }
+
+ private:
+  router& r_;
+};
+
 }  // namespace
 
 rollout::rollout(router& r, rollout_options options, int stage, bool held, event_sink sink)
-    : route_(r),
+    : rollout(*new router_target(r), std::move(options), stage, held, std::move(sink), [] { return steady::now(); }) {
+  own_target_.reset(&route_);
+}
+
+rollout::rollout(rollout_target& target, rollout_options options, int stage, bool held, event_sink sink, rollout_clock now)
+    : route_(target),
+      now_(std::move(now)),
       options_(std::move(options)),
       sink_(std::move(sink)),
       stage_(std::clamp(stage, -1, static_cast<int>(options_.stages.size()) - 1)),
       held_(held),
       last_held_stage_(std::max(stage_ - 1, -1)),
-      stage_since_(steady::now()) {
+      stage_since_(now_()) {
   // Before the first stage the read split is the operator's (config or `split`): left alone.
   std::lock_guard lock(mu_);
   if (stage_ >= 0) go_to_locked(stage_);
@@ -69,7 +87,7 @@ void rollout::stop() {
 
 void rollout::go_to_locked(int stage) {
   stage_ = stage;
-  stage_since_ = steady::now();
+  stage_since_ = now_();
   route_.set_read_percent(stage < 0 ? 0 : options_.stages[static_cast<std::size_t>(stage)].percent);
   route_.metrics().rollout_stage.store(stage);
   samples_.clear();  // guards judge the new stage on its own traffic, from now on
@@ -79,7 +97,7 @@ void rollout::go_to_locked(int stage) {
 rollout::sample rollout::take_sample() const {
   const auto& m = route_.metrics();
   sample s;
-  s.at = steady::now();
+  s.at = now_();
   s.d1_reads = m.reads_d1.load();
   s.d1_errors = m.read_errors_d1.load();
   s.verification_failures = m.verification_failures.load();
@@ -138,7 +156,7 @@ void rollout::evaluate() {
   }
   if (stage_ < 0 || held_ || !options_.auto_advance) return;
   const auto& current = options_.stages[static_cast<std::size_t>(stage_)];
-  if (steady::now() - stage_since_ < current.hold) return;
+  if (now_() - stage_since_ < current.hold) return;
   last_held_stage_ = stage_;
   if (stage_ + 1 >= static_cast<int>(options_.stages.size())) return;
   const int from = stage_;
@@ -168,7 +186,7 @@ std::string rollout::next() {
   if (!is_dual(route_.current_mode())) return "the rollout moves reads to D1 in a dual mode; the mode is " + std::string(to_string(route_.current_mode()));
   std::lock_guard lock(mu_);
   if (stage_ + 1 >= static_cast<int>(options_.stages.size())) return "already at the last stage";
-  if (stage_ >= 0 && steady::now() - stage_since_ >= options_.stages[static_cast<std::size_t>(stage_)].hold) last_held_stage_ = stage_;
+  if (stage_ >= 0 && now_() - stage_since_ >= options_.stages[static_cast<std::size_t>(stage_)].hold) last_held_stage_ = stage_;
   go_to_locked(stage_ + 1);
   return {};
 }
@@ -228,7 +246,7 @@ json::object rollout::status() const {
   for (const auto& s : options_.stages) {
     stages.push_back(json::object{{"percent", s.percent}, {"holdSeconds", std::chrono::duration_cast<std::chrono::seconds>(s.hold).count()}});
   }
-  const auto in_stage = std::chrono::duration_cast<std::chrono::seconds>(steady::now() - stage_since_).count();
+  const auto in_stage = std::chrono::duration_cast<std::chrono::seconds>(now_() - stage_since_).count();
   return {{"stage", stage_},
           {"held", held_},
           {"autoAdvance", options_.auto_advance},

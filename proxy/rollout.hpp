@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -48,6 +49,20 @@ struct rollout_options {
   std::chrono::milliseconds tick{1000};
 };
 
+// What the rollout moves and watches: the router in tandem serve, a plain object in tests (the
+// rollout's decisions are then tested on a fake clock, without stores).
+class rollout_target {
+ public:
+  virtual ~rollout_target() = default;
+  virtual mode current_mode() const = 0;
+  virtual int read_percent() const = 0;
+  virtual void set_read_percent(int percent) = 0;
+  virtual dual_metrics& metrics() = 0;
+};
+
+// Where the rollout reads the time: steady_clock::now, or a test's hand.
+using rollout_clock = std::function<std::chrono::steady_clock::time_point()>;
+
 class rollout {
  public:
   // An event for the operator log (what happened, and its figures). Called on the rollout's
@@ -57,6 +72,8 @@ class rollout {
   // `stage` is where a restart resumes (-1: before the first stage), `held` whether
   // auto-advance is held. Sets the router's read split to the stage's percentage.
   rollout(router& r, rollout_options options, int stage, bool held, event_sink sink);
+  // The same over any target, on `now` (the hold times and the guards' window are read from it).
+  rollout(rollout_target& target, rollout_options options, int stage, bool held, event_sink sink, rollout_clock now);
   ~rollout();
   rollout(const rollout&) = delete;
   rollout& operator=(const rollout&) = delete;
@@ -104,7 +121,9 @@ class rollout {
   void go_to_locked(int stage);
   sample take_sample() const;
 
-  router& route_;
+  std::unique_ptr<rollout_target> own_target_;  // the router's adapter, when built over a router
+  rollout_target& route_;
+  rollout_clock now_;
   rollout_options options_;
   event_sink sink_;
   mutable std::mutex mu_;
