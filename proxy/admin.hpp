@@ -22,6 +22,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json/object.hpp>
 
+#include "proxy/listener.hpp"
 #include "proxy/router.hpp"
 
 namespace tandem::proxy {
@@ -41,7 +42,8 @@ class admin_server {
 
   // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
   boost::asio::ip::tcp::endpoint start();
-  // Stops accepting and closes open connections. Thread-safe, returns at once. Idempotent.
+  // Stops accepting and closes open connections (tcp_listener::stop). Thread-safe, returns at
+  // once. Idempotent.
   void stop();
   // What GET /status answers (the control server's status). Call before the io_context runs.
   void set_status(std::function<boost::json::object()> status);
@@ -52,6 +54,7 @@ class admin_server {
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
+  std::shared_ptr<tcp_listener> listener_;
 };
 
 }  // namespace tandem::proxy

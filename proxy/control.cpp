@@ -15,17 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <list>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -237,36 +234,41 @@ std::string save_runtime_state(const std::string& path, const runtime_state& s) 
 }
 
 struct control_server::impl : std::enable_shared_from_this<impl> {
-  impl(asio::io_context& ioc, control_options o, router& r) : ioc(ioc), acceptor(ioc), options(std::move(o)), route(r) {}
+  impl(control_options o, router& r) : options(std::move(o)), route(r) {}
 
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), k_tuple);
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        continue;
-      }
-      auto s = std::make_shared<local::socket>(std::move(socket));
-      {
-        std::lock_guard lock(mu);
-        if (stopped) continue;
-        open.push_back(s);
-      }
-      asio::co_spawn(s->get_executor(), [self = shared_from_this(), s] { return self->serve(s); }, asio::detached);
+  // One operator's connection: command lines, one at a time, with no bound (an operator's
+  // terminal may sit idle).
+  struct command_connection final : connection, std::enable_shared_from_this<command_connection> {
+    command_connection(local::socket s, std::shared_ptr<impl> server) : socket(std::move(s)), server(std::move(server)) {}
+    asio::awaitable<void> run() override { return server->serve(shared_from_this()); }
+    void stop() override {
+      boost::system::error_code ignored;
+      socket.close(ignored);
     }
+    asio::any_io_executor executor() override { return socket.get_executor(); }
+
+    local::socket socket;
+    std::shared_ptr<impl> server;
+  };
+
+  unix_listener::factory connections() {
+    return [self = shared_from_this()](local::socket socket, std::size_t) {
+      return std::make_shared<command_connection>(std::move(socket), self);
+    };
   }
 
-  asio::awaitable<void> serve(std::shared_ptr<local::socket> s) {
+  asio::awaitable<void> serve(std::shared_ptr<command_connection> c) {
+    local::socket& s = c->socket;
     ucred cred{};
     socklen_t len = sizeof cred;
-    const std::uint32_t uid = ::getsockopt(s->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : ~0u;
+    const std::uint32_t uid = ::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : ~0u;
     std::string buf;
     for (;;) {
-      auto [ec, n] = co_await asio::async_read_until(*s, asio::dynamic_buffer(buf, k_max_line), '\n', k_tuple);
+      auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(buf, k_max_line), '\n', k_tuple);
       std::string answer;
       if (ec == asio::error::not_found) {
         answer = json::serialize(json::object{{"ok", false}, {"error", "a command line is at most 4096 bytes"}}) + "\n";
-        co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+        co_await asio::async_write(s, asio::buffer(answer), k_tuple);
         break;
       }
       if (ec) break;
@@ -280,11 +282,11 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       };
       answer = co_await await_callback<std::string>(std::move(run));
       answer += "\n";
-      auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+      auto [wec, wn] = co_await asio::async_write(s, asio::buffer(answer), k_tuple);
       if (wec) break;
     }
     boost::system::error_code ignored;
-    s->close(ignored);
+    s.close(ignored);
   }
 
   // What a command that can be undone puts back when its state cannot be saved.
@@ -570,16 +572,12 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     return save_locked();
   }
 
-  asio::io_context& ioc;
-  local::acceptor acceptor;
   control_options options;
   router& route;
   rollout* ro = nullptr;
   std::function<json::object()> reload;
   worker blocking;
   std::mutex mu;
-  bool stopped = false;
-  std::list<std::weak_ptr<local::socket>> open;
   std::deque<json::object> events;
   // The state file: what it holds (when known), whether the last save failed, and the mode a
   // change in progress saves ahead. All under mu.
@@ -590,7 +588,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 };
 
 control_server::control_server(asio::io_context& ioc, control_options options, router& r)
-    : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
+    : impl_(std::make_shared<impl>(std::move(options), r)), listener_(std::make_shared<unix_listener>(ioc, "control", impl_->connections())) {}
 
 control_server::~control_server() {
   stop();
@@ -616,40 +614,19 @@ void control_server::start() {
   }
   std::error_code ec;
   if (auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) std::filesystem::create_directories(parent, ec);
-  auto& acc = impl_->acceptor;
-  acc.open(local());
   // Created 0600 from the start (umask), not chmod-ed after a window where others could connect.
   const mode_t old = ::umask(0177);
-  boost::system::error_code bind_ec;
-  acc.bind(local::endpoint(path), bind_ec);
+  try {
+    listener_->listen(local::endpoint(path));
+  } catch (const boost::system::system_error& e) {
+    ::umask(old);
+    throw std::runtime_error("cannot create the control socket " + path + ": " + e.code().message());
+  }
   ::umask(old);
-  if (bind_ec) throw std::runtime_error("cannot create the control socket " + path + ": " + bind_ec.message());
-  acc.listen();
-  asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
 }
 
 void control_server::stop() {
-  std::list<std::weak_ptr<local::socket>> open;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return;
-    impl_->stopped = true;
-    open = std::move(impl_->open);
-  }
-  // Posted from inside one handler, so the io_context cannot run out of work in between
-  // (see server::stop).
-  asio::post(impl_->acceptor.get_executor(), [i = impl_, open = std::move(open)] {
-    for (auto& w : open) {
-      if (auto s = w.lock()) asio::post(s->get_executor(), [s] {
-          boost::system::error_code ignored;
-          s->close(ignored);
-        });
-    }
-    if (!i->acceptor.is_open()) return;
-    boost::system::error_code ignored;
-    i->acceptor.close(ignored);
-    ::unlink(i->options.socket_path.c_str());
-  });
+  listener_->stop({}, [path = impl_->options.socket_path] { ::unlink(path.c_str()); });
 }
 
 void control_server::set_rollout(rollout* r) { impl_->ro = r; }

@@ -33,6 +33,7 @@
 
 #include <boost/json/object.hpp>
 
+#include "proxy/listener.hpp"
 #include "proxy/rollout.hpp"
 #include "proxy/router.hpp"
 
@@ -77,7 +78,8 @@ class control_server {
   // symlink, or is something other than a socket, or belongs to another user; a stale socket
   // of ours is replaced.
   void start();
-  // Stops accepting, closes connections, removes the socket. Thread-safe. Idempotent.
+  // Stops accepting, closes connections, removes the socket (unix_listener::stop). Thread-safe.
+  // Idempotent.
   void stop();
 
   // Adds the rollout commands (next, prev, hold, release). Call before start().
@@ -100,6 +102,7 @@ class control_server {
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
+  std::shared_ptr<unix_listener> listener_;
 };
 
 }  // namespace tandem::proxy
