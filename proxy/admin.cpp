@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "proxy/await.hpp"
+#include "proxy/control.hpp"
 #include "proxy/d1_lease.hpp"
 #include "proxy/dashboard.hpp"
 
@@ -118,8 +119,8 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
       co_return r;
     }
     if (path == "/health/database") co_return co_await health(req);
-    if (path == "/metrics") co_return reply(req, http::status::ok, metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status_source ? status_source() : status()));
+    if (path == "/metrics") co_return reply(req, http::status::ok, metrics_now(route).prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status_source ? status_source() : status_of(route)));
     co_return reply(req, http::status::not_found,
                     R"({"error":"not found","endpoints":["/","/health/database","/metrics","/status"]})");
   }
@@ -171,41 +172,13 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
         follower["rebuildNeeded"] = true;
       }
     }
-    json::object dual{{"mode", to_string(m)}, {"metrics", route.metrics().snapshot()}};
+    json::object dual{{"mode", to_string(m)}, {"metrics", metrics_now(route).snapshot()}};
     if (auto* lease = route.lease()) dual["lease"] = lease->status();
     json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
                       {"sqlite", std::move(sqlite)},
                       {"d1", std::move(d1)},
                       {"dualWrite", std::move(dual)}};
     co_return reply(req, leader_ok ? http::status::ok : http::status::service_unavailable, json::serialize(body));
-  }
-
-  json::object status() {
-    json::object o{{"mode", to_string(route.current_mode())},
-                   {"readPercent", route.read_percent()},
-                   {"shadowReadPercent", route.shadow_read_percent()}};
-    if (auto rep = route.replication()) {
-      o["replication"] = rep->status();
-    } else {
-      o["replication"] = nullptr;
-    }
-    if (auto* lease = route.lease()) o["lease"] = lease->status();
-    o["metrics"] = route.metrics().snapshot();
-    return o;
-  }
-
-  std::string metrics_text() {
-    std::string out = route.metrics().prometheus();
-    const mode current = route.current_mode();
-    out += "# HELP tandem_mode The current mode (1 for the active one)\n# TYPE tandem_mode gauge\n";
-    for (mode m : {mode::sqlite_only, mode::dual_sqlite, mode::dual_d1, mode::d1_only}) {
-      out += "tandem_mode{mode=\"" + std::string(to_string(m)) + "\"} " + (m == current ? "1" : "0") + "\n";
-    }
-    out += "# HELP tandem_read_percent Routing keys (percent) whose reads go to D1\n# TYPE tandem_read_percent gauge\n";
-    out += "tandem_read_percent " + std::to_string(route.read_percent()) + "\n";
-    out += "# HELP tandem_shadow_read_percent Reads (percent) also run on the other store\n# TYPE tandem_shadow_read_percent gauge\n";
-    out += "tandem_shadow_read_percent " + std::to_string(route.shadow_read_percent()) + "\n";
-    return out;
   }
 
   admin_options options;

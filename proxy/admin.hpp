@@ -5,8 +5,8 @@
 //                         "dualWrite": {"mode", "metrics"}}; 200 when the leader is healthy,
 //                         503 otherwise
 //   GET /metrics          Prometheus text format
-//   GET /status           JSON: what `tandem ctl status` shows (with a control server), else
-//                         mode, read split, replication state, metrics
+//   GET /status           JSON: what `tandem ctl status` shows (with a control server; without
+//                         one the same, status_of in control.hpp, less the rollout and events)
 //   GET /                 the live dashboard (polls /status); served without the token, since
 //                         it holds no data: it asks for the token when /status needs one
 //

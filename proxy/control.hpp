@@ -27,7 +27,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -66,6 +69,37 @@ std::optional<runtime_state> load_runtime_state(const std::string& path);
 std::string save_runtime_state(const std::string& path, const runtime_state& s);
 // The router's (and the rollout's, if any) current runtime state.
 runtime_state current_state(router& r, const rollout* ro = nullptr);
+boost::json::object to_json(const runtime_state& s);
+
+// The router's metrics with its settings (mode, read split, shadow percent) copied into their
+// gauges (metrics.hpp): what every publisher (/metrics, /health/database, status) publishes.
+dual_metrics& metrics_now(router& r);
+
+// What `status` and GET /status answer (the control server adds its recent events, "events"):
+// the time ("at", "atMs"), the runtime state ("state"), then, when there are any, "replication",
+// "lease" and "rollout", and "metrics".
+boost::json::object status_of(router& r, const rollout* ro = nullptr);
+
+// The control commands, in one table: the control socket parses a line against it and answers
+// `help` with it, and `tandem ctl --help` lists it.
+struct control_command {
+  std::string_view name;
+  // As help shows them: "<0-100>" is one word, any value (the command checks it); "[--force]"
+  // is that word or nothing.
+  std::string_view arguments;
+  std::string_view help;
+};
+std::span<const control_command> control_commands();
+// "help | status | ... | skip <seq>": every command with its arguments, on one line.
+std::string control_commands_line();
+
+// A command line cut into words and checked against the table.
+struct parsed_command {
+  std::string name;  // a command of the table; empty when refused
+  std::vector<std::string> args;
+  std::string error;  // why the line is refused ("" when it parsed): a stable message
+};
+parsed_command parse_command(const std::string& line);
 
 class control_server {
  public:

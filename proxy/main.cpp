@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "proxy/config.hpp"
+#include "proxy/control.hpp"
 #include "proxy/serve.hpp"
 #include "tools/bench.hpp"
 #include "tools/commands.hpp"
@@ -27,6 +28,17 @@ void apply_listen(tandem::proxy::config& c, const std::string& hostport) {
     throw tandem::proxy::config_error("--listen has a bad port '" + p + "'");
   if (!host.empty()) c.listen.host = host;
   c.listen.port = static_cast<std::uint16_t>(port);
+}
+
+// `tandem ctl --help`'s list of commands, from the control socket's own table.
+std::string ctl_commands_help() {
+  std::string text = "commands:";
+  for (const auto& c : tandem::proxy::control_commands()) {
+    std::string usage = std::string(c.name) + (c.arguments.empty() ? "" : " " + std::string(c.arguments));
+    if (usage.size() < 28) usage.resize(28, ' ');
+    text += "\n  " + usage + " " + std::string(c.help);
+  }
+  return text;
 }
 
 }  // namespace
@@ -86,9 +98,7 @@ int main(int argc, char** argv) {
   bool ctl_force = false;
   ctl->add_flag("--force", ctl_force, "with fallback: make SQLite lead even when D1 leads and cannot be reached");
   ctl->add_option("command", co.words, "the command and its arguments, e.g. split 25")->expected(0, -1);
-  ctl->footer("commands: help, status, metrics, mode <mode>, split <0-100>, shadow <0-100>, pause-replication,\n"
-              "          resume-replication, switch-primary, verify <on|off>, next, prev, hold, release,\n"
-              "          fallback [--force], reload");
+  ctl->footer(ctl_commands_help());
 
   // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate
   tandem::tools::move_commands move;
