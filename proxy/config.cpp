@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "backends/d1_store.hpp"
 #include "protocol/json_reader.hpp"
 
 namespace tandem::proxy {
@@ -332,6 +333,28 @@ void validate(const config& c) {
   if (!c.admin.token_env.empty() && !c.admin.token_file.empty()) {
     throw config_error("admin.token_env and admin.token_file are both set; name one place for the admin token");
   }
+}
+
+backends::d1_options d1_options_of(const d1_config& d1) {
+  backends::d1_options o;
+  const auto transport = backends::parse_transport(d1.transport);
+  if (!transport) throw config_error("d1.transport is '" + d1.transport + "'; expected rest or bridge");
+  o.transport = *transport;
+  o.read_replication = d1.read_replication;
+  o.endpoint = d1.endpoint;
+  o.account_id = d1.account_id;
+  o.database_id = d1.database_id;
+  o.ca_file = d1.ca_file;
+  o.verify_tls = d1.verify_tls;
+  o.connect_timeout = std::chrono::milliseconds(d1.connect_timeout_ms);
+  o.request_timeout = std::chrono::milliseconds(d1.request_timeout_ms);
+  o.max_connections = static_cast<std::size_t>(d1.max_connections);
+  o.max_attempts = d1.max_attempts;
+  o.backoff_base = std::chrono::milliseconds(d1.backoff_base_ms);
+  o.backoff_max = std::chrono::milliseconds(d1.backoff_max_ms);
+  o.max_response_bytes = static_cast<std::size_t>(d1.max_response_bytes);
+  o.limits.max_batch_statements = static_cast<std::size_t>(d1.max_batch_statements);
+  return o;
 }
 
 }  // namespace tandem::proxy

@@ -125,27 +125,12 @@ void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
 }
 
 backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) {
-  backends::d1_options o;
-  o.transport = c.d1.transport == "bridge" ? backends::d1_transport::bridge : backends::d1_transport::rest;
-  o.read_replication = c.d1.read_replication;
-  o.endpoint = c.d1.endpoint;
-  o.account_id = c.d1.account_id;
-  o.database_id = c.d1.database_id;
+  auto o = d1_options_of(c.d1);
   const char* token = std::getenv(c.d1.token_env.c_str());
   if (token == nullptr || *token == '\0') {
     throw config_error("d1.token_env names " + c.d1.token_env + ", but that environment variable is unset or empty");
   }
   o.api_token = token;
-  o.ca_file = c.d1.ca_file;
-  o.verify_tls = c.d1.verify_tls;
-  o.connect_timeout = std::chrono::milliseconds(c.d1.connect_timeout_ms);
-  o.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
-  o.max_connections = static_cast<std::size_t>(c.d1.max_connections);
-  o.max_attempts = c.d1.max_attempts;
-  o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
-  o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
-  o.max_response_bytes = static_cast<std::size_t>(c.d1.max_response_bytes);
-  o.limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
   return backends::d1_store::open(o);
 }
 
