@@ -40,16 +40,17 @@ class admin_server {
   admin_server(const admin_server&) = delete;
   admin_server& operator=(const admin_server&) = delete;
 
-  // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
-  boost::asio::ip::tcp::endpoint start();
-  // Stops accepting and closes open connections (tcp_listener::stop). Thread-safe, returns at
-  // once. Idempotent.
-  void stop();
   // What GET /status answers (the control server's status). Call before the io_context runs.
   void set_status(std::function<boost::json::object()> status);
   // Replaces the bearer token (a reload rotating it): every request from now on, on new and
   // open connections alike, needs the new one. Empty: none. Thread-safe.
   void set_token(std::string token);
+
+  // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
+  boost::asio::ip::tcp::endpoint start();
+  // Stops accepting and closes open connections (tcp_listener::stop). Thread-safe, returns at
+  // once. Idempotent.
+  void stop();
 
  private:
   struct impl;

@@ -104,9 +104,18 @@ parsed_command parse_command(const std::string& line);
 class control_server {
  public:
   control_server(boost::asio::io_context& ioc, control_options options, router& r);
-  ~control_server();
   control_server(const control_server&) = delete;
   control_server& operator=(const control_server&) = delete;
+  // Stops, and waits for the command the worker thread runs (a switch-primary may take
+  // control_options::max_pause).
+  ~control_server();
+
+  // Adds the rollout commands (next, prev, hold, release). Call before start().
+  void set_rollout(rollout* r);
+  // What `reload` runs: re-reads the config and applies it, answering what it applied; throws
+  // config_error to refuse (the running config is kept). Without one, `reload` is refused.
+  // Call before start().
+  void set_reload(std::function<boost::json::object()> reload);
 
   // Creates the socket (mode 0600). Refuses (throws std::runtime_error) when the path is a
   // symlink, or is something other than a socket, or belongs to another user; a stale socket
@@ -115,13 +124,6 @@ class control_server {
   // Stops accepting, closes connections, removes the socket (unix_listener::stop). Thread-safe.
   // Idempotent.
   void stop();
-
-  // Adds the rollout commands (next, prev, hold, release). Call before start().
-  void set_rollout(rollout* r);
-  // What `reload` runs: re-reads the config and applies it, answering what it applied; throws
-  // config_error to refuse (the running config is kept). Without one, `reload` is refused.
-  // Call before start().
-  void set_reload(std::function<boost::json::object()> reload);
   // Records an event tandem did by itself (a guard fallback, an advance, a replication pause)
   // and saves the state. Thread-safe; must not be called with a router or rollout lock held.
   void record(const std::string& what, boost::json::object details);

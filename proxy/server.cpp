@@ -27,8 +27,6 @@ server::server(asio::io_context& ioc, server_options options, router& r)
     : shared_(std::make_shared<session_shared>(std::move(options), r)),
       listener_(std::make_shared<tcp_listener>(ioc, "", sessions_of(shared_))) {}
 
-server::~server() = default;
-
 tcp::endpoint server::start() {
   auto& o = shared_->options;
   if (o.tls.enabled) {

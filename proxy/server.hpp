@@ -27,7 +27,6 @@ struct server_options {
 class server {
  public:
   server(boost::asio::io_context& ioc, server_options options, router& r);
-  ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
