@@ -4,18 +4,16 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
-#include <list>
 #include <mutex>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/beast/core.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "proxy/await.hpp"
+#include "proxy/control.hpp"
 #include "proxy/d1_lease.hpp"
 #include "proxy/dashboard.hpp"
 
@@ -59,43 +57,49 @@ double ms_since(backends::clock::time_point start) {
 }  // namespace
 
 struct admin_server::impl : std::enable_shared_from_this<impl> {
-  impl(asio::io_context& ioc, admin_options options, router& r) : ioc(ioc), acceptor(ioc), options(std::move(options)), route(r) {}
+  impl(admin_options options, router& r) : options(std::move(options)), route(r) {}
 
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), k_tuple);
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        spdlog::warn("admin: accept failed: {}", ec.message());
-        continue;
-      }
-      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-      {
-        std::lock_guard lock(mu);
-        if (stopped) continue;
-        open.push_back(stream);
-      }
-      auto ex = stream->get_executor();
-      asio::co_spawn(ex, [self = shared_from_this(), stream] { return self->serve(stream); }, asio::detached);
+  // One HTTP connection: keep-alive requests, one at a time, each read and write bounded.
+  struct http_connection final : connection, std::enable_shared_from_this<http_connection> {
+    http_connection(tcp::socket s, std::shared_ptr<impl> server) : socket(std::move(s)), bound(socket.get_executor()), server(std::move(server)) {}
+    asio::awaitable<void> run() override { return server->serve(shared_from_this()); }
+    void stop() override {
+      beast::error_code ignored;
+      socket.close(ignored);
     }
+    asio::any_io_executor executor() override { return socket.get_executor(); }
+    // Bounds the next read or write: a client that stalls is closed.
+    void expires_after(std::chrono::seconds d) {
+      bound.arm(d, [self = shared_from_this()] { self->stop(); });
+    }
+
+    tcp::socket socket;
+    deadline bound;
+    std::shared_ptr<impl> server;
+  };
+
+  tcp_listener::factory connections() {
+    return [self = shared_from_this()](tcp::socket socket, std::size_t) {
+      return std::make_shared<http_connection>(std::move(socket), self);
+    };
   }
 
-  asio::awaitable<void> serve(std::shared_ptr<beast::tcp_stream> stream) {
+  asio::awaitable<void> serve(std::shared_ptr<http_connection> c) {
     beast::flat_buffer buffer;
     for (;;) {
       request req;
-      stream->expires_after(k_timeout);
-      auto [ec, n] = co_await http::async_read(*stream, buffer, req, k_tuple);
+      c->expires_after(k_timeout);
+      auto [ec, n] = co_await http::async_read(c->socket, buffer, req, k_tuple);
       if (ec) break;  // closed, timed out, or not HTTP: nothing to answer
+      c->bound.disarm();  // answering may take a while (a health check of D1)
       auto res = co_await handle(req);
-      stream->expires_after(k_timeout);
-      auto [wec, wn] = co_await http::async_write(*stream, res, k_tuple);
+      c->expires_after(k_timeout);
+      auto [wec, wn] = co_await http::async_write(c->socket, res, k_tuple);
       if (wec || !res.keep_alive()) break;
     }
+    c->bound.disarm();
     beast::error_code ignored;
-    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-    std::lock_guard lock(mu);
-    open.remove_if([&](const auto& w) { return w.expired() || w.lock() == stream; });
+    c->socket.shutdown(tcp::socket::shutdown_both, ignored);
   }
 
   asio::awaitable<response> handle(const request& req) {
@@ -115,8 +119,8 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
       co_return r;
     }
     if (path == "/health/database") co_return co_await health(req);
-    if (path == "/metrics") co_return reply(req, http::status::ok, metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status_source ? status_source() : status()));
+    if (path == "/metrics") co_return reply(req, http::status::ok, metrics_now(route).prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    if (path == "/status") co_return reply(req, http::status::ok, json::serialize(status_source ? status_source() : status_of(route)));
     co_return reply(req, http::status::not_found,
                     R"({"error":"not found","endpoints":["/","/health/database","/metrics","/status"]})");
   }
@@ -168,7 +172,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
         follower["rebuildNeeded"] = true;
       }
     }
-    json::object dual{{"mode", to_string(m)}, {"metrics", route.metrics().snapshot()}};
+    json::object dual{{"mode", to_string(m)}, {"metrics", metrics_now(route).snapshot()}};
     if (auto* lease = route.lease()) dual["lease"] = lease->status();
     json::object body{{"status", leader_ok ? "ok" : "unhealthy"},
                       {"sqlite", std::move(sqlite)},
@@ -177,36 +181,6 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     co_return reply(req, leader_ok ? http::status::ok : http::status::service_unavailable, json::serialize(body));
   }
 
-  json::object status() {
-    json::object o{{"mode", to_string(route.current_mode())},
-                   {"readPercent", route.read_percent()},
-                   {"shadowReadPercent", route.shadow_read_percent()}};
-    if (auto rep = route.replication()) {
-      o["replication"] = rep->status();
-    } else {
-      o["replication"] = nullptr;
-    }
-    if (auto* lease = route.lease()) o["lease"] = lease->status();
-    o["metrics"] = route.metrics().snapshot();
-    return o;
-  }
-
-  std::string metrics_text() {
-    std::string out = route.metrics().prometheus();
-    const mode current = route.current_mode();
-    out += "# HELP tandem_mode The current mode (1 for the active one)\n# TYPE tandem_mode gauge\n";
-    for (mode m : {mode::sqlite_only, mode::dual_sqlite, mode::dual_d1, mode::d1_only}) {
-      out += "tandem_mode{mode=\"" + std::string(to_string(m)) + "\"} " + (m == current ? "1" : "0") + "\n";
-    }
-    out += "# HELP tandem_read_percent Routing keys (percent) whose reads go to D1\n# TYPE tandem_read_percent gauge\n";
-    out += "tandem_read_percent " + std::to_string(route.read_percent()) + "\n";
-    out += "# HELP tandem_shadow_read_percent Reads (percent) also run on the other store\n# TYPE tandem_shadow_read_percent gauge\n";
-    out += "tandem_shadow_read_percent " + std::to_string(route.shadow_read_percent()) + "\n";
-    return out;
-  }
-
-  asio::io_context& ioc;
-  tcp::acceptor acceptor;
   admin_options options;
   router& route;
   std::function<json::object()> status_source;
@@ -215,24 +189,15 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     std::lock_guard lock(mu);
     return options.token;
   }
-  bool stopped = false;
-  std::list<std::weak_ptr<beast::tcp_stream>> open;
 };
 
 admin_server::admin_server(asio::io_context& ioc, admin_options options, router& r)
-    : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
+    : impl_(std::make_shared<impl>(std::move(options), r)), listener_(std::make_shared<tcp_listener>(ioc, "admin", impl_->connections())) {}
 
 admin_server::~admin_server() { stop(); }
 
 tcp::endpoint admin_server::start() {
-  auto& acc = impl_->acceptor;
-  tcp::endpoint ep(asio::ip::make_address(impl_->options.host), impl_->options.port);
-  acc.open(ep.protocol());
-  acc.set_option(tcp::acceptor::reuse_address(true));
-  acc.bind(ep);
-  acc.listen();
-  asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
-  return acc.local_endpoint();
+  return listener_->listen(tcp::endpoint(asio::ip::make_address(impl_->options.host), impl_->options.port));
 }
 
 void admin_server::set_status(std::function<json::object()> status) { impl_->status_source = std::move(status); }
@@ -242,23 +207,6 @@ void admin_server::set_token(std::string token) {
   impl_->options.token = std::move(token);
 }
 
-void admin_server::stop() {
-  std::list<std::weak_ptr<beast::tcp_stream>> open;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return;
-    impl_->stopped = true;
-    open = std::move(impl_->open);
-  }
-  // Posted from inside one handler, so the io_context cannot run out of work in between
-  // (see server::stop).
-  asio::post(impl_->acceptor.get_executor(), [i = impl_, open = std::move(open)] {
-    beast::error_code ignored;
-    i->acceptor.close(ignored);
-    for (auto& w : open) {
-      if (auto s = w.lock()) asio::post(s->get_executor(), [s] { s->close(); });
-    }
-  });
-}
+void admin_server::stop() { listener_->stop(); }
 
 }  // namespace tandem::proxy

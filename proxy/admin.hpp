@@ -5,8 +5,8 @@
 //                         "dualWrite": {"mode", "metrics"}}; 200 when the leader is healthy,
 //                         503 otherwise
 //   GET /metrics          Prometheus text format
-//   GET /status           JSON: what `tandem ctl status` shows (with a control server), else
-//                         mode, read split, replication state, metrics
+//   GET /status           JSON: what `tandem ctl status` shows (with a control server; without
+//                         one the same, status_of in control.hpp, less the rollout and events)
 //   GET /                 the live dashboard (polls /status); served without the token, since
 //                         it holds no data: it asks for the token when /status needs one
 //
@@ -22,6 +22,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json/object.hpp>
 
+#include "proxy/listener.hpp"
 #include "proxy/router.hpp"
 
 namespace tandem::proxy {
@@ -39,19 +40,22 @@ class admin_server {
   admin_server(const admin_server&) = delete;
   admin_server& operator=(const admin_server&) = delete;
 
-  // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
-  boost::asio::ip::tcp::endpoint start();
-  // Stops accepting and closes open connections. Thread-safe, returns at once. Idempotent.
-  void stop();
   // What GET /status answers (the control server's status). Call before the io_context runs.
   void set_status(std::function<boost::json::object()> status);
   // Replaces the bearer token (a reload rotating it): every request from now on, on new and
   // open connections alike, needs the new one. Empty: none. Thread-safe.
   void set_token(std::string token);
 
+  // Binds and starts accepting. Throws std::exception when it cannot bind (start-up error).
+  boost::asio::ip::tcp::endpoint start();
+  // Stops accepting and closes open connections (tcp_listener::stop). Thread-safe, returns at
+  // once. Idempotent.
+  void stop();
+
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
+  std::shared_ptr<tcp_listener> listener_;
 };
 
 }  // namespace tandem::proxy

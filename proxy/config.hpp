@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace tandem::backends {
+struct d1_options;  // backends/d1_store.hpp
+}
+
 namespace tandem::proxy {
 
 struct listen_config {
@@ -207,5 +211,11 @@ config load_config(const std::string& path);
 
 // Checks cross-field rules (TLS files present when enabled, ...). Throws config_error.
 void validate(const config& c);
+
+// The D1 store's options for `d1`: the one mapping of d1_config onto backends::d1_options (serve
+// and the move tools' --config). Leaves api_token empty: whoever opens the store reads it from
+// the variable d1.token_env names (serve), or the one its command line names (the move tools).
+// Throws config_error for a transport that is neither rest nor bridge.
+backends::d1_options d1_options_of(const d1_config& d1);
 
 }  // namespace tandem::proxy

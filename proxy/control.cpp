@@ -15,17 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <list>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -47,19 +44,47 @@ constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t k_max_line = 4096;
 constexpr std::size_t k_max_events = 100;
 
-constexpr const char* k_help =
-    "help | status | metrics | mode <sqlite-only|dual-sqlite|dual-d1|d1-only> | split <0-100> | "
-    "shadow <0-100> | pause-replication | resume-replication | switch-primary | verify <on|off> | "
-    "next | prev | hold | release | fallback [--force] | reload | backfill-begin | backfill-end <seq> | skip <seq>";
+constexpr control_command k_commands[] = {
+    {"help", "", "list the commands"},
+    {"status", "", "the runtime state, replication, the lease, the rollout, metrics and recent events"},
+    {"metrics", "", "the dual-write metrics"},
+    {"mode", "<sqlite-only|dual-sqlite|dual-d1|d1-only>", "change the mode (saved before it takes effect)"},
+    {"split", "<0-100>", "routing keys (percent) whose reads go to D1"},
+    {"shadow", "<0-100>", "reads (percent) also run on the other store and compared"},
+    {"pause-replication", "", "stop applying the journal to the follower (dual modes)"},
+    {"resume-replication", "", "apply it again"},
+    {"switch-primary", "", "swap leader and follower (dual-sqlite <-> dual-d1), the follower drained first"},
+    {"verify", "<on|off>", "check that each entry changed as many rows on the follower as on the leader"},
+    {"next", "", "rollout: the next stage"},
+    {"prev", "", "rollout: the stage before"},
+    {"hold", "", "rollout: stop advancing by itself"},
+    {"release", "", "rollout: advance by itself again"},
+    {"fallback", "[--force]", "reads back to SQLite, SQLite leading (--force: even when D1 leads and cannot be reached)"},
+    {"reload", "", "read the config file again and apply what can change while running"},
+    {"backfill-begin", "", "live backfill (tandem migrate --via-control): pause replication for the copy"},
+    {"backfill-end", "<seq>", "live backfill: the snapshot at <seq> is copied; replication goes on after it"},
+    {"skip", "<seq>", "go past the journal entry the follower refuses (audited)"},
+};
 
-json::object to_json(const runtime_state& s) {
-  return {{"mode", to_string(s.current)},
-          {"readPercent", s.read_percent},
-          {"shadowReadPercent", s.shadow_read_percent},
-          {"verifyWrites", s.verify_writes},
-          {"replicationPaused", s.replication_paused},
-          {"stage", s.stage},
-          {"held", s.held}};
+// Whether `args` fit a command's argument spec (control_command::arguments).
+bool fits(std::string_view spec, const std::vector<std::string>& args) {
+  std::size_t next = 0;
+  for (std::istringstream words{std::string(spec)}; !words.eof();) {
+    std::string want;
+    if (!(words >> want)) break;
+    if (want.front() == '[') {
+      if (next < args.size() && args[next] == want.substr(1, want.size() - 2)) ++next;
+    } else if (next++ >= args.size()) {
+      return false;
+    }
+  }
+  return next == args.size();
+}
+
+// A journal sequence number, in decimal; -1 when the word is none.
+std::int64_t sequence(const std::string& word) {
+  if (word.empty() || word.size() >= 19 || word.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(word);
 }
 
 std::optional<int> percent(const std::string& word) {
@@ -125,6 +150,67 @@ class worker {
 };
 
 }  // namespace
+
+std::span<const control_command> control_commands() { return k_commands; }
+
+std::string control_commands_line() {
+  std::string line;
+  for (const auto& c : k_commands) {
+    if (!line.empty()) line += " | ";
+    line += c.name;
+    if (!c.arguments.empty()) line += " " + std::string(c.arguments);
+  }
+  return line;
+}
+
+parsed_command parse_command(const std::string& line) {
+  std::istringstream words(line);
+  std::vector<std::string> w;
+  for (std::string x; words >> x;) w.push_back(x);
+  parsed_command p;
+  if (w.empty()) {
+    p.error = "empty command; try help";
+    return p;
+  }
+  const std::vector<std::string> args(w.begin() + 1, w.end());
+  for (const auto& c : k_commands) {
+    if (c.name == w[0] && fits(c.arguments, args)) {
+      p.name = w[0];
+      p.args = args;
+      return p;
+    }
+  }
+  p.error = "unknown command or wrong arguments: '" + line + "'; commands: " + control_commands_line();
+  return p;
+}
+
+json::object to_json(const runtime_state& s) {
+  return {{"mode", to_string(s.current)},
+          {"readPercent", s.read_percent},
+          {"shadowReadPercent", s.shadow_read_percent},
+          {"verifyWrites", s.verify_writes},
+          {"replicationPaused", s.replication_paused},
+          {"stage", s.stage},
+          {"held", s.held}};
+}
+
+dual_metrics& metrics_now(router& r) {
+  auto& m = r.metrics();
+  m.mode.store(static_cast<std::int64_t>(r.current_mode()));
+  m.read_percent.store(r.read_percent());
+  m.shadow_read_percent.store(r.shadow_read_percent());
+  return m;
+}
+
+json::object status_of(router& r, const rollout* ro) {
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  json::object out{{"at", backends::utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(r, ro))}};
+  if (auto rep = r.replication()) out["replication"] = rep->status();
+  if (auto* lease = r.lease()) out["lease"] = lease->status();
+  if (ro) out["rollout"] = ro->status();
+  out["metrics"] = metrics_now(r).snapshot();
+  return out;
+}
 
 runtime_state current_state(router& r, const rollout* ro) {
   runtime_state s;
@@ -237,36 +323,41 @@ std::string save_runtime_state(const std::string& path, const runtime_state& s) 
 }
 
 struct control_server::impl : std::enable_shared_from_this<impl> {
-  impl(asio::io_context& ioc, control_options o, router& r) : ioc(ioc), acceptor(ioc), options(std::move(o)), route(r) {}
+  impl(control_options o, router& r) : options(std::move(o)), route(r) {}
 
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), k_tuple);
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        continue;
-      }
-      auto s = std::make_shared<local::socket>(std::move(socket));
-      {
-        std::lock_guard lock(mu);
-        if (stopped) continue;
-        open.push_back(s);
-      }
-      asio::co_spawn(s->get_executor(), [self = shared_from_this(), s] { return self->serve(s); }, asio::detached);
+  // One operator's connection: command lines, one at a time, with no bound (an operator's
+  // terminal may sit idle).
+  struct command_connection final : connection, std::enable_shared_from_this<command_connection> {
+    command_connection(local::socket s, std::shared_ptr<impl> server) : socket(std::move(s)), server(std::move(server)) {}
+    asio::awaitable<void> run() override { return server->serve(shared_from_this()); }
+    void stop() override {
+      boost::system::error_code ignored;
+      socket.close(ignored);
     }
+    asio::any_io_executor executor() override { return socket.get_executor(); }
+
+    local::socket socket;
+    std::shared_ptr<impl> server;
+  };
+
+  unix_listener::factory connections() {
+    return [self = shared_from_this()](local::socket socket, std::size_t) {
+      return std::make_shared<command_connection>(std::move(socket), self);
+    };
   }
 
-  asio::awaitable<void> serve(std::shared_ptr<local::socket> s) {
+  asio::awaitable<void> serve(std::shared_ptr<command_connection> c) {
+    local::socket& s = c->socket;
     ucred cred{};
     socklen_t len = sizeof cred;
-    const std::uint32_t uid = ::getsockopt(s->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : ~0u;
+    const std::uint32_t uid = ::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : ~0u;
     std::string buf;
     for (;;) {
-      auto [ec, n] = co_await asio::async_read_until(*s, asio::dynamic_buffer(buf, k_max_line), '\n', k_tuple);
+      auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(buf, k_max_line), '\n', k_tuple);
       std::string answer;
       if (ec == asio::error::not_found) {
         answer = json::serialize(json::object{{"ok", false}, {"error", "a command line is at most 4096 bytes"}}) + "\n";
-        co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+        co_await asio::async_write(s, asio::buffer(answer), k_tuple);
         break;
       }
       if (ec) break;
@@ -280,11 +371,11 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       };
       answer = co_await await_callback<std::string>(std::move(run));
       answer += "\n";
-      auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(answer), k_tuple);
+      auto [wec, wn] = co_await asio::async_write(s, asio::buffer(answer), k_tuple);
       if (wec) break;
     }
     boost::system::error_code ignored;
-    s->close(ignored);
+    s.close(ignored);
   }
 
   // What a command that can be undone puts back when its state cannot be saved.
@@ -308,130 +399,150 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // What a command changed, for the answer and for saving it.
+  struct change {
+    std::optional<switch_report> report;  // a mode change's pause
+    bool undoable = true;                 // undone when its state cannot be saved (mode changes are written ahead instead)
+  };
+
   std::string execute(const std::string& line, std::uint32_t uid) {
-    std::istringstream words(line);
-    std::vector<std::string> w;
-    for (std::string x; words >> x;) w.push_back(x);
-    const std::string command = w.empty() ? "" : w[0];
+    const parsed_command cmd = parse_command(line);
     {
       // The file fell behind (a failed save): any command tries again first.
       std::lock_guard lock(mu);
       if (behind) save_locked();
     }
-    const snapshot before_snapshot = take_snapshot();
-    const runtime_state& before = before_snapshot.state;
+    const snapshot before = take_snapshot();
     json::object out{{"command", line}};
     auto refuse = [&](const std::string& why) {
       out["ok"] = false;
       out["error"] = why;
-      out["state"] = to_json(before);
+      out["state"] = to_json(before.state);
       return json::serialize(out);
     };
-    auto arity = [&](std::size_t n) { return w.size() == n + 1; };
-    std::optional<switch_report> report;
-    // Undone when its state cannot be saved (the mode changes are written ahead instead).
-    bool undoable = true;
-    if (command == "help" && arity(0)) {
-      out["ok"] = true;
-      out["commands"] = k_help;
-      return json::serialize(out);
-    } else if (command == "status" && arity(0)) {
-      out["ok"] = true;
-      for (auto& [k, v] : status()) out[k] = std::move(v);
-      return json::serialize(out);
-    } else if (command == "metrics" && arity(0)) {
-      out["ok"] = true;
-      out["metrics"] = route.metrics().snapshot();
-      return json::serialize(out);
-    } else if ((command == "split" || command == "shadow") && arity(1)) {
-      auto p = percent(w[1]);
-      if (!p) return refuse(command + " takes a percentage from 0 to 100, not '" + w[1] + "'");
+    if (!cmd.error.empty()) return refuse(cmd.error);
+    if (answer_query(cmd.name, out)) return json::serialize(out);
+    change done;
+    if (auto why = act(cmd, before.state, out, done); !why.empty()) return refuse(why);
+    return conclude(line, uid, before, out, done, refuse);
+  }
+
+  // The commands that only look (help, status, metrics): true when `name` is one, `out` holding
+  // its answer.
+  bool answer_query(const std::string& name, json::object& out) {
+    if (name != "help" && name != "status" && name != "metrics") return false;
+    out["ok"] = true;
+    if (name == "help") out["commands"] = control_commands_line();
+    else if (name == "status") for (auto& [k, v] : status()) out[k] = std::move(v);
+    else out["metrics"] = metrics_now(route).snapshot();
+    return true;
+  }
+
+  // Runs a command that changes something (its words already checked against the table).
+  // Returns "" when it acted, else why it refused (nothing changed).
+  std::string act(const parsed_command& cmd, const runtime_state& before, json::object& out, change& done) {
+    const std::string& command = cmd.name;
+    const std::string arg = cmd.args.empty() ? "" : cmd.args[0];
+    if (command == "split" || command == "shadow") {
+      auto p = percent(arg);
+      if (!p) return command + " takes a percentage from 0 to 100, not '" + arg + "'";
       if (command == "split") route.set_read_percent(*p);
       else route.set_shadow_read_percent(*p);
-    } else if (command == "verify" && arity(1)) {
-      if (w[1] != "on" && w[1] != "off") return refuse("verify takes on or off, not '" + w[1] + "'");
-      route.set_verify_writes(w[1] == "on");
-    } else if ((command == "pause-replication" || command == "resume-replication") && arity(0)) {
-      if (!route.replication()) return refuse(command + " needs a dual mode; the mode is " + std::string(to_string(before.current)));
+    } else if (command == "verify") {
+      if (arg != "on" && arg != "off") return "verify takes on or off, not '" + arg + "'";
+      route.set_verify_writes(arg == "on");
+    } else if (command == "pause-replication" || command == "resume-replication") {
+      if (!route.replication()) return command + " needs a dual mode; the mode is " + std::string(to_string(before.current));
       if (command == "pause-replication") route.pause_replication();
       else route.resume_replication();
       if (auto why = route.replication()->rebuild_needed()) out["warning"] = "nothing is applied until the follower is rebuilt: " + *why;
-    } else if (command == "switch-primary" && arity(0)) {
-      undoable = false;
-      auto r = route.switch_primary(options.max_pause, write_ahead());
-      if (!r) return refuse(r.error().message);
-      report = *r;
-    } else if (command == "mode" && arity(1)) {
-      undoable = false;
-      auto m = mode_from_string(w[1]);
-      if (!m) return refuse("unknown mode '" + w[1] + "' (sqlite-only, dual-sqlite, dual-d1, d1-only)");
-      auto r = route.set_mode(*m, options.max_pause, write_ahead());
-      if (!r) return refuse(r.error().message);
-      report = *r;
-    } else if ((command == "next" || command == "prev" || command == "hold" || command == "release") && arity(0)) {
-      if (ro == nullptr) return refuse(command + ": there is no rollout (rollout.stages is empty)");
-      std::string why;
-      if (command == "next") why = ro->next();
-      else if (command == "prev") why = ro->prev();
-      else if (command == "hold") ro->hold();
-      else ro->release();
-      if (!why.empty()) return refuse(why);
-    } else if (command == "fallback" && (arity(0) || (arity(1) && w[1] == "--force"))) {
-      undoable = false;
-      fallback(arity(1), out, report);
-    } else if (command == "backfill-begin" && arity(0)) {
-      // A live backfill (tandem migrate --via-control): replication pauses so that D1 holds
-      // still while a SQLite snapshot taken at journal sequence S is copied into it.
-      if (before.current != mode::dual_sqlite) return refuse("a live backfill copies SQLite into D1 in dual-sqlite; the mode is " + std::string(to_string(before.current)));
-      if (before.read_percent != 0 || before.shadow_read_percent != 0) {
-        return refuse("reads on D1 would see a partial copy: split 0 and shadow 0 first");
-      }
-      if (auto r = route.begin_backfill(); !r) return refuse(r.error().message);
-    } else if (command == "backfill-end" && arity(1)) {
-      // The copy of the snapshot at S is complete: D1 stands at S, the replicator goes on at S+1.
-      // Undone (paused again) when the state cannot be saved: D1's recorded position stays,
-      // and backfill-end can simply be run again.
-      std::int64_t seq = -1;
-      if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
-      if (seq < 0) return refuse("backfill-end takes the journal sequence of the copied snapshot, not '" + w[1] + "'");
-      if (auto r = route.end_backfill(seq, options.max_pause); !r) return refuse(r.error().message);
-      out["backfilledTo"] = seq;
-    } else if (command == "skip" && arity(1)) {
-      // The operator's way past an entry the follower refuses (see `status`: replication.stopped).
-      // Audited: the event names the entry, its SQL and the follower's error.
-      auto rep = route.replication();
-      if (!rep) return refuse("skip needs a dual mode; the mode is " + std::string(to_string(before.current)));
-      std::int64_t seq = -1;
-      if (w[1].find_first_not_of("0123456789") == std::string::npos && w[1].size() < 19) seq = std::stoll(w[1]);
-      const auto st = rep->stopped();
-      if (seq < 1) return refuse("skip takes the sequence number of the stopped entry, not '" + w[1] + "'");
-      if (auto r = rep->skip(seq, backends::clock::now() + options.max_pause); !r) return refuse(r.error().message);
-      out["skipped"] = json::object{{"seq", seq},
-                                    {"sql", st ? st->sql : ""},
-                                    {"followerError", st ? st->error : ""},
-                                    {"note", "the follower does not have this write: validate (tandem validate) and repair it, or rebuild it"}};
-    } else if (command == "reload" && arity(0)) {
+    } else if (command == "switch-primary" || command == "mode") {
+      done.undoable = false;
+      auto m = command == "mode" ? mode_from_string(arg) : std::optional<mode>();
+      if (command == "mode" && !m) return "unknown mode '" + arg + "' (sqlite-only, dual-sqlite, dual-d1, d1-only)";
+      auto r = m ? route.set_mode(*m, options.max_pause, write_ahead()) : route.switch_primary(options.max_pause, write_ahead());
+      if (!r) return r.error().message;
+      done.report = *r;
+    } else if (command == "next" || command == "prev" || command == "hold" || command == "release") {
+      return step_rollout(command);
+    } else if (command == "fallback") {
+      done.undoable = false;
+      fallback(!cmd.args.empty(), out, done.report);
+    } else if (command == "backfill-begin" || command == "backfill-end") {
+      return backfill(command, arg, before, out);
+    } else if (command == "skip") {
+      return skip(arg, before, out);
+    } else if (command == "reload") {
       // Not undone: what it changes in the runtime state (a rollout stage's percentage) comes
       // from the config file, which a restart reads again.
-      undoable = false;
-      if (!reload) return refuse("reload needs tandem started with a config file (tandem serve --config FILE)");
+      done.undoable = false;
+      if (!reload) return "reload needs tandem started with a config file (tandem serve --config FILE)";
       try {
         out["reload"] = reload();
       } catch (const std::exception& e) {
-        return refuse(std::string("the config was not reloaded, the running one is kept: ") + e.what());
+        return std::string("the config was not reloaded, the running one is kept: ") + e.what();
       }
-    } else if (command.empty()) {
-      return refuse("empty command; try help");
-    } else {
-      return refuse("unknown command or wrong arguments: '" + line + "'; commands: " + k_help);
     }
+    return {};
+  }
+
+  std::string step_rollout(const std::string& command) {
+    if (ro == nullptr) return command + ": there is no rollout (rollout.stages is empty)";
+    if (command == "next") return ro->next();
+    if (command == "prev") return ro->prev();
+    if (command == "hold") ro->hold();
+    else ro->release();
+    return {};
+  }
+
+  // A live backfill (tandem migrate --via-control). begin: replication pauses so that D1 holds
+  // still while a SQLite snapshot taken at journal sequence S is copied into it. end: the copy of
+  // the snapshot at S is complete, D1 stands at S, the replicator goes on at S+1. Undone (paused
+  // again) when the state cannot be saved: D1's recorded position stays, and backfill-end can
+  // simply be run again.
+  std::string backfill(const std::string& command, const std::string& arg, const runtime_state& before, json::object& out) {
+    if (command == "backfill-begin") {
+      if (before.current != mode::dual_sqlite) return "a live backfill copies SQLite into D1 in dual-sqlite; the mode is " + std::string(to_string(before.current));
+      if (before.read_percent != 0 || before.shadow_read_percent != 0) return "reads on D1 would see a partial copy: split 0 and shadow 0 first";
+      if (auto r = route.begin_backfill(); !r) return r.error().message;
+      return {};
+    }
+    const std::int64_t seq = sequence(arg);
+    if (seq < 0) return "backfill-end takes the journal sequence of the copied snapshot, not '" + arg + "'";
+    if (auto r = route.end_backfill(seq, options.max_pause); !r) return r.error().message;
+    out["backfilledTo"] = seq;
+    return {};
+  }
+
+  // The operator's way past an entry the follower refuses (see `status`: replication.stopped).
+  // Audited: the event names the entry, its SQL and the follower's error.
+  std::string skip(const std::string& arg, const runtime_state& before, json::object& out) {
+    auto rep = route.replication();
+    if (!rep) return "skip needs a dual mode; the mode is " + std::string(to_string(before.current));
+    const std::int64_t seq = sequence(arg);
+    const auto st = rep->stopped();
+    if (seq < 1) return "skip takes the sequence number of the stopped entry, not '" + arg + "'";
+    if (auto r = rep->skip(seq, backends::clock::now() + options.max_pause); !r) return r.error().message;
+    out["skipped"] = json::object{{"seq", seq},
+                                  {"sql", st ? st->sql : ""},
+                                  {"followerError", st ? st->error : ""},
+                                  {"note", "the follower does not have this write: validate (tandem validate) and repair it, or rebuild it"}};
+    return {};
+  }
+
+  // After a command acted: saves the state it changed (or undoes it when that fails and it can
+  // be undone), answers with the state before and after, and records the event.
+  template <class Refuse>
+  std::string conclude(const std::string& line, std::uint32_t uid, const snapshot& before_snapshot, json::object& out, const change& done,
+                       Refuse& refuse) {
+    const runtime_state& before = before_snapshot.state;
     {
       std::lock_guard lock(mu);
       changing_to.reset();  // the mode change, if any, took effect or was abandoned
     }
     const runtime_state after = current_state(route, ro);
     const std::string unsaved = after != before ? save() : std::string();
-    if (!unsaved.empty() && undoable) {
+    if (!unsaved.empty() && done.undoable) {
       // Put back what this command changed (unless tandem changed it again meanwhile: a guard's
       // move stands), then save again: the file held `before` unless the failure came after
       // its rename.
@@ -444,25 +555,29 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     if (!out.contains("ok")) out["ok"] = true;
     if (!unsaved.empty()) {
       out["ok"] = false;
-      const std::string why = unsaved + (command == "reload" ? "; a restart takes this rollout state from the config file again"
-                                                             : "; a restart would come back in the state saved before this command "
-                                                               "until the file can be written (tandem tries again on every command)");
+      const bool reloaded = out.contains("reload");
+      const std::string why = unsaved + (reloaded ? "; a restart takes this rollout state from the config file again"
+                                                  : "; a restart would come back in the state saved before this command "
+                                                    "until the file can be written (tandem tries again on every command)");
       if (const auto* e = out.if_contains("error")) out["error"] = std::string(e->as_string()) + "; and " + why;
       else out["error"] = why;
     }
     out["before"] = to_json(before);
     out["after"] = to_json(after);
-    if (report) out["pausedMs"] = report->paused_ms, out["drained"] = report->drained;
-    if (after != before || out.contains("reload") || out.contains("skipped")) {
-      json::object event{{"at", backends::utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
-      if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
-      if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
-      if (const auto* skipped = out.if_contains("skipped")) event["details"] = *skipped;
-      if (!unsaved.empty()) event["stateNotSaved"] = unsaved;
-      spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
-      add_event(std::move(event));
-    }
+    if (done.report) out["pausedMs"] = done.report->paused_ms, out["drained"] = done.report->drained;
+    if (after != before || out.contains("reload") || out.contains("skipped")) record_command(line, uid, before, after, out, unsaved);
     return json::serialize(out);
+  }
+
+  void record_command(const std::string& line, std::uint32_t uid, const runtime_state& before, const runtime_state& after,
+                      const json::object& out, const std::string& unsaved) {
+    json::object event{{"at", backends::utc_now()}, {"uid", uid}, {"command", line}, {"before", to_json(before)}, {"after", to_json(after)}};
+    if (const auto* forced = out.if_contains("forced")) event["details"] = *forced;
+    if (const auto* reloaded = out.if_contains("reload")) event["details"] = *reloaded;
+    if (const auto* skipped = out.if_contains("skipped")) event["details"] = *skipped;
+    if (!unsaved.empty()) event["stateNotSaved"] = unsaved;
+    spdlog::info("control: uid {} ran '{}': {} -> {}", uid, line, json::serialize(event["before"]), json::serialize(event["after"]));
+    add_event(std::move(event));
   }
 
   // The router's point of no return for a mode change: the state with the new mode is saved
@@ -519,14 +634,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   }
 
   json::object status() {
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-    json::object out{{"at", backends::utc_now()}, {"atMs", now_ms.count()}, {"state", to_json(current_state(route, ro))}};
-    if (auto rep = route.replication()) {
-      out["replication"] = rep->status();
-    }
-    if (auto* lease = route.lease()) out["lease"] = lease->status();
-    if (ro) out["rollout"] = ro->status();
-    out["metrics"] = route.metrics().snapshot();
+    json::object out = status_of(route, ro);
     json::array ev;
     {
       std::lock_guard lock(mu);
@@ -570,16 +678,12 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     return save_locked();
   }
 
-  asio::io_context& ioc;
-  local::acceptor acceptor;
   control_options options;
   router& route;
   rollout* ro = nullptr;
   std::function<json::object()> reload;
   worker blocking;
   std::mutex mu;
-  bool stopped = false;
-  std::list<std::weak_ptr<local::socket>> open;
   std::deque<json::object> events;
   // The state file: what it holds (when known), whether the last save failed, and the mode a
   // change in progress saves ahead. All under mu.
@@ -590,7 +694,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 };
 
 control_server::control_server(asio::io_context& ioc, control_options options, router& r)
-    : impl_(std::make_shared<impl>(ioc, std::move(options), r)) {}
+    : impl_(std::make_shared<impl>(std::move(options), r)), listener_(std::make_shared<unix_listener>(ioc, "control", impl_->connections())) {}
 
 control_server::~control_server() {
   stop();
@@ -616,40 +720,19 @@ void control_server::start() {
   }
   std::error_code ec;
   if (auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) std::filesystem::create_directories(parent, ec);
-  auto& acc = impl_->acceptor;
-  acc.open(local());
   // Created 0600 from the start (umask), not chmod-ed after a window where others could connect.
   const mode_t old = ::umask(0177);
-  boost::system::error_code bind_ec;
-  acc.bind(local::endpoint(path), bind_ec);
+  try {
+    listener_->listen(local::endpoint(path));
+  } catch (const boost::system::system_error& e) {
+    ::umask(old);
+    throw std::runtime_error("cannot create the control socket " + path + ": " + e.code().message());
+  }
   ::umask(old);
-  if (bind_ec) throw std::runtime_error("cannot create the control socket " + path + ": " + bind_ec.message());
-  acc.listen();
-  asio::co_spawn(acc.get_executor(), [i = impl_] { return i->accept_loop(); }, asio::detached);
 }
 
 void control_server::stop() {
-  std::list<std::weak_ptr<local::socket>> open;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return;
-    impl_->stopped = true;
-    open = std::move(impl_->open);
-  }
-  // Posted from inside one handler, so the io_context cannot run out of work in between
-  // (see server::stop).
-  asio::post(impl_->acceptor.get_executor(), [i = impl_, open = std::move(open)] {
-    for (auto& w : open) {
-      if (auto s = w.lock()) asio::post(s->get_executor(), [s] {
-          boost::system::error_code ignored;
-          s->close(ignored);
-        });
-    }
-    if (!i->acceptor.is_open()) return;
-    boost::system::error_code ignored;
-    i->acceptor.close(ignored);
-    ::unlink(i->options.socket_path.c_str());
-  });
+  listener_->stop({}, [path = impl_->options.socket_path] { ::unlink(path.c_str()); });
 }
 
 void control_server::set_rollout(rollout* r) { impl_->ro = r; }

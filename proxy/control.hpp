@@ -27,12 +27,16 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
 #include <boost/json/object.hpp>
 
+#include "proxy/listener.hpp"
 #include "proxy/rollout.hpp"
 #include "proxy/router.hpp"
 
@@ -65,20 +69,46 @@ std::optional<runtime_state> load_runtime_state(const std::string& path);
 std::string save_runtime_state(const std::string& path, const runtime_state& s);
 // The router's (and the rollout's, if any) current runtime state.
 runtime_state current_state(router& r, const rollout* ro = nullptr);
+boost::json::object to_json(const runtime_state& s);
+
+// The router's metrics with its settings (mode, read split, shadow percent) copied into their
+// gauges (metrics.hpp): what every publisher (/metrics, /health/database, status) publishes.
+dual_metrics& metrics_now(router& r);
+
+// What `status` and GET /status answer (the control server adds its recent events, "events"):
+// the time ("at", "atMs"), the runtime state ("state"), then, when there are any, "replication",
+// "lease" and "rollout", and "metrics".
+boost::json::object status_of(router& r, const rollout* ro = nullptr);
+
+// The control commands, in one table: the control socket parses a line against it and answers
+// `help` with it, and `tandem ctl --help` lists it.
+struct control_command {
+  std::string_view name;
+  // As help shows them: "<0-100>" is one word, any value (the command checks it); "[--force]"
+  // is that word or nothing.
+  std::string_view arguments;
+  std::string_view help;
+};
+std::span<const control_command> control_commands();
+// "help | status | ... | skip <seq>": every command with its arguments, on one line.
+std::string control_commands_line();
+
+// A command line cut into words and checked against the table.
+struct parsed_command {
+  std::string name;  // a command of the table; empty when refused
+  std::vector<std::string> args;
+  std::string error;  // why the line is refused ("" when it parsed): a stable message
+};
+parsed_command parse_command(const std::string& line);
 
 class control_server {
  public:
   control_server(boost::asio::io_context& ioc, control_options options, router& r);
-  ~control_server();
   control_server(const control_server&) = delete;
   control_server& operator=(const control_server&) = delete;
-
-  // Creates the socket (mode 0600). Refuses (throws std::runtime_error) when the path is a
-  // symlink, or is something other than a socket, or belongs to another user; a stale socket
-  // of ours is replaced.
-  void start();
-  // Stops accepting, closes connections, removes the socket. Thread-safe. Idempotent.
-  void stop();
+  // Stops, and waits for the command the worker thread runs (a switch-primary may take
+  // control_options::max_pause).
+  ~control_server();
 
   // Adds the rollout commands (next, prev, hold, release). Call before start().
   void set_rollout(rollout* r);
@@ -86,6 +116,14 @@ class control_server {
   // config_error to refuse (the running config is kept). Without one, `reload` is refused.
   // Call before start().
   void set_reload(std::function<boost::json::object()> reload);
+
+  // Creates the socket (mode 0600). Refuses (throws std::runtime_error) when the path is a
+  // symlink, or is something other than a socket, or belongs to another user; a stale socket
+  // of ours is replaced.
+  void start();
+  // Stops accepting, closes connections, removes the socket (unix_listener::stop). Thread-safe.
+  // Idempotent.
+  void stop();
   // Records an event tandem did by itself (a guard fallback, an advance, a replication pause)
   // and saves the state. Thread-safe; must not be called with a router or rollout lock held.
   void record(const std::string& what, boost::json::object details);
@@ -100,6 +138,7 @@ class control_server {
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
+  std::shared_ptr<unix_listener> listener_;
 };
 
 }  // namespace tandem::proxy

@@ -24,11 +24,72 @@ double histogram::quantile(double q) const noexcept {
   return k_bounds.back();
 }
 
+namespace {
+
+// The mode gauge's value as the name of its mode ("?" for a value that is none).
+const char* mode_name(std::int64_t v) {
+  return v >= 0 && static_cast<std::size_t>(v) < k_mode_names.size() ? k_mode_names[static_cast<std::size_t>(v)] : "?";
+}
+
+std::string seconds(double ms) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", ms / 1000);
+  return std::string(text);
+}
+
+// Writes the Prometheus exposition of one metric of each kind (metrics.hpp), under its member's name.
+class exposition {
+ public:
+  void counter(const std::string& member, const char* help, std::uint64_t v) {
+    head("tandem_" + member + "_total", help, "counter");
+    out_ += "tandem_" + member + "_total " + std::to_string(v) + "\n";
+  }
+  void gauge(const std::string& member, const char* help, std::int64_t v) {
+    // Prometheus names carry base units (promtool lints "_ms"): the lag is exported in seconds;
+    // the JSON snapshot keeps the guide's milliseconds.
+    if (member == "lag_ms") {
+      head("tandem_lag_seconds", help, "gauge");
+      out_ += "tandem_lag_seconds " + seconds(static_cast<double>(v)) + "\n";
+      return;
+    }
+    head("tandem_" + member, help, "gauge");
+    out_ += "tandem_" + member + " " + std::to_string(v) + "\n";
+  }
+  void mode(const std::string& member, const char* help, std::int64_t v) {
+    head("tandem_" + member, help, "gauge");
+    for (std::size_t i = 0; i < k_mode_names.size(); ++i) {
+      out_ += "tandem_" + member + "{mode=\"" + k_mode_names[i] + "\"} " + (static_cast<std::int64_t>(i) == v ? "1" : "0") + "\n";
+    }
+  }
+  void histogram(const std::string& member, const char* help, const proxy::histogram& h) {
+    const std::string name = "tandem_" + member + "_seconds";
+    head(name, help, "histogram");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < histogram::k_bounds.size(); ++i) {
+      cumulative += h.bucket(i);
+      out_ += name + "_bucket{le=\"" + seconds(histogram::k_bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    }
+    out_ += name + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + "\n";
+    out_ += name + "_sum " + seconds(h.sum()) + "\n" + name + "_count " + std::to_string(h.count()) + "\n";
+  }
+  std::string text() && { return std::move(out_); }
+
+ private:
+  void head(const std::string& name, const char* help, const char* type) {
+    out_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  }
+  std::string out_;
+};
+
+}  // namespace
+
 boost::json::object dual_metrics::snapshot() const {
   boost::json::object o;
-#define TANDEM_PUT(member, name, help) o[name] = member.load(std::memory_order_relaxed);
-  TANDEM_COUNTERS(TANDEM_PUT)
-  TANDEM_GAUGES(TANDEM_PUT)
+  auto put_counter = [&](const char* name, std::uint64_t v) { o[name] = v; };
+  auto put_gauge = [&](const char* name, std::int64_t v) { o[name] = v; };
+  auto put_mode = [&](const char* name, std::int64_t v) { o[name] = mode_name(v); };
+#define TANDEM_PUT(kind, member, name, help) put_##kind(name, member.load(std::memory_order_relaxed));
+  TANDEM_METRICS(TANDEM_PUT)
 #undef TANDEM_PUT
 #define TANDEM_PUT(member, name, help)                                                               \
   o[name] = boost::json::object{{"count", member.count()}, {"average", member.average()},           \
@@ -41,46 +102,14 @@ boost::json::object dual_metrics::snapshot() const {
 }
 
 std::string dual_metrics::prometheus() const {
-  std::string out;
-  auto seconds = [](double ms) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", ms / 1000);
-    return std::string(text);
-  };
-  auto head = [&](const std::string& name, const char* help, const char* type) {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-  };
-#define TANDEM_PUT(member, wire, help)                                            \
-  head("tandem_" #member "_total", help, "counter");                              \
-  out += "tandem_" #member "_total " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";
-  TANDEM_COUNTERS(TANDEM_PUT)
+  exposition out;
+#define TANDEM_PUT(kind, member, wire, help) out.kind(#member, help, member.load(std::memory_order_relaxed));
+  TANDEM_METRICS(TANDEM_PUT)
 #undef TANDEM_PUT
-  // Prometheus names carry base units (promtool lints "_ms"): the lag gauge and the latency
-  // histograms are exported in seconds; the JSON snapshot keeps the guide's milliseconds.
-#define TANDEM_PUT(member, wire, help)                                                                          \
-  if (std::string_view(#member) == "lag_ms") {                                                                  \
-    head("tandem_lag_seconds", help, "gauge");                                                                  \
-    out += "tandem_lag_seconds " + seconds(static_cast<double>(member.load(std::memory_order_relaxed))) + "\n"; \
-  } else {                                                                                                      \
-    head("tandem_" #member, help, "gauge");                                                                     \
-    out += "tandem_" #member " " + std::to_string(member.load(std::memory_order_relaxed)) + "\n";              \
-  }
-  TANDEM_GAUGES(TANDEM_PUT)
-#undef TANDEM_PUT
-  auto put_histogram = [&](const std::string& name, const char* help, const histogram& h) {
-    head(name, help, "histogram");
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < histogram::k_bounds.size(); ++i) {
-      cumulative += h.bucket(i);
-      out += name + "_bucket{le=\"" + seconds(histogram::k_bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
-    }
-    out += name + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + "\n";
-    out += name + "_sum " + seconds(h.sum()) + "\n" + name + "_count " + std::to_string(h.count()) + "\n";
-  };
-#define TANDEM_PUT(member, wire, help) put_histogram("tandem_" #member "_seconds", help, member);
+#define TANDEM_PUT(member, wire, help) out.histogram(#member, help, member);
   TANDEM_HISTOGRAMS(TANDEM_PUT)
 #undef TANDEM_PUT
-  return out;
+  return std::move(out).text();
 }
 
 }  // namespace tandem::proxy

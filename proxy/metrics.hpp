@@ -12,43 +12,46 @@
 
 namespace tandem::proxy {
 
-// X(member, guide or wire name, help)
-#define TANDEM_COUNTERS(X)                                                                                  \
-  X(total_writes, "totalWrites", "Writes acknowledged by the leader")                                       \
-  X(successful_dual_writes, "successfulDualWrites", "Journal entries applied on the follower")              \
-  X(secondary_failures, "secondaryFailures", "Failed attempts to apply journal entries on the follower")    \
-  X(verification_failures, "verificationFailures", "Entries whose follower result differed from the leader's") \
-  X(reads_sqlite, "readsSqlite", "Reads served by SQLite")                                                  \
-  X(reads_d1, "readsD1", "Reads served by D1")                                                              \
-  X(read_errors_sqlite, "readErrorsSqlite", "Reads SQLite answered with an error")                          \
-  X(read_errors_d1, "readErrorsD1", "Reads D1 answered with an error")                                      \
-  X(rollout_fallbacks, "rolloutFallbacks", "Times a breached guard moved the rollout back a stage")         \
-  X(read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the follower to reach their client's position") \
-  X(read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead")     \
-  X(read_positions_unknown, "readPositionsUnknown", "Reads whose client position was ahead of the journal or of a journal tandem does not hold (read from the leader)") \
-  X(shadow_reads, "shadowReads", "Reads also run on the other store and compared")                         \
-  X(shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                           \
-  X(shadow_skipped, "shadowReadsSkipped", "Shadow reads not compared: the stores were not at the same journal position") \
-  X(ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")          \
-  X(journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                      \
-  X(late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)")      \
-  X(replication_lease_losses, "replicationLeaseLosses", "Times another instance took the D1 replication lease this one had held") \
-  X(d1_requests, "d1Requests", "HTTP requests sent to D1, retries included (over d1.transport rest, each counts against the account's API rate limit)")
-
-// X(member, wire name, help)
-#define TANDEM_GAUGES(X)                                                                       \
-  X(leader_seq, "leaderSeq", "Highest journal sequence number committed on the leader")        \
-  X(applied_seq, "appliedSeq", "Highest journal sequence number applied on the follower")      \
-  X(lag_entries, "replicationLagEntries", "Journal entries committed but not yet applied")     \
-  X(lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")  \
-  X(replication_paused, "replicationPaused", "1 while replication is paused")                 \
-  X(replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
-  X(replication_lease_held, "replicationLeaseHeld", "1 while this instance holds the D1 replication lease and may replicate") \
-  X(journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
-  X(follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
-  X(rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")              \
-  X(remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)") \
-  X(state_unsaved, "stateUnsaved", "1 while the runtime state file is behind (the last save failed)")
+// X(kind, member, guide or wire name, help). kind: counter (only rises), gauge, or mode (a gauge
+// holding a `mode`'s value: Prometheus gets one series per mode, 1 for the current one, and JSON
+// its name). The last three are the router's settings, copied in by every publisher (metrics_now
+// in control.hpp), so that they are declared here like every other gauge.
+#define TANDEM_METRICS(X)                                                                                      \
+  X(counter, total_writes, "totalWrites", "Writes acknowledged by the leader")                                 \
+  X(counter, successful_dual_writes, "successfulDualWrites", "Journal entries applied on the follower")        \
+  X(counter, secondary_failures, "secondaryFailures", "Failed attempts to apply journal entries on the follower") \
+  X(counter, verification_failures, "verificationFailures", "Entries whose follower result differed from the leader's") \
+  X(counter, reads_sqlite, "readsSqlite", "Reads served by SQLite")                                            \
+  X(counter, reads_d1, "readsD1", "Reads served by D1")                                                        \
+  X(counter, read_errors_sqlite, "readErrorsSqlite", "Reads SQLite answered with an error")                    \
+  X(counter, read_errors_d1, "readErrorsD1", "Reads D1 answered with an error")                                \
+  X(counter, rollout_fallbacks, "rolloutFallbacks", "Times a breached guard moved the rollout back a stage")   \
+  X(counter, read_your_writes_waits, "readYourWritesWaits", "Follower reads that waited for the follower to reach their client's position") \
+  X(counter, read_your_writes_fallbacks, "readYourWritesFallbacks", "Follower reads sent to the leader instead") \
+  X(counter, read_positions_unknown, "readPositionsUnknown", "Reads whose client position was ahead of the journal or of a journal tandem does not hold (read from the leader)") \
+  X(counter, shadow_reads, "shadowReads", "Reads also run on the other store and compared")                    \
+  X(counter, shadow_mismatches, "shadowMismatches", "Shadow reads whose results differed")                     \
+  X(counter, shadow_skipped, "shadowReadsSkipped", "Shadow reads not compared: the stores were not at the same journal position") \
+  X(counter, ack_timeouts, "ackTimeouts", "Writes with ack 'both' that the follower did not apply in time")    \
+  X(counter, journal_pruned, "journalPruned", "Applied journal entries pruned from the leader")                \
+  X(counter, late_commits, "lateCommits", "Follower batches found already applied (an earlier copy committed late)") \
+  X(counter, replication_lease_losses, "replicationLeaseLosses", "Times another instance took the D1 replication lease this one had held") \
+  X(counter, d1_requests, "d1Requests", "HTTP requests sent to D1, retries included (over d1.transport rest, each counts against the account's API rate limit)") \
+  X(gauge, leader_seq, "leaderSeq", "Highest journal sequence number committed on the leader")                 \
+  X(gauge, applied_seq, "appliedSeq", "Highest journal sequence number applied on the follower")               \
+  X(gauge, lag_entries, "replicationLagEntries", "Journal entries committed but not yet applied")              \
+  X(gauge, lag_ms, "replicationLagMs", "Age of the oldest entry not yet applied (0 when caught up)")           \
+  X(gauge, replication_paused, "replicationPaused", "1 while replication is paused")                           \
+  X(gauge, replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
+  X(gauge, replication_lease_held, "replicationLeaseHeld", "1 while this instance holds the D1 replication lease and may replicate") \
+  X(gauge, journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
+  X(gauge, follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
+  X(gauge, rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")                   \
+  X(gauge, remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)") \
+  X(gauge, state_unsaved, "stateUnsaved", "1 while the runtime state file is behind (the last save failed)")   \
+  X(gauge, read_percent, "readPercent", "Routing keys (percent) whose reads go to D1")                         \
+  X(gauge, shadow_read_percent, "shadowReadPercent", "Reads (percent) also run on the other store")            \
+  X(mode, mode, "mode", "The current mode (1 for the active one)")
 
 // X(member, wire name, help)
 #define TANDEM_HISTOGRAMS(X)                                                               \
@@ -76,13 +79,20 @@ class histogram {
   std::atomic<std::uint64_t> sum_us_{0};
 };
 
+// The names of the modes by value (router.hpp's `mode`; tests/proxy checks that they match): the
+// label values of the mode gauge. metrics.hpp sits below router.hpp, so it cannot use `mode`.
+inline constexpr std::array<const char*, 4> k_mode_names{"sqlite-only", "dual-sqlite", "dual-d1", "d1-only"};
+
 struct dual_metrics {
-#define TANDEM_DECLARE(member, name, help) std::atomic<std::uint64_t> member{0};
-  TANDEM_COUNTERS(TANDEM_DECLARE)
+#define TANDEM_TYPE_counter std::atomic<std::uint64_t>
+#define TANDEM_TYPE_gauge std::atomic<std::int64_t>
+#define TANDEM_TYPE_mode std::atomic<std::int64_t>
+#define TANDEM_DECLARE(kind, member, name, help) TANDEM_TYPE_##kind member{0};
+  TANDEM_METRICS(TANDEM_DECLARE)
 #undef TANDEM_DECLARE
-#define TANDEM_DECLARE(member, name, help) std::atomic<std::int64_t> member{0};
-  TANDEM_GAUGES(TANDEM_DECLARE)
-#undef TANDEM_DECLARE
+#undef TANDEM_TYPE_counter
+#undef TANDEM_TYPE_gauge
+#undef TANDEM_TYPE_mode
 #define TANDEM_DECLARE(member, name, help) histogram member;
   TANDEM_HISTOGRAMS(TANDEM_DECLARE)
 #undef TANDEM_DECLARE
@@ -93,8 +103,9 @@ struct dual_metrics {
   boost::json::object snapshot() const;
 
   // Prometheus text exposition (version 0.0.4) of every metric above, each with # HELP and
-  // # TYPE: counters as tandem_<name>_total, gauges as tandem_<name>, histograms as
-  // tandem_<name>_seconds with cumulative buckets (lag as tandem_lag_seconds): base units.
+  // # TYPE: counters as tandem_<name>_total, gauges as tandem_<name>, the mode as
+  // tandem_mode{mode="..."}, histograms as tandem_<name>_seconds with cumulative buckets (lag as
+  // tandem_lag_seconds): base units.
   std::string prometheus() const;
 };
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "backends/d1_store.hpp"
@@ -125,27 +126,12 @@ void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
 }
 
 backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) {
-  backends::d1_options o;
-  o.transport = c.d1.transport == "bridge" ? backends::d1_transport::bridge : backends::d1_transport::rest;
-  o.read_replication = c.d1.read_replication;
-  o.endpoint = c.d1.endpoint;
-  o.account_id = c.d1.account_id;
-  o.database_id = c.d1.database_id;
+  auto o = d1_options_of(c.d1);
   const char* token = std::getenv(c.d1.token_env.c_str());
   if (token == nullptr || *token == '\0') {
     throw config_error("d1.token_env names " + c.d1.token_env + ", but that environment variable is unset or empty");
   }
   o.api_token = token;
-  o.ca_file = c.d1.ca_file;
-  o.verify_tls = c.d1.verify_tls;
-  o.connect_timeout = std::chrono::milliseconds(c.d1.connect_timeout_ms);
-  o.request_timeout = std::chrono::milliseconds(c.d1.request_timeout_ms);
-  o.max_connections = static_cast<std::size_t>(c.d1.max_connections);
-  o.max_attempts = c.d1.max_attempts;
-  o.backoff_base = std::chrono::milliseconds(c.d1.backoff_base_ms);
-  o.backoff_max = std::chrono::milliseconds(c.d1.backoff_max_ms);
-  o.max_response_bytes = static_cast<std::size_t>(c.d1.max_response_bytes);
-  o.limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
   return backends::d1_store::open(o);
 }
 
@@ -291,61 +277,211 @@ boost::json::object reload_into(config& current, const config& next,
 
 int serve(const config& c) { return serve(c, nullptr); }
 
-int serve(const config& c, std::function<config()> reread) {
-  validate(c);
-  auto tokens = client_tokens(c);
+namespace {
 
-  // The runtime state the control plane saved wins over the config's initial values.
-  config effective = c;
+// The runtime state the control plane saved, if any, which wins over the config's initial
+// values: `effective` is the config with it applied.
+std::optional<runtime_state> resume_saved_state(const config& c, config& effective) {
+  effective = c;
   std::optional<runtime_state> saved;
   if (c.control.enabled && !c.control.state_file.empty()) saved = load_runtime_state(c.control.state_file);
-  if (saved) {
-    effective.mode = std::string(to_string(saved->current));
-    effective.dual.read_percent = saved->read_percent;
-    effective.dual.shadow_read_percent = saved->shadow_read_percent;
-    effective.dual.verify_writes = saved->verify_writes;
-    spdlog::info("resuming the runtime state saved in {}: mode {}, read split {}%{}", c.control.state_file, effective.mode,
-                 saved->read_percent, saved->replication_paused ? ", replication paused" : "");
-    validate(effective);
-  }
-  // One owner per store, before anything listens: the SQLite file's lock, then D1's replication
-  // lease (when SQLite and D1 are both open, a dual mode can start at runtime; in d1-only,
-  // several instances may share D1). Both are waited for within the same bound.
-  auto self = owner_identity::self();
+  if (!saved) return saved;
+  effective.mode = std::string(to_string(saved->current));
+  effective.dual.read_percent = saved->read_percent;
+  effective.dual.shadow_read_percent = saved->shadow_read_percent;
+  effective.dual.verify_writes = saved->verify_writes;
+  spdlog::info("resuming the runtime state saved in {}: mode {}, read split {}%{}", c.control.state_file, effective.mode,
+               saved->read_percent, saved->replication_paused ? ", replication paused" : "");
+  validate(effective);
+  return saved;
+}
+
+// What this process owns before anything listens (one owner per store).
+struct ownership {
+  std::unique_ptr<store_lock> file_lock;
+  std::unique_ptr<d1_lease> lease;
+};
+
+// The SQLite file's lock, then D1's replication lease (when SQLite and D1 are both open, a dual
+// mode can start at runtime; in d1-only, several instances may share D1), both waited for
+// within the same bound. Throws owner_conflict when another tandem keeps one, std::runtime_error
+// when D1 cannot be opened (config_error for the configuration).
+ownership take_ownership(const config& c, const config& effective, const owner_identity& self) {
+  ownership owned;
   const auto wait = std::chrono::milliseconds(c.ownership.wait_for_owner_ms);
   const auto wait_until = backends::clock::now() + wait;
   const bool uses_sqlite = effective.mode != "d1-only";
   const bool uses_d1 = effective.mode != "sqlite-only" || c.d1.configured();
-  std::unique_ptr<store_lock> file_lock;
-  std::unique_ptr<d1_lease> lease;
+  if (uses_sqlite && c.sqlite.path != ":memory:") {
+    owned.file_lock = store_lock::acquire(c.sqlite.path, self, wait_until, [&](const owner_identity& owner) {
+      spdlog::warn("another tandem owns the SQLite database {}: {}; waiting up to {} ms for it to exit (ownership.wait_for_owner_ms, "
+                   "--wait-for-owner)",
+                   c.sqlite.path, owner.describe(), wait.count());
+    });
+  }
+  if (!uses_sqlite || !uses_d1) return owned;
+  auto d = open_d1(effective);
+  if (!d) throw std::runtime_error(d.error().message);
+  d1_lease_options lo;
+  lo.duration = std::chrono::milliseconds(c.ownership.lease_ms);
+  lo.database = "D1 database " + c.d1.database_id + " at " + c.d1.endpoint;
+  owned.lease = std::make_unique<d1_lease>(std::move(*d), self, lo);
+  if (effective.mode == "dual-sqlite" || effective.mode == "dual-d1") {
+    auto taken = owned.lease->acquire(wait_until, [&](const owner_identity& holder, std::chrono::milliseconds expires_in) {
+      spdlog::warn("another tandem holds the replication lease of {}: {}, for {} ms more; waiting up to {} ms for it to let go "
+                   "or expire (ownership.wait_for_owner_ms, --wait-for-owner)",
+                   lo.database, holder.describe(), expires_in.count(),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - backends::clock::now()).count());
+    });
+    if (!taken) throw owner_conflict(taken.error().message);
+  }
+  return owned;
+}
+
+// The admin endpoint, listening (null when admin.enabled is off). Throws what start() throws.
+std::unique_ptr<admin_server> start_admin(const config& c, asio::io_context& ioc, router& route, const std::string& token) {
+  if (!c.admin.enabled) return nullptr;
+  admin_options ao;
+  ao.host = c.admin.host;
+  ao.port = c.admin.port;
+  ao.token = token;
+  auto admin = std::make_unique<admin_server>(ioc, ao, route);
+  const auto aep = admin->start();
+  std::cout << "tandem admin on " << aep.address().to_string() << ":" << aep.port() << std::endl;
+  return admin;
+}
+
+std::unique_ptr<control_server> make_control(const config& c, asio::io_context& ioc, router& route) {
+  if (!c.control.enabled) return nullptr;
+  control_options co;
+  co.socket_path = c.control.socket;
+  co.state_path = c.control.state_file;
+  co.max_pause = std::chrono::milliseconds(c.control.max_pause_ms);
+  return std::make_unique<control_server>(ioc, co, route);
+}
+
+// "var/tandem.db", "D1 database ID at URL", or both: what `mode` serves.
+std::string what_is_served(const config& c, const std::string& mode) {
+  const std::string d1 = "D1 database " + c.d1.database_id + " at " + c.d1.endpoint;
+  if (mode == "sqlite-only") return c.sqlite.path;
+  if (mode == "d1-only") return d1;
+  return c.sqlite.path + " and " + d1;
+}
+
+// What is running, for the reload and the signals: the servers, the rollout, and the secrets
+// and config in force (the config as started, plus what reloads applied).
+struct running_process {
+  running_process(const config& c, std::vector<std::string> t, std::string admin_token, server& s)
+      : running(c), tokens(std::move(t)), running_admin_token(std::move(admin_token)), srv(s) {}
+
+  config running;
+  std::vector<std::string> tokens;
+  std::string running_admin_token;
+  server& srv;
+  admin_server* admin = nullptr;
+  control_server* control = nullptr;
+  rollout* stages = nullptr;
+  std::mutex reload_mu;
+
+  // Rotation: the tokens the new config names (its variables, its files read again) are in force
+  // for every hello and admin request from now on; sessions already authenticated keep working
+  // until they close. Returns the names of what changed.
+  std::vector<std::string> apply_secrets(const config& next) {
+    auto next_tokens = client_tokens(next);
+    const std::string next_admin = admin ? admin_token(next) : std::string();
+    std::vector<std::string> changed;
+    if (next_tokens != tokens) {
+      srv.set_tokens(next_tokens);
+      spdlog::info("reload: {} client token(s) in force; authenticated connections keep theirs", next_tokens.size());
+      tokens = std::move(next_tokens);
+      changed.emplace_back("auth");
+    }
+    if (admin && next_admin != running_admin_token) {
+      admin->set_token(next_admin);
+      spdlog::info("reload: the admin token changed");
+      running_admin_token = next_admin;
+      changed.emplace_back("admin.token");
+    }
+    return changed;
+  }
+
+  // SIGHUP and `tandem ctl reload`, one at a time: `reread` reads the config file again.
+  boost::json::object reload(const std::function<config()>& reread) {
+    std::lock_guard lock(reload_mu);
+    std::function<void(const rollout_config&)> apply_rollout;
+    if (stages) apply_rollout = [this](const rollout_config& rc) { stages->reconfigure(rollout_options_from(rc)); };
+    return reload_into(running, reread(), apply_rollout, [this](const config& next) { return apply_secrets(next); });
+  }
+};
+
+// SIGHUP reloads; the first SIGINT or SIGTERM stops gracefully, the second exits at once.
+class signal_handler {
+ public:
+  signal_handler(asio::io_context& ioc, running_process& p, std::function<boost::json::object()> reload)
+      : ioc_(ioc), signals_(ioc, SIGINT, SIGTERM, SIGHUP), p_(p), reload_(std::move(reload)) {}
+  void arm() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) { on_signal(ec, sig); });
+  }
+
+ private:
+  void on_signal(const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      if (!stopping_) arm();
+      reload_on_hup();
+      return;
+    }
+    if (stopping_) {
+      // Nothing unacknowledged is lost: every acknowledged write is already committed.
+      spdlog::warn("signal {} again: exiting without waiting for in-flight requests", sig);
+      std::_Exit(1);
+    }
+    stopping_ = true;
+    spdlog::info("signal {}: stopping (finishing in-flight requests; send it again to exit at once)", sig);
+    // Re-arm before stop(): with several I/O threads, the cancel that stop() posts can run on
+    // another thread at once, and a wait armed after it would keep the io_context alive forever.
+    arm();
+    if (p_.admin) p_.admin->stop();
+    if (p_.control) p_.control->stop();
+    p_.srv.stop([this] { asio::post(ioc_, [this] { signals_.cancel(); }); });
+  }
+
+  void reload_on_hup() {
+    if (!reload_) {
+      spdlog::warn("SIGHUP: nothing to reload (tandem was started without --config)");
+      return;
+    }
+    try {
+      auto r = reload_();
+      spdlog::info("SIGHUP: config reloaded: {}", boost::json::serialize(r));
+      if (p_.control) p_.control->record("reload (SIGHUP)", std::move(r));
+    } catch (const std::exception& e) {
+      spdlog::error("SIGHUP: the config was not reloaded, the running one is kept: {}", e.what());
+      if (p_.control) p_.control->record("reload refused (SIGHUP)", boost::json::object{{"error", e.what()}});
+    }
+  }
+
+  asio::io_context& ioc_;
+  asio::signal_set signals_;
+  running_process& p_;
+  std::function<boost::json::object()> reload_;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+// Each step has its own function above; what stays here is their order (owners before the
+// router, listeners before the control socket saves anything, the signals before the I/O
+// threads), which reads best in one place.
+int serve(const config& c, std::function<config()> reread) {
+  validate(c);
+  auto tokens = client_tokens(c);
+  config effective;
+  const std::optional<runtime_state> saved = resume_saved_state(c, effective);
+  auto self = owner_identity::self();
+  ownership owned;
   try {
-    if (uses_sqlite && c.sqlite.path != ":memory:") {
-      file_lock = store_lock::acquire(c.sqlite.path, self, wait_until, [&](const owner_identity& owner) {
-        spdlog::warn("another tandem owns the SQLite database {}: {}; waiting up to {} ms for it to exit (ownership.wait_for_owner_ms, "
-                     "--wait-for-owner)",
-                     c.sqlite.path, owner.describe(), wait.count());
-      });
-    }
-    if (uses_sqlite && uses_d1) {
-      auto d = open_d1(effective);
-      if (!d) {
-        spdlog::critical("{}", d.error().message);
-        return 1;
-      }
-      d1_lease_options lo;
-      lo.duration = std::chrono::milliseconds(c.ownership.lease_ms);
-      lo.database = "D1 database " + c.d1.database_id + " at " + c.d1.endpoint;
-      lease = std::make_unique<d1_lease>(std::move(*d), self, lo);
-      if (effective.mode == "dual-sqlite" || effective.mode == "dual-d1") {
-        auto taken = lease->acquire(wait_until, [&](const owner_identity& holder, std::chrono::milliseconds expires_in) {
-          spdlog::warn("another tandem holds the replication lease of {}: {}, for {} ms more; waiting up to {} ms for it to let go "
-                       "or expire (ownership.wait_for_owner_ms, --wait-for-owner)",
-                       lo.database, holder.describe(), expires_in.count(),
-                       std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - backends::clock::now()).count());
-        });
-        if (!taken) throw owner_conflict(taken.error().message);
-      }
-    }
+    owned = take_ownership(c, effective, self);
   } catch (const owner_conflict& e) {
     spdlog::critical("{}", e.what());
     return 3;
@@ -357,7 +493,7 @@ int serve(const config& c, std::function<config()> reread) {
   // The replicator's own events (a pause after a verification failure) go to the operator log
   // and the state file once the control server runs; its thread starts with the router.
   std::atomic<control_server*> events_to{nullptr};
-  auto opened = open_router(effective, lease.get(), [&events_to](const std::string& what, boost::json::object details) {
+  auto opened = open_router(effective, owned.lease.get(), [&events_to](const std::string& what, boost::json::object details) {
     if (auto* c = events_to.load()) c->record(what, std::move(details));
   });
   if (!opened) {
@@ -376,30 +512,15 @@ int serve(const config& c, std::function<config()> reread) {
     spdlog::critical("cannot listen on {}:{}: {}", c.listen.host, c.listen.port, e.what());
     return 1;
   }
+  running_process p(c, tokens, c.admin.enabled ? admin_token(c) : std::string(), srv);
   std::unique_ptr<admin_server> admin;
-  std::string running_admin_token;
-  if (c.admin.enabled) {
-    admin_options ao;
-    ao.host = c.admin.host;
-    ao.port = c.admin.port;
-    ao.token = running_admin_token = admin_token(c);
-    admin = std::make_unique<admin_server>(ioc, ao, route);
-    try {
-      const auto aep = admin->start();
-      std::cout << "tandem admin on " << aep.address().to_string() << ":" << aep.port() << std::endl;
-    } catch (const std::exception& e) {
-      spdlog::critical("cannot listen for admin HTTP on {}:{}: {}", c.admin.host, c.admin.port, e.what());
-      return 1;
-    }
+  try {
+    admin = start_admin(c, ioc, route, p.running_admin_token);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen for admin HTTP on {}:{}: {}", c.admin.host, c.admin.port, e.what());
+    return 1;
   }
-  std::unique_ptr<control_server> control;
-  if (c.control.enabled) {
-    control_options co;
-    co.socket_path = c.control.socket;
-    co.state_path = c.control.state_file;
-    co.max_pause = std::chrono::milliseconds(c.control.max_pause_ms);
-    control = std::make_unique<control_server>(ioc, co, route);
-  }
+  std::unique_ptr<control_server> control = make_control(c, ioc, route);
   // The rollout resumes where the saved state left it, else before its first stage (the read
   // split from the config, or saved by `split`, stays until the operator's first `next`).
   std::unique_ptr<rollout> stages;
@@ -411,39 +532,11 @@ int serve(const config& c, std::function<config()> reread) {
     stages->start();
     if (control) control->set_rollout(stages.get());
   }
-  // What is in force: the config as started, plus what reloads applied.
-  config running = c;
-  std::mutex reload_mu;
+  p.admin = admin.get();
+  p.control = control.get();
+  p.stages = stages.get();
   std::function<boost::json::object()> reload;
-  if (reread) {
-    reload = [&] {
-      std::lock_guard lock(reload_mu);
-      std::function<void(const rollout_config&)> apply_rollout;
-      if (stages) apply_rollout = [&](const rollout_config& rc) { stages->reconfigure(rollout_options_from(rc)); };
-      // Rotation: the tokens the new config names (its variables, its files read again) are in
-      // force for every hello and admin request from now on; sessions already authenticated
-      // keep working until they close.
-      auto apply_secrets = [&](const config& next) {
-        auto next_tokens = client_tokens(next);
-        const std::string next_admin = admin ? admin_token(next) : std::string();
-        std::vector<std::string> changed;
-        if (next_tokens != tokens) {
-          srv.set_tokens(next_tokens);
-          spdlog::info("reload: {} client token(s) in force; authenticated connections keep theirs", next_tokens.size());
-          tokens = std::move(next_tokens);
-          changed.emplace_back("auth");
-        }
-        if (admin && next_admin != running_admin_token) {
-          admin->set_token(next_admin);
-          spdlog::info("reload: the admin token changed");
-          running_admin_token = next_admin;
-          changed.emplace_back("admin.token");
-        }
-        return changed;
-      };
-      return reload_into(running, reread(), apply_rollout, apply_secrets);
-    };
-  }
+  if (reread) reload = [&p, reread] { return p.reload(reread); };
   if (admin && control) admin->set_status([&control] { return control->status(); });
   if (control) {
     control->set_reload(reload);
@@ -455,52 +548,13 @@ int serve(const config& c, std::function<config()> reread) {
     }
     events_to.store(control.get());
   }
-  asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_signal;
-  bool stopping = false;
-  on_signal = [&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      if (!stopping) signals.async_wait(on_signal);
-      if (!reload) {
-        spdlog::warn("SIGHUP: nothing to reload (tandem was started without --config)");
-        return;
-      }
-      try {
-        auto r = reload();
-        spdlog::info("SIGHUP: config reloaded: {}", boost::json::serialize(r));
-        if (control) control->record("reload (SIGHUP)", std::move(r));
-      } catch (const std::exception& e) {
-        spdlog::error("SIGHUP: the config was not reloaded, the running one is kept: {}", e.what());
-        if (control) control->record("reload refused (SIGHUP)", boost::json::object{{"error", e.what()}});
-      }
-      return;
-    }
-    if (stopping) {
-      // Nothing unacknowledged is lost: every acknowledged write is already committed.
-      spdlog::warn("signal {} again: exiting without waiting for in-flight requests", sig);
-      std::_Exit(1);
-    }
-    stopping = true;
-    spdlog::info("signal {}: stopping (finishing in-flight requests; send it again to exit at once)", sig);
-    // Re-arm before stop(): with several I/O threads, the cancel that stop() posts can run on
-    // another thread at once, and a wait armed after it would keep the io_context alive forever.
-    signals.async_wait(on_signal);
-    if (admin) admin->stop();
-    if (control) control->stop();
-    srv.stop([&] { asio::post(ioc, [&] { signals.cancel(); }); });
-  };
-  signals.async_wait(on_signal);
-  spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION,
-               effective.mode == "sqlite-only" ? c.sqlite.path
-               : effective.mode == "d1-only"   ? "D1 database " + c.d1.database_id + " at " + c.d1.endpoint
-                                       : c.sqlite.path + " and D1 database " + c.d1.database_id + " at " + c.d1.endpoint,
-               effective.mode,
-               ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "",
-               tokens.empty() ? " without authentication" : "");
+  signal_handler signals(ioc, p, reload);
+  signals.arm();
+  spdlog::info("tandem {} serving {} in {} mode on {}:{}{}{}", TANDEM_VERSION, what_is_served(c, effective.mode), effective.mode,
+               ep.address().to_string(), ep.port(), c.tls.enabled ? " with TLS" : "", p.tokens.empty() ? " without authentication" : "");
   self.listen = ep.address().to_string() + ":" + std::to_string(ep.port());
-  if (file_lock) file_lock->describe(self);
-  if (lease) lease->describe(self);
+  if (owned.file_lock) owned.file_lock->describe(self);
+  if (owned.lease) owned.lease->describe(self);
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;
 
   std::vector<std::thread> threads;

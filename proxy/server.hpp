@@ -10,9 +10,12 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "proxy/config.hpp"
+#include "proxy/listener.hpp"
 #include "proxy/router.hpp"
 
 namespace tandem::proxy {
+
+struct session_shared;
 
 struct server_options {
   listen_config listen;
@@ -24,7 +27,6 @@ struct server_options {
 class server {
  public:
   server(boost::asio::io_context& ioc, server_options options, router& r);
-  ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
@@ -32,9 +34,9 @@ class server {
   // the TLS certificate (start-up errors). Returns the bound endpoint (port 0 picks a free one).
   boost::asio::ip::tcp::endpoint start();
 
-  // Graceful stop: no new connections; each session finishes the requests it has already
-  // received, sends their responses, and closes. Thread-safe, returns at once. `on_stopped` is
-  // called (on some thread) once the last session has ended.
+  // Graceful stop (tcp_listener::stop): no new connections; each session finishes the requests
+  // it has already received, sends their responses, and closes. Thread-safe, returns at once.
+  // `on_stopped` is called (on some thread) once the last session has ended.
   void stop(std::function<void()> on_stopped = {});
 
   // Replaces the accepted client tokens (a reload rotating them). Connections that have already
@@ -46,8 +48,8 @@ class server {
   std::size_t connections() const;
 
  private:
-  struct impl;
-  std::shared_ptr<impl> impl_;  // shared with the sessions, which may outlive a stop() call
+  std::shared_ptr<session_shared> shared_;  // shared with the sessions, which may outlive a stop() call
+  std::shared_ptr<tcp_listener> listener_;
 };
 
 }  // namespace tandem::proxy

@@ -73,14 +73,6 @@ void session_shared::set_tokens(std::vector<std::string> tokens) {
   tokens_ = std::move(next);
 }
 
-void session_shared::maybe_stopped() {
-  if (stopping && sessions.empty() && on_stopped) {
-    auto f = std::move(on_stopped);
-    on_stopped = nullptr;
-    f();
-  }
-}
-
 session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit)
     : socket_(std::move(socket)),
       shared_(std::move(shared)),
@@ -100,14 +92,6 @@ session::session(asio::ip::tcp::socket socket, std::shared_ptr<session_shared> s
   // Without a routing key from hello, the connection is the key (sticky for its lifetime).
   client_.routing_key = "connection-" + std::to_string(id_) + "@" + peer_;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  ++shared_->active;
-}
-
-session::~session() {
-  --shared_->active;
-  std::lock_guard lock(shared_->mu);
-  shared_->sessions.erase(id_);
-  shared_->maybe_stopped();
 }
 
 void session::touch() { last_activity_ = std::chrono::steady_clock::now(); }
@@ -120,7 +104,7 @@ void session::close_now() {
   idle_timer_.cancel();
 }
 
-void session::close_gracefully() {
+void session::stop() {
   closing_ = true;
   if (reading_) {
     boost::system::error_code ec;
@@ -129,11 +113,6 @@ void session::close_gracefully() {
 }
 
 asio::awaitable<void> session::run() {
-  {
-    std::lock_guard lock(shared_->mu);
-    if (shared_->stopping) closing_ = true;
-    shared_->sessions.emplace(id_, weak_from_this());
-  }
   spdlog::debug("session {} from {} opened", id_, peer_);
   asio::co_spawn(executor(), [self = shared_from_this()] { return self->watchdog(); }, asio::detached);
   try {

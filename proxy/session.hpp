@@ -1,13 +1,11 @@
 // One client connection: reads frames, runs requests in order, writes responses in order.
-// Internal to proxy/ (the server creates sessions).
+// Internal to proxy/ (the server creates sessions, its listener runs and stops them).
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,12 +14,11 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "protocol/codec.hpp"
+#include "proxy/listener.hpp"
 #include "proxy/router.hpp"
 #include "proxy/server.hpp"
 
 namespace tandem::proxy {
-
-class session;
 
 // What the server shares with its sessions. Lives as long as the last of them.
 struct session_shared {
@@ -30,16 +27,7 @@ struct session_shared {
   server_options options;
   router& route;
   boost::asio::ssl::context tls_context;  // configured only when options.tls.enabled
-  std::atomic<std::size_t> active{0};
   std::atomic<std::uint64_t> next_session_id{1};
-
-  std::mutex mu;
-  bool stopping = false;
-  std::unordered_map<std::uint64_t, std::weak_ptr<session>> sessions;
-  std::function<void()> on_stopped;  // called once, when stopping and the last session ended
-
-  // Calls on_stopped if stopping and no session remains. Requires `mu` held.
-  void maybe_stopped();
 
   // The client tokens in force now (options.tokens until a reload replaces them). Thread-safe.
   std::shared_ptr<const std::vector<std::string>> tokens() const;
@@ -50,21 +38,21 @@ struct session_shared {
   std::shared_ptr<const std::vector<std::string>> tokens_;
 };
 
-// Shared by its own coroutine and by the server's registry (which must reach it to close it
-// gracefully): hence enable_shared_from_this.
-class session : public std::enable_shared_from_this<session> {
+// Shared by its own coroutines (the connection and its idle watchdog) and by the listener's
+// registry (which must reach it to stop it): hence enable_shared_from_this.
+class session : public connection, public std::enable_shared_from_this<session> {
  public:
   // `socket`'s executor must be a strand: everything the session does runs on it.
   session(boost::asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit);
-  ~session();
 
   // Runs the connection until it ends. co_spawn it on the socket's executor.
-  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> run() override;
 
-  // Asks the session to finish the requests it has received and close. Call on its strand.
-  void close_gracefully();
+  // A graceful stop: the session finishes the requests it has received, sends their responses,
+  // and closes. Call on its strand.
+  void stop() override;
 
-  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+  boost::asio::any_io_executor executor() override { return socket_.get_executor(); }
 
  private:
   boost::asio::awaitable<void> serve();

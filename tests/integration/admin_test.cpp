@@ -123,7 +123,7 @@ TEST_F(Admin, HealthMetricsAndStatus) {
   auto s = get(port_, "/status");
   EXPECT_EQ(s.status, 200);
   auto st = boost::json::parse(s.body).as_object();
-  EXPECT_EQ(st.at("readPercent").as_int64(), 25);
+  EXPECT_EQ(st.at("state").at("readPercent").as_int64(), 25);
   EXPECT_EQ(st.at("replication").at("applied").as_int64(), 2);
 
   EXPECT_EQ(get(port_, "/nothing").status, 404);
