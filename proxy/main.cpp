@@ -9,7 +9,7 @@
 #include "tools/bench.hpp"
 #include "tools/commands.hpp"
 #include "tools/ctl.hpp"
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 #include "tools/shell.hpp"
 
 namespace {

@@ -14,7 +14,7 @@
 #include "protocol/text.hpp"
 #include "tools/migrate.hpp"
 #include "tools/progress.hpp"
-#include "tools/schema.hpp"
+#include "tools/move/schema.hpp"
 
 namespace tandem::tools {
 

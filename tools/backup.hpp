@@ -16,7 +16,7 @@
 
 #include <string>
 
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 
 namespace tandem::tools {
 

@@ -4,7 +4,7 @@
 
 #include "tools/backup.hpp"
 #include "tools/bench_migrate.hpp"
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "tools/copy_engine.hpp"
-#include "tools/database.hpp"
+#include "tools/move/copy_engine.hpp"
+#include "tools/move/database.hpp"
 
 namespace tandem::tools {
 

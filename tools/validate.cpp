@@ -11,7 +11,7 @@
 
 #include "protocol/codec.hpp"
 #include "protocol/text.hpp"
-#include "tools/copy_engine.hpp"
+#include "tools/move/copy_engine.hpp"
 #include "tools/progress.hpp"
 
 namespace tandem::tools {

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/schema.hpp"
+#include "tools/move/schema.hpp"
 
 namespace tandem::tools {
 

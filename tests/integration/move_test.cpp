@@ -22,7 +22,7 @@
 #include "tests/support/d1_support.hpp"
 #include "tests/support/eventually.hpp"
 #include "tools/backup.hpp"
-#include "tools/copy_engine.hpp"
+#include "tools/move/copy_engine.hpp"
 #include "tools/guide_db.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"

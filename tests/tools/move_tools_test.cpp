@@ -11,7 +11,7 @@
 #include "backends/sqlite_store.hpp"
 #include "tests/support/test_support.hpp"
 #include "tools/backup.hpp"
-#include "tools/copy_engine.hpp"
+#include "tools/move/copy_engine.hpp"
 #include "tools/guide_db.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"

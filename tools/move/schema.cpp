@@ -1,4 +1,4 @@
-#include "tools/schema.hpp"
+#include "tools/move/schema.hpp"
 
 #include <algorithm>
 #include <cctype>

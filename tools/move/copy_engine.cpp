@@ -1,4 +1,4 @@
-#include "tools/copy_engine.hpp"
+#include "tools/move/copy_engine.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 
 #include <sqlite3.h>
 
