@@ -6,7 +6,8 @@
 
 #include "proxy/config.hpp"
 #include "proxy/serve.hpp"
-#include "tools/bench.hpp"
+#include "tools/bench/bench.hpp"
+#include "tools/bench/commands.hpp"
 #include "tools/commands.hpp"
 #include "tools/ctl.hpp"
 #include "tools/move/database.hpp"
@@ -90,9 +91,11 @@ int main(int argc, char** argv) {
               "          resume-replication, switch-primary, verify <on|off>, next, prev, hold, release,\n"
               "          fallback [--force], reload");
 
-  // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate
+  // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate (tools/bench/commands.hpp)
   tandem::tools::move_commands move;
-  move.add(app, *bench);
+  move.add(app);
+  tandem::tools::bench_commands bench_commands;
+  bench_commands.add(*bench);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
       if (config_path.empty()) return tandem::proxy::serve(c);
       return tandem::proxy::serve(c, read);
     }
+    if (auto status = bench_commands.run()) return *status;
     if (shell->parsed()) return tandem::tools::run_shell(so);
     if (auto status = move.run([](const std::string& path, tandem::tools::d1_settings& d1) {
           const auto c = tandem::proxy::load_config(path).d1;

@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/backup.hpp"
-#include "tools/bench_migrate.hpp"
 #include "tools/move/database.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"
@@ -13,7 +12,6 @@ namespace tandem::tools {
 struct move_commands::state {
   CLI::App* migrate = nullptr;
   CLI::App* validate = nullptr;
-  CLI::App* bench_migrate = nullptr;
   CLI::App* backup = nullptr;
   CLI::App* restore = nullptr;
   backup_command bc;
@@ -21,7 +19,6 @@ struct move_commands::state {
   d1_settings backup_d1, restore_d1;
   std::string backup_config, restore_config;
   bool restore_no_validate = false;
-  bench_migrate_options bm;
 
   // One set of D1 settings per command, so that each --help lists its own flags.
   d1_settings migrate_d1, validate_d1;
@@ -57,7 +54,7 @@ constexpr const char* k_d1_footer =
 move_commands::move_commands() : s_(std::make_unique<state>()) {}
 move_commands::~move_commands() = default;
 
-void move_commands::add(CLI::App& app, CLI::App& bench) {
+void move_commands::add(CLI::App& app) {
   auto& s = *s_;
 
   // migrate
@@ -148,26 +145,10 @@ void move_commands::add(CLI::App& app, CLI::App& bench) {
              "  tandem restore .monotask/backups/project-2026-12-01.db --to sqlite:.monotask/project.db --force\n"
              "  tandem restore backups/d1-<id>-2026-12-01 --to d1\n"
              "Exit status: 0 restored (and, into D1, validated), 1 refused or failed, 2 bad arguments.");
-
-  // bench migrate
-  s.bench_migrate = bench.add_subcommand(
-      "migrate", "time tandem migrate and validate --full on a guide-scale database against the local D1, beside sqlite3 .dump | wrangler");
-  auto* b = s.bench_migrate;
-  b->add_option("--tables", s.bm.tables, "tables in the generated database")->capture_default_str();
-  b->add_option("--rows", s.bm.rows, "rows in the generated database")->capture_default_str();
-  b->add_option("--batch-size", s.bm.batch_size, "tandem migrate's batch size")->capture_default_str();
-  b->add_option("--parallel-tables", s.bm.parallel_tables, "tandem migrate's tables at once")->capture_default_str();
-  b->add_flag("!--no-wrangler", s.bm.wrangler, "skip the sqlite3 .dump | wrangler d1 execute route (it takes minutes)");
-  b->add_flag("--large-blobs", s.bm.large_blobs, "include blobs larger than one D1 statement (the wrangler route cannot carry them)");
-  b->add_flag("--sql-text-traps", s.bm.sql_text_traps, "include text values wrangler refuses ('BEGIN TRANSACTION', 'COMMIT;')");
-  b->add_option("--dir", s.bm.dir, "working folder, kept afterwards (default: a temporary one)");
-  b->add_option("--d1-local", s.bm.d1_local, "the tools/d1-local folder (default: found from the binary)");
-  b->add_option("--generate", s.bm.generate, "only write the generated database to this path");
 }
 
 std::optional<int> move_commands::run(const config_loader& load_config) {
   auto& s = *s_;
-  if (s.bench_migrate->parsed()) return run_bench_migrate(s.bm);
   if (s.migrate->parsed()) {
     if (!s.migrate_config.empty()) load_config(s.migrate_config, s.migrate_d1);
     s.mc.d1 = s.migrate_d1;

@@ -12,7 +12,7 @@
 #include "tests/support/test_support.hpp"
 #include "tools/backup.hpp"
 #include "tools/move/copy_engine.hpp"
-#include "tools/guide_db.hpp"
+#include "tools/bench/guide_db.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"
 

@@ -1,4 +1,4 @@
-#include "tools/bench.hpp"
+#include "tools/bench/bench.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,7 +27,7 @@
 
 #include "backends/d1_store.hpp"
 #include "protocol/client.hpp"
-#include "tools/local_d1.hpp"
+#include "tools/bench/local_d1.hpp"
 
 namespace tandem::tools {
 namespace {
@@ -554,7 +554,7 @@ operation tandem_d1_select(const protocol::client_options& o, int thread, int ro
 void run_transport_bench(const bench_options& o, d1_local_process& local, const std::string& database, const std::string& binary,
                          const fs::path& dir, int rows) {
   using backends::d1_transport;
-  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
+  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};
   auto config = [&](const std::string& name, const std::string& mode, const std::string& db, d1_transport t) {
     const std::string path = (dir / (name + ".jsonc")).string();
     std::ofstream(path) << "{ \"mode\": \"" << mode << "\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false}, "
@@ -654,7 +654,7 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   const std::string conf = (dir / "bench-d1.jsonc").string();
   std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false},\n  "
                       << local.config(database) << " }\n";
-  child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}});
+  child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}});
   protocol::client_options copts;
   copts.port = child.port();
 
@@ -789,7 +789,7 @@ double wait_replicated(protocol::client& c, backends::store& d1) {
 // `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
 int run_dual_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
-  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
+  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};
   // `d1_section` replaces the local D1's (a follower that is never reachable).
   auto config = [&](const std::string& name, const std::string& mode, const std::string& database, int batch_entries,
                     const std::string& d1_section = {}) {

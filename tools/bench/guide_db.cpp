@@ -1,4 +1,4 @@
-#include "tools/guide_db.hpp"
+#include "tools/bench/guide_db.hpp"
 
 #include <sqlite3.h>
 

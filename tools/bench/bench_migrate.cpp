@@ -1,4 +1,4 @@
-#include "tools/bench_migrate.hpp"
+#include "tools/bench/bench_migrate.hpp"
 
 #include <unistd.h>
 
@@ -9,8 +9,8 @@
 #include <sstream>
 #include <thread>
 
-#include "tools/guide_db.hpp"
-#include "tools/local_d1.hpp"
+#include "tools/bench/guide_db.hpp"
+#include "tools/bench/local_d1.hpp"
 #include "tools/migrate.hpp"
 #include "tools/progress.hpp"
 #include "tools/validate.hpp"
