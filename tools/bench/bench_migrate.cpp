@@ -13,7 +13,7 @@
 #include "tools/bench/local_d1.hpp"
 #include "tools/migrate.hpp"
 #include "tools/progress.hpp"
-#include "tools/validate.hpp"
+#include "tools/move/validate.hpp"
 
 namespace tandem::tools {
 namespace {
