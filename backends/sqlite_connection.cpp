@@ -79,9 +79,24 @@ constexpr std::string_view k_use_batch =
 
 }  // namespace
 
-void sqlite_connection::db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-void sqlite_connection::stmt_finalizer::operator()(sqlite3_stmt* st) const noexcept {
-  sqlite3_finalize(st);
+void sqlite_db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void sqlite_stmt_finalizer::operator()(sqlite3_stmt* st) const noexcept { sqlite3_finalize(st); }
+void sqlite_backup_finisher::operator()(sqlite3_backup* b) const noexcept { sqlite3_backup_finish(b); }
+
+outcome<sqlite_db_ptr> open_sqlite(const std::string& path, int flags) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  sqlite_db_ptr db(raw);  // closed on failure too: SQLite may give a handle with the error
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return error{errc::unavailable, "cannot open SQLite database '" + path + "': " + msg, "sqlite", {}};
+  }
+  return db;
+}
+
+outcome<void> sqlite_check(sqlite3* db, int rc, std::string_view context, protocol::errc code) {
+  if (rc == SQLITE_OK) return {};
+  return error{code, std::string(context) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)), "sqlite", {}};
 }
 
 sqlite_connection::sqlite_connection(const sqlite_options& options) : options_(options) {}
@@ -94,13 +109,10 @@ outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite
   std::unique_ptr<sqlite_connection> c(new sqlite_connection(options));
   const int flags = (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &raw, flags, nullptr);
-  c->db_.reset(raw);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-    return error{errc::unavailable, "cannot open SQLite database '" + options.path + "': " + msg, "sqlite", {}};
-  }
+  auto db = open_sqlite(options.path, flags);
+  if (!db) return db.error();
+  c->db_ = std::move(*db);
+  sqlite3* raw = c->db_.get();
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
   sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);

@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "backends/sqlite_connection.hpp"
 #include "backends/sqlite_store.hpp"
 #include "tools/progress.hpp"
 #include "tools/validate.hpp"
@@ -130,6 +131,18 @@ outcome<std::vector<std::string>> restore_triggers(backends::store& target, std:
   });
   if (!r) return r.error();
   return names;
+}
+
+// The journal position of a SQLite snapshot: the last sequence number tandem's journal gave out.
+outcome<std::int64_t> journal_position(sqlite_reader& r) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v2(r.handle(),
+                                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
+                                    "(SELECT max(seq) FROM _tandem_journal), 0)",
+                                    -1, &raw, nullptr);
+  backends::sqlite_stmt_ptr st(raw);
+  if (rc != SQLITE_OK || sqlite3_step(raw) != SQLITE_ROW) return error{errc::unavailable, sqlite3_errmsg(r.handle()), "sqlite", {}};
+  return static_cast<std::int64_t>(sqlite3_column_int64(raw, 0));
 }
 
 }  // namespace
@@ -475,19 +488,13 @@ int run_migrate(const migrate_command& c) {
       return 2;
     }
     if (live) {
-      sqlite3_stmt* st = nullptr;
-      const bool read = sqlite3_prepare_v2(r->handle(),
-                                                   "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
-                                                   "(SELECT max(seq) FROM _tandem_journal), 0)",
-                                                   -1, &st, nullptr) == SQLITE_OK &&
-                        sqlite3_step(st) == SQLITE_ROW;
-      if (read) snapshot_seq = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-      if (!read) {
+      auto seq = journal_position(*r);
+      if (!seq) {
         std::cerr << "tandem migrate: " << from->describe() << " has no tandem journal: is tandem running dual-sqlite on it? ("
-                  << sqlite3_errmsg(r->handle()) << "); replication stays paused (tandem ctl resume-replication)\n";
+                  << seq.error().message << "); replication stays paused (tandem ctl resume-replication)\n";
         return 2;
       }
+      snapshot_seq = *seq;
       std::cout << "Live backfill: replication paused; copying the snapshot at journal sequence " << snapshot_seq << "\n";
     }
   }

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "backends/d1_store.hpp"
+#include "backends/sqlite_connection.hpp"
 #include "protocol/client.hpp"
 #include "tools/bench/local_d1.hpp"
 
@@ -90,23 +91,14 @@ figures measure(int threads, double seconds, const std::function<operation(int)>
 
 // ---- in-process SQLite (the floor) -------------------------------------------------------------
 
-struct db_deleter {
-  void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
-};
-struct stmt_deleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using db_ptr = std::unique_ptr<sqlite3, db_deleter>;
-using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_deleter>;
+using db_ptr = backends::sqlite_db_ptr;
+using stmt_ptr = backends::sqlite_stmt_ptr;
 
 db_ptr open_db(const std::string& path, const std::string& sync) {
-  sqlite3* d = nullptr;
-  if (sqlite3_open(path.c_str(), &d) != SQLITE_OK) {
-    std::string msg = d ? sqlite3_errmsg(d) : "out of memory";
-    sqlite3_close(d);
-    throw std::runtime_error("cannot open " + path + ": " + msg);
-  }
-  db_ptr db(d);
+  auto opened = backends::open_sqlite(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!opened) throw std::runtime_error(opened.error().message);
+  db_ptr db = std::move(*opened);
+  sqlite3* d = db.get();
   sqlite3_busy_timeout(d, 60000);
   const std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=" + sync;
   sqlite3_exec(d, pragmas.c_str(), nullptr, nullptr, nullptr);

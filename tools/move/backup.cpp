@@ -6,8 +6,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "backends/sqlite_connection.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/json_reader.hpp"
 #include "protocol/text.hpp"
@@ -38,10 +40,13 @@ std::string utc_now() {
   return buf;
 }
 
-struct db_handle {
-  sqlite3* db = nullptr;
-  ~db_handle() { sqlite3_close_v2(db); }
-};
+// `from` read-only and `to` (created if missing) for an online copy; UNAVAILABLE naming both.
+outcome<std::pair<backends::sqlite_db_ptr, backends::sqlite_db_ptr>> open_pair(const std::string& from, const std::string& to) {
+  auto src = backends::open_sqlite(from, SQLITE_OPEN_READONLY);
+  auto dst = src ? backends::open_sqlite(to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) : src.error();
+  if (!src || !dst) return fail("cannot open " + from + " or " + to);
+  return std::pair{std::move(*src), std::move(*dst)};
+}
 
 outcome<void> exec(sqlite3* db, const std::string& sql) {
   char* msg = nullptr;
@@ -56,14 +61,14 @@ outcome<void> exec(sqlite3* db, const std::string& sql) {
 // Copies every page of `from` into `to` with SQLite's backup API, in one step (one read
 // transaction on `from`: a consistent copy, while other connections keep writing in WAL mode).
 outcome<void> copy_pages(sqlite3* from, sqlite3* to) {
-  sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
+  backends::sqlite_backup_ptr b(sqlite3_backup_init(to, "main", from, "main"));
   if (b == nullptr) return fail(std::string("cannot start the backup: ") + sqlite3_errmsg(to));
   int rc;
   do {
-    rc = sqlite3_backup_step(b, -1);
+    rc = sqlite3_backup_step(b.get(), -1);
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
   } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
-  sqlite3_backup_finish(b);
+  b.reset();  // finished before the error is read: it is the step's
   if (rc != SQLITE_DONE) return fail(std::string("the backup failed: ") + sqlite3_errstr(rc) + ": " + sqlite3_errmsg(to));
   return {};
 }
@@ -116,29 +121,27 @@ outcome<std::int64_t> user_objects(reader& r) {
 }
 
 outcome<void> copy_sqlite_backup(const std::string& from, const std::string& to) {
-  db_handle src, dst;
-  if (sqlite3_open_v2(from.c_str(), &src.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
-      sqlite3_open_v2(to.c_str(), &dst.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK)
-    return fail("cannot open " + from + " or " + to);
-  sqlite3_busy_timeout(src.db, 5000);
-  if (auto r = copy_pages(src.db, dst.db); !r) return r;
+  auto dbs = open_pair(from, to);
+  if (!dbs) return dbs.error();
+  sqlite3* src = dbs->first.get();
+  sqlite3* dst = dbs->second.get();
+  sqlite3_busy_timeout(src, 5000);
+  if (auto r = copy_pages(src, dst); !r) return r;
   // A backup is one self-contained file, like `cp` of a closed database.
-  if (auto r = exec(dst.db, "PRAGMA journal_mode=DELETE"); !r) return r;
+  if (auto r = exec(dst, "PRAGMA journal_mode=DELETE"); !r) return r;
   std::string check;
   sqlite3_exec(
-      dst.db, "PRAGMA quick_check", [](void* out, int, char** v, char**) { *static_cast<std::string*>(out) += v[0] ? v[0] : ""; return 0; },
+      dst, "PRAGMA quick_check", [](void* out, int, char** v, char**) { *static_cast<std::string*>(out) += v[0] ? v[0] : ""; return 0; },
       &check, nullptr);
   if (check != "ok") return fail("the copy failed its check (" + check + ")");
   return {};
 }
 
 outcome<void> restore_sqlite_backup(const std::string& from, const std::string& to) {
-  db_handle src, dst;
-  if (sqlite3_open_v2(from.c_str(), &src.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
-      sqlite3_open_v2(to.c_str(), &dst.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK)
-    return fail("cannot open " + from + " or " + to);
-  sqlite3_busy_timeout(dst.db, 5000);
-  return copy_pages(src.db, dst.db);
+  auto dbs = open_pair(from, to);
+  if (!dbs) return dbs.error();
+  sqlite3_busy_timeout(dbs->second.get(), 5000);
+  return copy_pages(dbs->first.get(), dbs->second.get());
 }
 
 outcome<std::vector<protocol::statement>> drop_user_objects(reader& r) {
@@ -278,14 +281,83 @@ outcome<void> write_json_backup(reader& source, const std::string& folder, std::
   return {};
 }
 
+namespace {
+
+std::optional<std::string> slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Binds one cell of a backup's JSON row (null, number, bool, text, or a blob as an array of bytes).
+outcome<void> bind_json(sqlite3* db, sqlite3_stmt* st, int at, const json::value* v, const std::string& file, const std::string& column) {
+  int rc = SQLITE_OK;
+  if (v == nullptr || v->is_null()) {
+    rc = sqlite3_bind_null(st, at);
+  } else if (v->is_int64()) {
+    rc = sqlite3_bind_int64(st, at, v->get_int64());
+  } else if (v->is_uint64()) {
+    rc = sqlite3_bind_double(st, at, static_cast<double>(v->get_uint64()));
+  } else if (v->is_double()) {
+    rc = sqlite3_bind_double(st, at, v->get_double());
+  } else if (v->is_bool()) {
+    rc = sqlite3_bind_int(st, at, v->get_bool() ? 1 : 0);
+  } else if (v->is_string()) {
+    const auto& s = v->get_string();
+    rc = sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  } else if (v->is_array()) {
+    std::string bytes;
+    for (const auto& b : v->get_array()) {
+      if (!b.is_int64() || b.get_int64() < 0 || b.get_int64() > 255) return fail(file + ": a blob holds something that is not a byte");
+      bytes.push_back(static_cast<char>(b.get_int64()));
+    }
+    rc = sqlite3_bind_blob64(st, at, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+  } else {
+    return fail(file + ": column " + column + " holds an object");
+  }
+  return backends::sqlite_check(db, rc, file + ": column " + column, errc::unavailable);
+}
+
+// Inserts the rows of one table's file (`t`: its entry in the manifest) into `db`.
+outcome<void> load_table(sqlite3* db, const std::string& folder, const json::value& t) {
+  const std::string name(t.at("name").as_string());
+  const std::string file(t.at("file").as_string());
+  std::vector<std::string> columns;
+  for (const auto& c : t.at("columns").as_array()) columns.emplace_back(c.as_string());
+  const auto body = slurp(fs::path(folder) / file);
+  if (!body) return fail("the backup lacks " + file);
+  auto rows = protocol::read_json(*body);
+  if (!rows.ok()) return fail(file + ": " + rows.error);
+  const json::array* results = nullptr;
+  if (rows.value.is_array() && !rows.value.get_array().empty() && rows.value.get_array()[0].is_object()) {
+    if (const auto* r = rows.value.get_array()[0].get_object().if_contains("results"); r && r->is_array()) results = &r->get_array();
+  }
+  if (!results) return fail(file + ": not the shape of wrangler d1 execute --json ([{\"results\": [...]}])");
+  std::string sql = "INSERT INTO " + quote_name(name) + " (";
+  for (std::size_t c = 0; c < columns.size(); ++c) sql += (c ? "," : "") + quote_name(columns[c]);
+  sql += ") VALUES (";
+  for (std::size_t c = 0; c < columns.size(); ++c) sql += c ? ",?" : "?";
+  sql += ")";
+  sqlite3_stmt* raw = nullptr;
+  const int prepared = sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
+  backends::sqlite_stmt_ptr st(raw);
+  if (prepared != SQLITE_OK) return fail(std::string(sqlite3_errmsg(db)) + " in " + sql);
+  for (const auto& r : *results) {
+    if (!r.is_object()) return fail(file + ": a row is not an object");
+    sqlite3_reset(raw);
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      if (auto ok = bind_json(db, raw, static_cast<int>(c + 1), r.get_object().if_contains(columns[c]), file, columns[c]); !ok) return ok;
+    }
+    if (sqlite3_step(raw) != SQLITE_DONE) return fail(file + ": " + sqlite3_errmsg(db));
+  }
+  return {};
+}
+
+}  // namespace
+
 outcome<void> load_json_backup(const std::string& folder, const std::string& path) {
-  auto slurp = [](const fs::path& p) -> std::optional<std::string> {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
   const auto text = slurp(fs::path(folder) / "manifest.json");
   if (!text) return fail(folder + " is not a tandem backup: it has no manifest.json");
   auto doc = protocol::read_json(*text);
@@ -295,82 +367,30 @@ outcome<void> load_json_backup(const std::string& folder, const std::string& pat
   const auto* objects = m.if_contains("objects");
   if (!tables || !tables->is_array() || !objects || !objects->is_array()) return fail(folder + "/manifest.json: no tables or objects");
 
-  db_handle h;
-  if (sqlite3_open_v2(path.c_str(), &h.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK)
-    return fail("cannot create " + path);
-  if (auto r = exec(h.db, "PRAGMA foreign_keys=OFF; PRAGMA journal_mode=WAL; BEGIN"); !r) return r;
+  auto opened = backends::open_sqlite(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!opened) return fail("cannot create " + path);
+  sqlite3* db = opened->get();
+  if (auto r = exec(db, "PRAGMA foreign_keys=OFF; PRAGMA journal_mode=WAL; BEGIN"); !r) return r;
   for (const auto& t : tables->get_array()) {
-    if (auto r = exec(h.db, std::string(t.at("sql").as_string())); !r) return r;
+    if (auto r = exec(db, std::string(t.at("sql").as_string())); !r) return r;
   }
   for (const auto& t : tables->get_array()) {
-    const std::string name(t.at("name").as_string());
-    const std::string file(t.at("file").as_string());
-    std::vector<std::string> columns;
-    for (const auto& c : t.at("columns").as_array()) columns.emplace_back(c.as_string());
-    const auto body = slurp(fs::path(folder) / file);
-    if (!body) return fail("the backup lacks " + file);
-    auto rows = protocol::read_json(*body);
-    if (!rows.ok()) return fail(file + ": " + rows.error);
-    const json::array* results = nullptr;
-    if (rows.value.is_array() && !rows.value.get_array().empty() && rows.value.get_array()[0].is_object()) {
-      if (const auto* r = rows.value.get_array()[0].get_object().if_contains("results"); r && r->is_array()) results = &r->get_array();
-    }
-    if (!results) return fail(file + ": not the shape of wrangler d1 execute --json ([{\"results\": [...]}])");
-    std::string sql = "INSERT INTO " + quote_name(name) + " (";
-    for (std::size_t c = 0; c < columns.size(); ++c) sql += (c ? "," : "") + quote_name(columns[c]);
-    sql += ") VALUES (";
-    for (std::size_t c = 0; c < columns.size(); ++c) sql += c ? ",?" : "?";
-    sql += ")";
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h.db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return fail(std::string(sqlite3_errmsg(h.db)) + " in " + sql);
-    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
-    for (const auto& r : *results) {
-      if (!r.is_object()) return fail(file + ": a row is not an object");
-      sqlite3_reset(st);
-      for (std::size_t c = 0; c < columns.size(); ++c) {
-        const int at = static_cast<int>(c + 1);
-        const auto* v = r.get_object().if_contains(columns[c]);
-        if (v == nullptr || v->is_null()) {
-          sqlite3_bind_null(st, at);
-        } else if (v->is_int64()) {
-          sqlite3_bind_int64(st, at, v->get_int64());
-        } else if (v->is_uint64()) {
-          sqlite3_bind_double(st, at, static_cast<double>(v->get_uint64()));
-        } else if (v->is_double()) {
-          sqlite3_bind_double(st, at, v->get_double());
-        } else if (v->is_bool()) {
-          sqlite3_bind_int(st, at, v->get_bool() ? 1 : 0);
-        } else if (v->is_string()) {
-          const auto& s = v->get_string();
-          sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-        } else if (v->is_array()) {
-          std::string bytes;
-          for (const auto& b : v->get_array()) {
-            if (!b.is_int64() || b.get_int64() < 0 || b.get_int64() > 255) return fail(file + ": a blob holds something that is not a byte");
-            bytes.push_back(static_cast<char>(b.get_int64()));
-          }
-          sqlite3_bind_blob64(st, at, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
-        } else {
-          return fail(file + ": column " + columns[c] + " holds an object");
-        }
-      }
-      if (sqlite3_step(st) != SQLITE_DONE) return fail(file + ": " + sqlite3_errmsg(h.db));
-    }
+    if (auto r = load_table(db, folder, t); !r) return r;
   }
   for (const auto& o : objects->get_array()) {
-    if (auto r = exec(h.db, std::string(o.at("sql").as_string())); !r) return r;
+    if (auto r = exec(db, std::string(o.at("sql").as_string())); !r) return r;
   }
   if (const auto* seqs = m.if_contains("sequences"); seqs && seqs->is_array()) {
     for (const auto& s : seqs->get_array()) {
       const auto& pair = s.as_array();
       const std::string name(pair.at(0).as_string());
-      if (auto r = exec(h.db, "DELETE FROM sqlite_sequence WHERE name = " + sql_literal(value{name}) + "; INSERT INTO sqlite_sequence VALUES (" +
+      if (auto r = exec(db, "DELETE FROM sqlite_sequence WHERE name = " + sql_literal(value{name}) + "; INSERT INTO sqlite_sequence VALUES (" +
                                   sql_literal(value{name}) + ", " + std::to_string(pair.at(1).to_number<std::int64_t>()) + ")");
           !r)
         return r;
     }
   }
-  return exec(h.db, "COMMIT");
+  return exec(db, "COMMIT");
 }
 
 }  // namespace tandem::tools
