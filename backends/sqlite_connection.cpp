@@ -415,9 +415,7 @@ outcome<statement_info> sqlite_connection::inspect(const std::string& sql) {
   return (*e)->info;
 }
 
-namespace {
-
-int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
+int sqlite_bind(sqlite3_stmt* st, int i, const protocol::value& v) {
   switch (v.index()) {
     case 0: return sqlite3_bind_null(st, i);
     case 1: return sqlite3_bind_int64(st, i, std::get<std::int64_t>(v));
@@ -435,6 +433,8 @@ int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
   return SQLITE_MISUSE;
 }
 
+namespace {
+
 // Binds the client's parameters; every statement parameter must get exactly one value and every
 // value must be used.
 outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
@@ -446,7 +446,7 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
                  std::to_string(p.positional.size()) + " value(s) were given");
     }
     for (int i = 1; i <= count; ++i) {
-      if (int rc = bind_value(st, i, p.positional[i - 1]); rc != SQLITE_OK)
+      if (int rc = sqlite_bind(st, i, p.positional[i - 1]); rc != SQLITE_OK)
         return bad("cannot bind parameter " + std::to_string(i) + ": " + sqlite3_errstr(rc));
     }
     return {};
@@ -467,7 +467,7 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p) {
     }
     if (found == p.named.size()) return bad("no value given for parameter " + std::string(full));
     used[found] = true;
-    if (int rc = bind_value(st, i, p.named[found].second); rc != SQLITE_OK)
+    if (int rc = sqlite_bind(st, i, p.named[found].second); rc != SQLITE_OK)
       return bad("cannot bind parameter " + std::string(full) + ": " + sqlite3_errstr(rc));
   }
   for (std::size_t k = 0; k < used.size(); ++k) {

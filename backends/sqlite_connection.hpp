@@ -39,6 +39,10 @@ using sqlite_backup_ptr = std::unique_ptr<sqlite3_backup, sqlite_backup_finisher
 // SQLite database '<path>': <SQLite's reason>" when it cannot.
 outcome<sqlite_db_ptr> open_sqlite(const std::string& path, int flags);
 
+// Binds `v` to parameter `i` (1-based) of `st` without copying it: `v` must outlive the
+// statement's steps. SQLite's return code (check it with sqlite_check).
+int sqlite_bind(sqlite3_stmt* st, int i, const protocol::value& v);
+
 // Nothing when `rc` is SQLITE_OK, else a `code` error "<context>: <sqlite3_errmsg(db)>" (SQLite's
 // text for `rc` when there is no connection): for the calls whose failure would otherwise pass
 // unnoticed (bind, reset, exec, step of tandem's own statements).

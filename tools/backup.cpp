@@ -94,6 +94,81 @@ int run_backup(const backup_command& c) {
   return 0;
 }
 
+namespace {
+
+// A restore into a SQLite file: its pages replaced by the backup's.
+int restore_into_sqlite(const restore_command& c, const std::string& from, const endpoint& to, steady::time_point start) {
+  std::error_code ec;
+  if (fs::exists(to.path, ec)) {
+    auto existing = sqlite_reader::open(to.path);
+    if (!existing) {
+      std::cerr << "tandem restore: " << existing.error().message << "\n";
+      return 2;
+    }
+    auto n = user_objects(**existing);
+    if (n && *n > 0 && !c.force) {
+      std::cerr << "tandem restore: " << to.describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
+      return 1;
+    }
+  }
+  if (auto r = restore_sqlite_backup(from, to.path); !r) {
+    std::cerr << "tandem restore: " << r.error().message << "\n";
+    return 1;
+  }
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.2fs", std::chrono::duration<double>(steady::now() - start).count());
+  std::cout << "✓ Restored " << c.from << " into " << to.describe() << " (" << describe_contents(to.path) << ") in " << secs << "\n";
+  return 0;
+}
+
+// A restore into D1: emptied first with --force, then migrated from the backup and validated.
+int restore_into_d1(const restore_command& c, opened& source, const endpoint& to) {
+  auto target = open_database(to, c.d1, true, std::chrono::milliseconds(c.timeout_ms));
+  if (!target) {
+    std::cerr << "tandem restore: " << target.error().message << "\n";
+    return 2;
+  }
+  auto n = user_objects(*target->read);
+  if (!n) {
+    std::cerr << "tandem restore: " << n.error().message << "\n";
+    return 2;
+  }
+  if (*n > 0) {
+    if (!c.force) {
+      std::cerr << "tandem restore: " << target->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
+      return 1;
+    }
+    auto drops = drop_user_objects(*target->read);
+    if (!drops) {
+      std::cerr << "tandem restore: " << drops.error().message << "\n";
+      return 1;
+    }
+    if (auto r = run_sync(*target->store, *drops, steady::now() + std::chrono::milliseconds(c.timeout_ms)); !r) {
+      std::cerr << "tandem restore: emptying " << target->describe() << " failed (nothing was dropped): " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "🧹 Emptied " << target->describe() << " (--force: " << *n << " objects dropped)\n";
+  }
+  if (auto ok = dynamic_cast<sqlite_reader&>(*source.read).snapshot(); !ok) {
+    std::cerr << "tandem restore: " << ok.error().message << "\n";
+    return 1;
+  }
+  migrate_command mc;
+  mc.validate = c.validate;
+  mc.progress = c.progress;
+  mc.timeout_ms = c.timeout_ms;
+  auto settings = resolve_settings(mc);
+  if (!settings) {
+    std::cerr << "tandem restore: " << settings.error().message << "\n";
+    return 2;
+  }
+  const int rc = migrate_between(source, *target, *settings, std::cout);
+  target->store->shutdown();
+  return rc;
+}
+
+}  // namespace
+
 int run_restore(const restore_command& c) {
   auto to = parse_endpoint(c.to);
   if (!to) {
@@ -128,70 +203,8 @@ int run_restore(const restore_command& c) {
     std::cerr << "tandem restore: " << source.error().message << "\n";
     return 2;
   }
-  if (to->type == endpoint::kind::sqlite) {
-    if (fs::exists(to->path, ec)) {
-      auto existing = sqlite_reader::open(to->path);
-      if (!existing) {
-        std::cerr << "tandem restore: " << existing.error().message << "\n";
-        return 2;
-      }
-      auto n = user_objects(**existing);
-      if (n && *n > 0 && !c.force) {
-        std::cerr << "tandem restore: " << to->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
-        return 1;
-      }
-    }
-    if (auto r = restore_sqlite_backup(from, to->path); !r) {
-      std::cerr << "tandem restore: " << r.error().message << "\n";
-      return 1;
-    }
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%.2fs", std::chrono::duration<double>(steady::now() - start).count());
-    std::cout << "✓ Restored " << c.from << " into " << to->describe() << " (" << describe_contents(to->path) << ") in " << secs << "\n";
-    return 0;
-  }
-  auto target = open_database(*to, c.d1, true, std::chrono::milliseconds(c.timeout_ms));
-  if (!target) {
-    std::cerr << "tandem restore: " << target.error().message << "\n";
-    return 2;
-  }
-  auto n = user_objects(*target->read);
-  if (!n) {
-    std::cerr << "tandem restore: " << n.error().message << "\n";
-    return 2;
-  }
-  if (*n > 0) {
-    if (!c.force) {
-      std::cerr << "tandem restore: " << target->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
-      return 1;
-    }
-    auto drops = drop_user_objects(*target->read);
-    if (!drops) {
-      std::cerr << "tandem restore: " << drops.error().message << "\n";
-      return 1;
-    }
-    if (auto r = run_sync(*target->store, *drops, steady::now() + std::chrono::milliseconds(c.timeout_ms)); !r) {
-      std::cerr << "tandem restore: emptying " << target->describe() << " failed (nothing was dropped): " << r.error().message << "\n";
-      return 1;
-    }
-    std::cout << "🧹 Emptied " << target->describe() << " (--force: " << *n << " objects dropped)\n";
-  }
-  if (auto ok = dynamic_cast<sqlite_reader&>(*source->read).snapshot(); !ok) {
-    std::cerr << "tandem restore: " << ok.error().message << "\n";
-    return 1;
-  }
-  migrate_command mc;
-  mc.validate = c.validate;
-  mc.progress = c.progress;
-  mc.timeout_ms = c.timeout_ms;
-  auto settings = resolve_settings(mc);
-  if (!settings) {
-    std::cerr << "tandem restore: " << settings.error().message << "\n";
-    return 2;
-  }
-  const int rc = migrate_between(*source, *target, *settings, std::cout);
-  target->store->shutdown();
-  return rc;
+  if (to->type == endpoint::kind::sqlite) return restore_into_sqlite(c, from, *to, start);
+  return restore_into_d1(c, *source, *to);
 }
 
 }  // namespace tandem::tools

@@ -20,12 +20,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::statement;
-using protocol::value;
-
 namespace {
 
 using steady = std::chrono::steady_clock;
@@ -311,6 +305,47 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
   return ok && validation_errors == 0 ? 0 : 1;
 }
 
+namespace {
+
+// Sends `line` to the control socket of the tandem a live backfill runs beside; its answer, or
+// nullopt (said on stderr) when tandem cannot be reached or refused.
+std::optional<std::string> ask_tandem(const std::string& socket, const std::string& line) {
+  std::string why;
+  auto answer = control_exchange(socket, line, why);
+  if (!answer) {
+    std::cerr << "tandem migrate: " << why << "\n";
+    return std::nullopt;
+  }
+  auto doc = protocol::read_json(*answer);
+  const auto* o = doc.ok() ? doc.value.if_object() : nullptr;
+  const auto* ok = o ? o->if_contains("ok") : nullptr;
+  if (!ok || !ok->is_bool() || !ok->get_bool()) {
+    const auto* e = o ? o->if_contains("error") : nullptr;
+    std::cerr << "tandem migrate: tandem refused '" << line << "': " << (e && e->is_string() ? std::string(e->get_string()) : *answer) << "\n";
+    return std::nullopt;
+  }
+  return answer;
+}
+
+// The target of a dry run into SQLite: nothing may be written, not even a new file, so an
+// existing file is looked at read-only, or else an empty database.
+outcome<opened> open_dry_run_target(const endpoint& to, std::chrono::milliseconds timeout) {
+  opened o;
+  o.where = to;
+  std::error_code ec;
+  const std::string path = std::filesystem::exists(to.path, ec) ? to.path : ":memory:";
+  backends::sqlite_store_options so;
+  so.db.path = path;
+  so.db.read_only = path != ":memory:";
+  auto st = backends::sqlite_store::open(so);
+  if (!st) return st.error();
+  o.store = std::move(*st);
+  o.read = std::make_unique<d1_reader>(*o.store, "sqlite:" + to.path, timeout);  // reads through the store
+  return o;
+}
+
+}  // namespace
+
 int run_migrate(const migrate_command& c) {
   auto s = resolve_settings(c);
   if (!s) {
@@ -347,23 +382,7 @@ int run_migrate(const migrate_command& c) {
                  "empty the D1 database and run it again\n";
     return 2;
   }
-  auto control = [&](const std::string& line) -> std::optional<std::string> {
-    std::string why;
-    auto answer = control_exchange(c.via_control, line, why);
-    if (!answer) {
-      std::cerr << "tandem migrate: " << why << "\n";
-      return std::nullopt;
-    }
-    auto doc = protocol::read_json(*answer);
-    const auto* o = doc.ok() ? doc.value.if_object() : nullptr;
-    const auto* ok = o ? o->if_contains("ok") : nullptr;
-    if (!ok || !ok->is_bool() || !ok->get_bool()) {
-      const auto* e = o ? o->if_contains("error") : nullptr;
-      std::cerr << "tandem migrate: tandem refused '" << line << "': " << (e && e->is_string() ? std::string(e->get_string()) : *answer) << "\n";
-      return std::nullopt;
-    }
-    return answer;
-  };
+  auto control = [&](const std::string& line) { return ask_tandem(c.via_control, line); };
   if (live && !control("backfill-begin")) return 2;
   std::int64_t snapshot_seq = 0;
   if (auto* r = dynamic_cast<sqlite_reader*>(source->read.get())) {
@@ -384,23 +403,7 @@ int run_migrate(const migrate_command& c) {
   }
   outcome<opened> target = error{};
   if (s->dry_run && to->type == endpoint::kind::sqlite) {
-    // Nothing may be written, not even a new file: look at an existing file read-only, or at
-    // an empty database.
-    opened o;
-    o.where = *to;
-    std::error_code ec;
-    const std::string path = std::filesystem::exists(to->path, ec) ? to->path : ":memory:";
-    backends::sqlite_store_options so;
-    so.db.path = path;
-    so.db.read_only = path != ":memory:";
-    auto st = backends::sqlite_store::open(so);
-    if (!st) {
-      std::cerr << "tandem migrate: " << st.error().message << "\n";
-      return 2;
-    }
-    o.store = std::move(*st);
-    o.read = std::make_unique<d1_reader>(*o.store, "sqlite:" + to->path, timeout);  // reads through the store
-    target = std::move(o);
+    target = open_dry_run_target(*to, timeout);
   } else {
     target = open_database(*to, c.d1, true, timeout);
   }

@@ -86,22 +86,80 @@ void print_summary(std::ostream& out, const validation_report& r) {
 
 namespace {
 
-void append_row(std::string& out, const row& r) {
+// "[a,b,...]": each item appended by `each`.
+template <class T, class F>
+void append_array(std::string& out, const std::vector<T>& items, F&& each) {
   out += '[';
-  for (std::size_t i = 0; i < r.size(); ++i) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
     if (i) out += ',';
-    protocol::append_value(out, r[i]);
+    each(items[i]);
   }
   out += ']';
 }
 
+void append_row(std::string& out, const row& r) {
+  append_array(out, r, [&](const value& v) { protocol::append_value(out, v); });
+}
+
 void append_strings(std::string& out, const std::vector<std::string>& v) {
-  out += '[';
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) out += ',';
-    protocol::append_json_string(out, v[i]);
+  append_array(out, v, [&](const std::string& s) { protocol::append_json_string(out, s); });
+}
+
+const char* kind_name(row_difference::kind k) {
+  switch (k) {
+    case row_difference::kind::different: return "different";
+    case row_difference::kind::missing_in_second: return "missing_in_second";
+    default: return "missing_in_first";
   }
-  out += ']';
+}
+
+void append_difference(std::string& out, const row_difference& d) {
+  out += "{\"kind\":\"";
+  out += kind_name(d.what);
+  out += "\",\"key\":";
+  append_row(out, d.key);
+  if (d.what == row_difference::kind::different) {
+    out += ",\"columns\":";
+    append_strings(out, d.columns);
+  }
+  out += ",\"first\":";
+  append_row(out, d.first);
+  out += ",\"second\":";
+  append_row(out, d.second);
+  out += '}';
+}
+
+void append_json_problem(std::string& out, const json_problem& j) {
+  out += "{\"column\":";
+  protocol::append_json_string(out, j.column);
+  out += ",\"side\":";
+  protocol::append_json_string(out, j.side);
+  out += ",\"count\":" + std::to_string(j.count) + ",\"keys\":";
+  append_array(out, j.keys, [&](const row& k) { append_row(out, k); });
+  out += '}';
+}
+
+void append_table(std::string& out, const table_report& t) {
+  out += "{\"table\":";
+  protocol::append_json_string(out, t.table);
+  out += ",\"equal\":";
+  out += t.equal() ? "true" : "false";
+  out += ",\"key\":";
+  append_strings(out, t.key_names);
+  out += ",\"first_rows\":" + std::to_string(t.first_rows) + ",\"second_rows\":" + std::to_string(t.second_rows) +
+         ",\"compared\":" + std::to_string(t.compared) + ",\"chunks\":" + std::to_string(t.chunks) +
+         ",\"mismatched_chunks\":" + std::to_string(t.mismatched_chunks) + ",\"difference_count\":" + std::to_string(t.difference_count) +
+         ",\"differences\":";
+  append_array(out, t.differences, [&](const row_difference& d) { append_difference(out, d); });
+  out += ",\"json_columns\":";
+  append_strings(out, t.json_columns);
+  out += ",\"invalid_json\":";
+  append_array(out, t.invalid_json, [&](const json_problem& j) { append_json_problem(out, j); });
+  if (!t.error.empty()) {
+    out += ",\"error\":";
+    protocol::append_json_string(out, t.error);
+  }
+  out += '}';
 }
 
 }  // namespace
@@ -120,62 +178,9 @@ std::string report_json(const validation_report& r) {
   append_strings(out, r.only_in_first);
   out += ",\"only_in_second\":";
   append_strings(out, r.only_in_second);
-  out += ",\"tables\":[";
-  for (std::size_t i = 0; i < r.tables.size(); ++i) {
-    const auto& t = r.tables[i];
-    if (i) out += ',';
-    out += "{\"table\":";
-    protocol::append_json_string(out, t.table);
-    out += ",\"equal\":";
-    out += t.equal() ? "true" : "false";
-    out += ",\"key\":";
-    append_strings(out, t.key_names);
-    out += ",\"first_rows\":" + std::to_string(t.first_rows) + ",\"second_rows\":" + std::to_string(t.second_rows) +
-           ",\"compared\":" + std::to_string(t.compared) + ",\"chunks\":" + std::to_string(t.chunks) +
-           ",\"mismatched_chunks\":" + std::to_string(t.mismatched_chunks) + ",\"difference_count\":" + std::to_string(t.difference_count) +
-           ",\"differences\":[";
-    for (std::size_t k = 0; k < t.differences.size(); ++k) {
-      const auto& d = t.differences[k];
-      if (k) out += ',';
-      out += "{\"kind\":\"";
-      out += d.what == row_difference::kind::different ? "different" : d.what == row_difference::kind::missing_in_second ? "missing_in_second" : "missing_in_first";
-      out += "\",\"key\":";
-      append_row(out, d.key);
-      if (d.what == row_difference::kind::different) {
-        out += ",\"columns\":";
-        append_strings(out, d.columns);
-      }
-      out += ",\"first\":";
-      append_row(out, d.first);
-      out += ",\"second\":";
-      append_row(out, d.second);
-      out += '}';
-    }
-    out += "],\"json_columns\":";
-    append_strings(out, t.json_columns);
-    out += ",\"invalid_json\":[";
-    for (std::size_t k = 0; k < t.invalid_json.size(); ++k) {
-      const auto& j = t.invalid_json[k];
-      if (k) out += ',';
-      out += "{\"column\":";
-      protocol::append_json_string(out, j.column);
-      out += ",\"side\":";
-      protocol::append_json_string(out, j.side);
-      out += ",\"count\":" + std::to_string(j.count) + ",\"keys\":[";
-      for (std::size_t q = 0; q < j.keys.size(); ++q) {
-        if (q) out += ',';
-        append_row(out, j.keys[q]);
-      }
-      out += "]}";
-    }
-    out += "]";
-    if (!t.error.empty()) {
-      out += ",\"error\":";
-      protocol::append_json_string(out, t.error);
-    }
-    out += '}';
-  }
-  out += "]}";
+  out += ",\"tables\":";
+  append_array(out, r.tables, [&](const table_report& t) { append_table(out, t); });
+  out += '}';
   return out;
 }
 

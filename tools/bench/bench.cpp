@@ -618,6 +618,7 @@ void run_transport_bench(const bench_options& o, d1_local_process& local, const 
               worst[0], worst[0] > 0 ? 4.0 / worst[0] : 0.0);
 }
 
+// `tandem bench --store d1`. Long (~130 lines): a measurement script, like run_dual_bench.
 int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
   const std::string url = local.url();
@@ -779,6 +780,8 @@ double wait_replicated(protocol::client& c, backends::store& d1) {
 }
 
 // `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
+// Long (~300 lines): a measurement script over the same processes, printing as it goes; its steps
+// share those processes and their figures, and read best in the order they run.
 int run_dual_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
   const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};

@@ -53,6 +53,7 @@ std::string validation_text(const validation_report& r) {
 
 }  // namespace
 
+// Long (~125 lines): a measurement script, route after route over one generated database.
 int run_bench_migrate(const bench_migrate_options& o) {
   try {
     if (!o.generate.empty()) {

@@ -153,6 +153,8 @@ std::string date(gen& g) {
 
 }  // namespace
 
+// Long (~200 lines): the guide-shaped schema and its rows, table after table, read best in order
+// (each table's few lines sit next to its CREATE).
 guide_db_stats generate_guide_database(const std::string& path, const guide_db_options& o) {
   if (o.tables < 12) throw std::runtime_error("guide db: at least 12 tables");
   std::error_code ec;

@@ -18,10 +18,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::value;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
@@ -31,14 +27,18 @@ using steady = std::chrono::steady_clock;
 
 error fail(std::string m) { return error{errc::unavailable, std::move(m), {}, {}}; }
 
-std::string utc_now() {
+// The time now in strftime's `format`, in UTC or local time.
+std::string now_text(const char* format, bool utc) {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
-  gmtime_r(&now, &tm);
+  if (utc) gmtime_r(&now, &tm);
+  else localtime_r(&now, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::strftime(buf, sizeof buf, format, &tm);
   return buf;
 }
+
+std::string utc_now() { return now_text("%Y-%m-%dT%H:%M:%SZ", true); }
 
 // `from` read-only and `to` (created if missing) for an online copy; UNAVAILABLE naming both.
 outcome<std::pair<backends::sqlite_db_ptr, backends::sqlite_db_ptr>> open_pair(const std::string& from, const std::string& to) {
@@ -94,14 +94,7 @@ std::string file_name_for(const std::string& table, std::size_t index) {
 
 }  // namespace
 
-std::string local_date() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
+std::string local_date() { return now_text("%Y-%m-%d", false); }
 
 fs::path unused_path(const fs::path& dir, const std::string& base, const std::string& ext) {
   std::error_code ec;
@@ -170,6 +163,103 @@ std::string backup_file_name(const std::string& source_path) {
 
 // ---- the D1 backup format --------------------------------------------------------------------
 
+namespace {
+
+// One table of a D1 backup: tables/<file> in the shape of wrangler d1 execute --json, its rows
+// as INSERTs in `dump`, and its entry in `manifest`. The rows written.
+outcome<std::int64_t> write_table(reader& source, const table_info& t, std::size_t index, const std::string& folder, std::ofstream& dump,
+                                  std::string& manifest) {
+  const std::string file = file_name_for(t.name, index);
+  std::ofstream out(fs::path(folder) / "tables" / file, std::ios::binary);
+  out << "[\n  {\n    \"results\": [\n";
+  std::vector<std::string> keys;
+  for (const auto& c : t.copy_columns) {
+    std::string k;
+    protocol::append_json_string(k, c);
+    keys.push_back(k + ":");
+  }
+  std::string insert_head = "INSERT INTO " + quote_name(t.name) + " (";
+  for (std::size_t c = 0; c < t.copy_columns.size(); ++c) insert_head += (c ? "," : "") + quote_name(t.copy_columns[c]);
+  insert_head += ") VALUES";
+  std::int64_t n = 0;
+  std::optional<row> after;
+  const auto start = steady::now();
+  for (;;) {
+    select_spec spec{t.name, t.copy_columns, after ? t.after_predicate() : "", after ? *after : row{}, t.key_expr(), 5000};
+    auto rows = source.select_one(spec);
+    if (!rows) return error{rows.error().code, "reading " + t.name + ": " + rows.error().message, {}, {}};
+    std::string text, sql;
+    for (const auto& r : *rows) {
+      text += n ? ",\n      {" : "      {";
+      std::string tuple = "(";
+      for (std::size_t c = 0; c < r.size(); ++c) {
+        text += (c ? "," : "") + keys[c];
+        append_json_value(text, r[c]);
+        tuple += (c ? "," : "") + sql_literal(r[c]);
+      }
+      text += '}';
+      tuple += ')';
+      // Statements below D1's 100,000 bytes where the rows allow it.
+      if (!sql.empty() && sql.size() + tuple.size() > 90000) {
+        dump << sql << ";\n";
+        sql.clear();
+      }
+      sql += sql.empty() ? insert_head + tuple : "," + tuple;
+      ++n;
+    }
+    if (!sql.empty()) dump << sql << ";\n";
+    out << text;
+    if (rows->size() < 5000) break;
+    after = t.key_of(rows->back());
+  }
+  char meta[96];
+  std::snprintf(meta, sizeof meta, "%.3f", std::chrono::duration<double, std::milli>(steady::now() - start).count());
+  out << (n ? "\n" : "") << "    ],\n    \"success\": true,\n    \"meta\": {\"duration\": " << meta << ", \"rows\": " << n << "}\n  }\n]\n";
+  if (!out) return fail("cannot write " + (fs::path(folder) / "tables" / file).string());
+  manifest += std::string(index ? "," : "") + "{\"name\":";
+  protocol::append_json_string(manifest, t.name);
+  manifest += ",\"file\":";
+  protocol::append_json_string(manifest, "tables/" + file);
+  manifest += ",\"rows\":" + std::to_string(n) + ",\"sql\":";
+  protocol::append_json_string(manifest, t.sql);
+  manifest += ",\"columns\":[";
+  for (std::size_t c = 0; c < t.copy_columns.size(); ++c) {
+    if (c) manifest += ',';
+    protocol::append_json_string(manifest, t.copy_columns[c]);
+  }
+  manifest += "]}";
+  return n;
+}
+
+// The objects after the tables (indexes, views, triggers) and the AUTOINCREMENT counters, in
+// `manifest` and `dump`.
+void write_objects(const database_schema& schema, std::ofstream& dump, std::string& manifest) {
+  manifest += "],\"objects\":[";
+  const auto objects = schema.objects();
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const auto& o = objects[i];
+    manifest += std::string(i ? "," : "") + "{\"type\":";
+    protocol::append_json_string(manifest, o.type);
+    manifest += ",\"name\":";
+    protocol::append_json_string(manifest, o.name);
+    manifest += ",\"sql\":";
+    protocol::append_json_string(manifest, o.sql);
+    manifest += '}';
+    dump << o.sql << ";\n";
+  }
+  manifest += "],\"sequences\":[";
+  if (!schema.sequences.empty()) dump << "DELETE FROM sqlite_sequence;\n";
+  for (std::size_t i = 0; i < schema.sequences.size(); ++i) {
+    const auto& [name, seq] = schema.sequences[i];
+    manifest += std::string(i ? "," : "") + "[";
+    protocol::append_json_string(manifest, name);
+    manifest += "," + std::to_string(seq) + "]";
+    dump << "INSERT INTO sqlite_sequence VALUES(" << sql_literal(value{name}) << "," << seq << ");\n";
+  }
+}
+
+}  // namespace
+
 outcome<void> write_json_backup(reader& source, const std::string& folder, std::int64_t* rows_out) {
   auto schema = read_schema(source);
   if (!schema) return schema.error();
@@ -188,90 +278,11 @@ outcome<void> write_json_backup(reader& source, const std::string& folder, std::
   manifest += ",\"created\":\"" + utc_now() + "\",\"tables\":[";
   std::int64_t total = 0;
   for (std::size_t i = 0; i < schema->tables.size(); ++i) {
-    const auto& t = schema->tables[i];
-    const std::string file = file_name_for(t.name, i);
-    std::ofstream out(fs::path(folder) / "tables" / file, std::ios::binary);
-    out << "[\n  {\n    \"results\": [\n";
-    std::vector<std::string> keys;
-    for (const auto& c : t.copy_columns) {
-      std::string k;
-      protocol::append_json_string(k, c);
-      keys.push_back(k + ":");
-    }
-    std::string insert_head = "INSERT INTO " + quote_name(t.name) + " (";
-    for (std::size_t c = 0; c < t.copy_columns.size(); ++c) insert_head += (c ? "," : "") + quote_name(t.copy_columns[c]);
-    insert_head += ") VALUES";
-    std::int64_t n = 0;
-    std::optional<row> after;
-    const auto start = steady::now();
-    for (;;) {
-      select_spec spec{t.name, t.copy_columns, after ? t.after_predicate() : "", after ? *after : row{}, t.key_expr(), 5000};
-      auto rows = source.select_one(spec);
-      if (!rows) return error{rows.error().code, "reading " + t.name + ": " + rows.error().message, {}, {}};
-      std::string text, sql;
-      for (const auto& r : *rows) {
-        text += n ? ",\n      {" : "      {";
-        std::string tuple = "(";
-        for (std::size_t c = 0; c < r.size(); ++c) {
-          text += (c ? "," : "") + keys[c];
-          append_json_value(text, r[c]);
-          tuple += (c ? "," : "") + sql_literal(r[c]);
-        }
-        text += '}';
-        tuple += ')';
-        // Statements below D1's 100,000 bytes where the rows allow it.
-        if (!sql.empty() && sql.size() + tuple.size() > 90000) {
-          dump << sql << ";\n";
-          sql.clear();
-        }
-        sql += sql.empty() ? insert_head + tuple : "," + tuple;
-        ++n;
-      }
-      if (!sql.empty()) dump << sql << ";\n";
-      out << text;
-      if (rows->size() < 5000) break;
-      after = t.key_of(rows->back());
-    }
-    char meta[96];
-    std::snprintf(meta, sizeof meta, "%.3f", std::chrono::duration<double, std::milli>(steady::now() - start).count());
-    out << (n ? "\n" : "") << "    ],\n    \"success\": true,\n    \"meta\": {\"duration\": " << meta << ", \"rows\": " << n << "}\n  }\n]\n";
-    if (!out) return fail("cannot write " + (fs::path(folder) / "tables" / file).string());
-    total += n;
-    manifest += std::string(i ? "," : "") + "{\"name\":";
-    protocol::append_json_string(manifest, t.name);
-    manifest += ",\"file\":";
-    protocol::append_json_string(manifest, "tables/" + file);
-    manifest += ",\"rows\":" + std::to_string(n) + ",\"sql\":";
-    protocol::append_json_string(manifest, t.sql);
-    manifest += ",\"columns\":[";
-    for (std::size_t c = 0; c < t.copy_columns.size(); ++c) {
-      if (c) manifest += ',';
-      protocol::append_json_string(manifest, t.copy_columns[c]);
-    }
-    manifest += "]}";
+    auto n = write_table(source, schema->tables[i], i, folder, dump, manifest);
+    if (!n) return n.error();
+    total += *n;
   }
-  manifest += "],\"objects\":[";
-  const auto objects = schema->objects();
-  for (std::size_t i = 0; i < objects.size(); ++i) {
-    const auto& o = objects[i];
-    manifest += std::string(i ? "," : "") + "{\"type\":";
-    protocol::append_json_string(manifest, o.type);
-    manifest += ",\"name\":";
-    protocol::append_json_string(manifest, o.name);
-    manifest += ",\"sql\":";
-    protocol::append_json_string(manifest, o.sql);
-    manifest += '}';
-    dump << o.sql << ";\n";
-  }
-  manifest += "],\"sequences\":[";
-  if (!schema->sequences.empty()) dump << "DELETE FROM sqlite_sequence;\n";
-  for (std::size_t i = 0; i < schema->sequences.size(); ++i) {
-    const auto& [name, seq] = schema->sequences[i];
-    manifest += std::string(i ? "," : "") + "[";
-    protocol::append_json_string(manifest, name);
-    manifest += "," + std::to_string(seq) + "]";
-    dump << "INSERT INTO sqlite_sequence VALUES(" << sql_literal(value{name}) << "," << seq << ");\n";
-  }
+  write_objects(*schema, dump, manifest);
   manifest += "],\"total_rows\":" + std::to_string(total) + "}\n";
   dump << "COMMIT;\n";
   if (!dump) return fail("cannot write " + (fs::path(folder) / "dump.sql").string());

@@ -17,11 +17,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::value;
-
 namespace {
 
 error fail(errc code, std::string message, std::string store = {}) {
@@ -31,16 +26,6 @@ error fail(errc code, std::string message, std::string store = {}) {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::string(v) : fallback;
-}
-
-constexpr char k_hex[] = "0123456789ABCDEF";
-
-void append_hex(std::string& out, std::string_view bytes) {
-  out.reserve(out.size() + bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(k_hex[c >> 4]);
-    out.push_back(k_hex[c & 15]);
-  }
 }
 
 std::string double_text(double d) {
@@ -118,7 +103,7 @@ std::string sql_literal(const value& v) {
       const auto& s = std::get<std::string>(v);
       if (s.find('\0') != std::string::npos || !protocol::is_valid_utf8(s)) {
         std::string out = "CAST(X'";
-        append_hex(out, s);
+        protocol::append_hex(out, s);
         return out + "' AS TEXT)";
       }
       std::string out = "'";
@@ -130,7 +115,7 @@ std::string sql_literal(const value& v) {
     }
     default: {
       std::string out = "X'";
-      append_hex(out, std::get<protocol::blob>(v).bytes);
+      protocol::append_hex(out, std::get<protocol::blob>(v).bytes);
       return out + "'";
     }
   }
@@ -248,27 +233,6 @@ outcome<sqlite3_stmt*> sqlite_reader::prepare(const std::string& sql) {
   return raw;
 }
 
-namespace {
-
-// Binds `v` to parameter `at` of `st`; SQLite's return code.
-int bind_value(sqlite3_stmt* st, int at, const value& v) {
-  switch (v.index()) {
-    case 0: return sqlite3_bind_null(st, at);
-    case 1: return sqlite3_bind_int64(st, at, std::get<std::int64_t>(v));
-    case 2: return sqlite3_bind_double(st, at, std::get<double>(v));
-    case 3: {
-      const auto& s = std::get<std::string>(v);
-      return sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    }
-    default: {
-      const auto& b = std::get<protocol::blob>(v).bytes;
-      return sqlite3_bind_blob64(st, at, b.data(), b.size(), SQLITE_TRANSIENT);
-    }
-  }
-}
-
-}  // namespace
-
 outcome<protocol::query_result> sqlite_reader::run(sqlite3_stmt* st, const std::vector<value>& params) {
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -278,7 +242,7 @@ outcome<protocol::query_result> sqlite_reader::run(sqlite3_stmt* st, const std::
   }
   for (std::size_t i = 0; i < params.size(); ++i) {
     const int at = static_cast<int>(i + 1);
-    if (auto ok = backends::sqlite_check(db_, bind_value(st, at, params[i]), "binding parameter " + std::to_string(at)); !ok) return ok.error();
+    if (auto ok = backends::sqlite_check(db_, backends::sqlite_bind(st, at, params[i]), "binding parameter " + std::to_string(at)); !ok) return ok.error();
   }
   protocol::query_result out;
   const int n = sqlite3_column_count(st);

@@ -24,6 +24,12 @@ struct sqlite3_stmt;
 
 namespace tandem::tools {
 
+// The names the move engine and its front-ends use everywhere.
+using backends::outcome;
+using protocol::errc;
+using protocol::error;
+using protocol::statement;
+using protocol::value;
 using row = std::vector<protocol::value>;
 
 // How to reach D1. Empty fields are taken from the environment (see resolve()).

@@ -4,10 +4,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::statement;
-using protocol::value;
-
 namespace {
 
 constexpr const char* k_aside_table = "_tandem_migrate_triggers";

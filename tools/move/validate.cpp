@@ -14,9 +14,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::value;
-
 namespace {
 
 using steady = std::chrono::steady_clock;
