@@ -110,9 +110,24 @@ constexpr std::string_view k_use_batch =
 
 }  // namespace
 
-void sqlite_connection::db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-void sqlite_connection::stmt_finalizer::operator()(sqlite3_stmt* st) const noexcept {
-  sqlite3_finalize(st);
+void sqlite_db_closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void sqlite_stmt_finalizer::operator()(sqlite3_stmt* st) const noexcept { sqlite3_finalize(st); }
+void sqlite_backup_finisher::operator()(sqlite3_backup* b) const noexcept { sqlite3_backup_finish(b); }
+
+outcome<sqlite_db_ptr> open_sqlite(const std::string& path, int flags) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  sqlite_db_ptr db(raw);  // closed on failure too: SQLite may give a handle with the error
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return error{errc::unavailable, "cannot open SQLite database '" + path + "': " + msg, "sqlite", {}};
+  }
+  return db;
+}
+
+outcome<void> sqlite_check(sqlite3* db, int rc, std::string_view context, protocol::errc code) {
+  if (rc == SQLITE_OK) return {};
+  return error{code, std::string(context) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)), "sqlite", {}};
 }
 
 sqlite_connection::sqlite_connection(const sqlite_options& options) : options_(options) {}
@@ -125,13 +140,10 @@ outcome<std::unique_ptr<sqlite_connection>> sqlite_connection::open(const sqlite
   std::unique_ptr<sqlite_connection> c(new sqlite_connection(options));
   const int flags = (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &raw, flags, nullptr);
-  c->db_.reset(raw);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-    return error{errc::unavailable, "cannot open SQLite database '" + options.path + "': " + msg, "sqlite", {}};
-  }
+  auto db = open_sqlite(options.path, flags);
+  if (!db) return db.error();
+  c->db_ = std::move(*db);
+  sqlite3* raw = c->db_.get();
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
   if (options.max_length > 0) {
@@ -454,9 +466,7 @@ outcome<statement_info> sqlite_connection::inspect(const std::string& sql) {
   return (*e)->info;
 }
 
-namespace {
-
-int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
+int sqlite_bind(sqlite3_stmt* st, int i, const protocol::value& v) {
   switch (v.index()) {
     case 0: return sqlite3_bind_null(st, i);
     case 1: return sqlite3_bind_int64(st, i, std::get<std::int64_t>(v));
@@ -474,6 +484,8 @@ int bind_value(sqlite3_stmt* st, int i, const protocol::value& v) {
   return SQLITE_MISUSE;
 }
 
+namespace {
+
 // Binds the client's parameters; every statement parameter must get exactly one value and every
 // value must be used.
 outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p, const std::function<error()>& too_big) {
@@ -485,7 +497,7 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p, const std::f
                  std::to_string(p.positional.size()) + " value(s) were given");
     }
     for (int i = 1; i <= count; ++i) {
-      if (int rc = bind_value(st, i, p.positional[i - 1]); rc != SQLITE_OK) {
+      if (int rc = sqlite_bind(st, i, p.positional[i - 1]); rc != SQLITE_OK) {
         if (rc == SQLITE_TOOBIG) return too_big();
         return bad("cannot bind parameter " + std::to_string(i) + ": " + sqlite3_errstr(rc));
       }
@@ -508,7 +520,7 @@ outcome<void> bind_all(sqlite3_stmt* st, const protocol::params& p, const std::f
     }
     if (found == p.named.size()) return bad("no value given for parameter " + std::string(full));
     used[found] = true;
-    if (int rc = bind_value(st, i, p.named[found].second); rc != SQLITE_OK) {
+    if (int rc = sqlite_bind(st, i, p.named[found].second); rc != SQLITE_OK) {
       if (rc == SQLITE_TOOBIG) return too_big();
       return bad("cannot bind parameter " + std::string(full) + ": " + sqlite3_errstr(rc));
     }

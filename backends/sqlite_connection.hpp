@@ -15,8 +15,38 @@
 
 struct sqlite3;
 struct sqlite3_stmt;
+struct sqlite3_backup;
 
 namespace tandem::backends {
+
+// The owners of SQLite's handles, one definition each, for backends/ and tools/ alike: a
+// connection is closed (sqlite3_close_v2: after its statements), a statement finalized, an
+// online backup finished.
+struct sqlite_db_closer {
+  void operator()(sqlite3* db) const noexcept;
+};
+struct sqlite_stmt_finalizer {
+  void operator()(sqlite3_stmt* st) const noexcept;
+};
+struct sqlite_backup_finisher {
+  void operator()(sqlite3_backup* b) const noexcept;
+};
+using sqlite_db_ptr = std::unique_ptr<sqlite3, sqlite_db_closer>;
+using sqlite_stmt_ptr = std::unique_ptr<sqlite3_stmt, sqlite_stmt_finalizer>;
+using sqlite_backup_ptr = std::unique_ptr<sqlite3_backup, sqlite_backup_finisher>;
+
+// Opens `path` with SQLITE_OPEN_* `flags`, as it is (no configuration). UNAVAILABLE "cannot open
+// SQLite database '<path>': <SQLite's reason>" when it cannot.
+outcome<sqlite_db_ptr> open_sqlite(const std::string& path, int flags);
+
+// Binds `v` to parameter `i` (1-based) of `st` without copying it: `v` must outlive the
+// statement's steps. SQLite's return code (check it with sqlite_check).
+int sqlite_bind(sqlite3_stmt* st, int i, const protocol::value& v);
+
+// Nothing when `rc` is SQLITE_OK, else a `code` error "<context>: <sqlite3_errmsg(db)>" (SQLite's
+// text for `rc` when there is no connection): for the calls whose failure would otherwise pass
+// unnoticed (bind, reset, exec, step of tandem's own statements).
+outcome<void> sqlite_check(sqlite3* db, int rc, std::string_view context, protocol::errc code = protocol::errc::sql_error);
 
 enum class statement_kind { read, write };
 
@@ -94,13 +124,7 @@ class sqlite_connection {
   bool budget_spent() const noexcept { return budget_spent_; }
 
  private:
-  struct db_closer {
-    void operator()(sqlite3* db) const noexcept;
-  };
-  struct stmt_finalizer {
-    void operator()(sqlite3_stmt* st) const noexcept;
-  };
-  using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+  using stmt_ptr = sqlite_stmt_ptr;
   struct cache_entry {
     stmt_ptr stmt;
     std::list<std::string>::iterator lru;
@@ -119,7 +143,7 @@ class sqlite_connection {
   static int progress(void* self);
 
   sqlite_options options_;
-  std::unique_ptr<sqlite3, db_closer> db_;
+  sqlite_db_ptr db_;
   std::unordered_map<std::string, cache_entry> cache_;
   std::list<std::string> lru_;  // most recently used first
   bool checking_user_sql_ = false;

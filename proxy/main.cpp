@@ -8,10 +8,11 @@
 #include "proxy/config.hpp"
 #include "proxy/control.hpp"
 #include "proxy/serve.hpp"
-#include "tools/bench.hpp"
+#include "tools/bench/bench.hpp"
+#include "tools/bench/commands.hpp"
 #include "tools/commands.hpp"
 #include "tools/ctl.hpp"
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 #include "tools/shell.hpp"
 
 namespace {
@@ -162,14 +163,17 @@ int main(int argc, char** argv) {
   auto* bench = add_bench(app, bo);
   ctl_command ctl;
   ctl.add(app);
-  // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate
+  // migrate, validate, backup, restore (tools/commands.hpp), and bench migrate (tools/bench/commands.hpp)
   tandem::tools::move_commands move;
-  move.add(app, *bench);
+  move.add(app);
+  tandem::tools::bench_commands bench_commands;
+  bench_commands.add(*bench);
 
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (serve.app->parsed()) return serve.run();
+    if (auto status = bench_commands.run()) return *status;
     if (shell->parsed()) return tandem::tools::run_shell(so);
     if (auto status = move.run(d1_from_config)) return *status;
     if (bench->parsed()) return tandem::tools::run_bench(bo);

@@ -1,92 +1,22 @@
 #include "tools/backup.hpp"
 
-#include <sqlite3.h>
+#include <unistd.h>
 
 #include <chrono>
-#include <ctime>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
-#include "protocol/codec.hpp"
-#include "protocol/json_reader.hpp"
-#include "protocol/text.hpp"
 #include "tools/migrate.hpp"
 #include "tools/progress.hpp"
-#include "tools/schema.hpp"
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::value;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 
 namespace {
 
 using steady = std::chrono::steady_clock;
-
-error fail(std::string m) { return error{errc::unavailable, std::move(m), {}, {}}; }
-
-std::string today() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// `base` + `ext`, or with -2, -3, ... before `ext` when taken: a backup never overwrites another.
-fs::path free_path(const fs::path& dir, const std::string& base, const std::string& ext) {
-  std::error_code ec;
-  for (int n = 1;; ++n) {
-    fs::path p = dir / (base + (n == 1 ? "" : "-" + std::to_string(n)) + ext);
-    if (!fs::exists(p, ec)) return p;
-  }
-}
-
-struct db_handle {
-  sqlite3* db = nullptr;
-  ~db_handle() { sqlite3_close_v2(db); }
-};
-
-outcome<void> exec(sqlite3* db, const std::string& sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-    std::string m = msg ? msg : sqlite3_errmsg(db);
-    sqlite3_free(msg);
-    return fail(m + " (in: " + sql.substr(0, 120) + ")");
-  }
-  return {};
-}
-
-// Copies every page of `from` into `to` with SQLite's backup API, in one step (one read
-// transaction on `from`: a consistent copy, while other connections keep writing in WAL mode).
-outcome<void> copy_pages(sqlite3* from, sqlite3* to) {
-  sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
-  if (b == nullptr) return fail(std::string("cannot start the backup: ") + sqlite3_errmsg(to));
-  int rc;
-  do {
-    rc = sqlite3_backup_step(b, -1);
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
-  } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
-  sqlite3_backup_finish(b);
-  if (rc != SQLITE_DONE) return fail(std::string("the backup failed: ") + sqlite3_errstr(rc) + ": " + sqlite3_errmsg(to));
-  return {};
-}
 
 // Tables and rows of a SQLite file, for the report.
 std::string describe_contents(const std::string& path) {
@@ -104,250 +34,7 @@ std::string describe_contents(const std::string& path) {
   return std::to_string(names->rows.size()) + " tables, " + progress::count(rows) + " rows";
 }
 
-// User objects (tables, views, indexes, triggers) a database holds; tandem's own do not count.
-outcome<std::int64_t> user_objects(reader& r) {
-  auto q = r.query_one("SELECT name FROM sqlite_schema WHERE sql IS NOT NULL");
-  if (!q) return q.error();
-  std::int64_t n = 0;
-  for (const auto& row : q->rows)
-    if (const auto* s = std::get_if<std::string>(&row[0]); s && !is_internal_name(*s)) ++n;
-  return n;
-}
-
-void append_json_value(std::string& out, const value& v) {
-  if (const auto* b = std::get_if<protocol::blob>(&v)) {
-    out += '[';
-    for (std::size_t i = 0; i < b->bytes.size(); ++i) {
-      if (i) out += ',';
-      out += std::to_string(static_cast<unsigned char>(b->bytes[i]));
-    }
-    out += ']';
-    return;
-  }
-  protocol::append_value(out, v);
-}
-
-std::string file_name_for(const std::string& table, std::size_t index) {
-  std::string s;
-  for (unsigned char c : table) s += std::isalnum(c) || c == '_' || c == '-' ? static_cast<char>(c) : '_';
-  return std::to_string(index + 1000).substr(1) + "-" + s + ".json";
-}
-
 }  // namespace
-
-std::string backup_file_name(const std::string& source_path) {
-  return fs::path(source_path).stem().string() + "-" + today() + ".db";
-}
-
-// ---- the D1 backup format --------------------------------------------------------------------
-
-outcome<void> write_json_backup(reader& source, const std::string& folder, std::int64_t* rows_out) {
-  auto schema = read_schema(source);
-  if (!schema) return schema.error();
-  std::error_code ec;
-  if (fs::exists(folder, ec)) return fail(folder + " already exists");
-  fs::create_directories(fs::path(folder) / "tables", ec);
-  if (ec) return fail("cannot create " + folder + ": " + ec.message());
-  std::ofstream dump(fs::path(folder) / "dump.sql", std::ios::binary);
-  dump << "-- tandem backup of " << source.describe() << " at " << utc_now() << "\n"
-       << "-- Load it with: sqlite3 restored.db < dump.sql   (tandem restore reads tables/*.json instead: exact values)\n"
-       << "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n";
-  for (const auto& t : schema->tables) dump << t.sql << ";\n";
-
-  std::string manifest = "{\"format\":\"tandem-backup\",\"version\":1,\"source\":";
-  protocol::append_json_string(manifest, source.describe());
-  manifest += ",\"created\":\"" + utc_now() + "\",\"tables\":[";
-  std::int64_t total = 0;
-  for (std::size_t i = 0; i < schema->tables.size(); ++i) {
-    const auto& t = schema->tables[i];
-    const std::string file = file_name_for(t.name, i);
-    std::ofstream out(fs::path(folder) / "tables" / file, std::ios::binary);
-    out << "[\n  {\n    \"results\": [\n";
-    std::vector<std::string> keys;
-    for (const auto& c : t.copy_columns) {
-      std::string k;
-      protocol::append_json_string(k, c);
-      keys.push_back(k + ":");
-    }
-    std::string insert_head = "INSERT INTO " + quote_name(t.name) + " (";
-    for (std::size_t c = 0; c < t.copy_columns.size(); ++c) insert_head += (c ? "," : "") + quote_name(t.copy_columns[c]);
-    insert_head += ") VALUES";
-    std::int64_t n = 0;
-    std::optional<row> after;
-    const auto start = steady::now();
-    for (;;) {
-      select_spec spec{t.name, t.copy_columns, after ? t.after_predicate() : "", after ? *after : row{}, t.key_expr(), 5000};
-      auto rows = source.select_one(spec);
-      if (!rows) return error{rows.error().code, "reading " + t.name + ": " + rows.error().message, {}, {}};
-      std::string text, sql;
-      for (const auto& r : *rows) {
-        text += n ? ",\n      {" : "      {";
-        std::string tuple = "(";
-        for (std::size_t c = 0; c < r.size(); ++c) {
-          text += (c ? "," : "") + keys[c];
-          append_json_value(text, r[c]);
-          tuple += (c ? "," : "") + sql_literal(r[c]);
-        }
-        text += '}';
-        tuple += ')';
-        // Statements below D1's 100,000 bytes where the rows allow it.
-        if (!sql.empty() && sql.size() + tuple.size() > 90000) {
-          dump << sql << ";\n";
-          sql.clear();
-        }
-        sql += sql.empty() ? insert_head + tuple : "," + tuple;
-        ++n;
-      }
-      if (!sql.empty()) dump << sql << ";\n";
-      out << text;
-      if (rows->size() < 5000) break;
-      after = t.key_of(rows->back());
-    }
-    char meta[96];
-    std::snprintf(meta, sizeof meta, "%.3f", std::chrono::duration<double, std::milli>(steady::now() - start).count());
-    out << (n ? "\n" : "") << "    ],\n    \"success\": true,\n    \"meta\": {\"duration\": " << meta << ", \"rows\": " << n << "}\n  }\n]\n";
-    if (!out) return fail("cannot write " + (fs::path(folder) / "tables" / file).string());
-    total += n;
-    manifest += std::string(i ? "," : "") + "{\"name\":";
-    protocol::append_json_string(manifest, t.name);
-    manifest += ",\"file\":";
-    protocol::append_json_string(manifest, "tables/" + file);
-    manifest += ",\"rows\":" + std::to_string(n) + ",\"sql\":";
-    protocol::append_json_string(manifest, t.sql);
-    manifest += ",\"columns\":[";
-    for (std::size_t c = 0; c < t.copy_columns.size(); ++c) {
-      if (c) manifest += ',';
-      protocol::append_json_string(manifest, t.copy_columns[c]);
-    }
-    manifest += "]}";
-  }
-  manifest += "],\"objects\":[";
-  const auto objects = schema->objects();
-  for (std::size_t i = 0; i < objects.size(); ++i) {
-    const auto& o = objects[i];
-    manifest += std::string(i ? "," : "") + "{\"type\":";
-    protocol::append_json_string(manifest, o.type);
-    manifest += ",\"name\":";
-    protocol::append_json_string(manifest, o.name);
-    manifest += ",\"sql\":";
-    protocol::append_json_string(manifest, o.sql);
-    manifest += '}';
-    dump << o.sql << ";\n";
-  }
-  manifest += "],\"sequences\":[";
-  if (!schema->sequences.empty()) dump << "DELETE FROM sqlite_sequence;\n";
-  for (std::size_t i = 0; i < schema->sequences.size(); ++i) {
-    const auto& [name, seq] = schema->sequences[i];
-    manifest += std::string(i ? "," : "") + "[";
-    protocol::append_json_string(manifest, name);
-    manifest += "," + std::to_string(seq) + "]";
-    dump << "INSERT INTO sqlite_sequence VALUES(" << sql_literal(value{name}) << "," << seq << ");\n";
-  }
-  manifest += "],\"total_rows\":" + std::to_string(total) + "}\n";
-  dump << "COMMIT;\n";
-  if (!dump) return fail("cannot write " + (fs::path(folder) / "dump.sql").string());
-  // Last: a folder with a manifest is a complete backup.
-  std::ofstream(fs::path(folder) / "manifest.json", std::ios::binary) << manifest;
-  if (rows_out) *rows_out = total;
-  return {};
-}
-
-outcome<void> load_json_backup(const std::string& folder, const std::string& path) {
-  auto slurp = [](const fs::path& p) -> std::optional<std::string> {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  const auto text = slurp(fs::path(folder) / "manifest.json");
-  if (!text) return fail(folder + " is not a tandem backup: it has no manifest.json");
-  auto doc = protocol::read_json(*text);
-  if (!doc.ok() || !doc.value.is_object()) return fail(folder + "/manifest.json: " + (doc.ok() ? "not an object" : doc.error));
-  const auto& m = doc.value.get_object();
-  const auto* tables = m.if_contains("tables");
-  const auto* objects = m.if_contains("objects");
-  if (!tables || !tables->is_array() || !objects || !objects->is_array()) return fail(folder + "/manifest.json: no tables or objects");
-
-  db_handle h;
-  if (sqlite3_open_v2(path.c_str(), &h.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK)
-    return fail("cannot create " + path);
-  if (auto r = exec(h.db, "PRAGMA foreign_keys=OFF; PRAGMA journal_mode=WAL; BEGIN"); !r) return r;
-  for (const auto& t : tables->get_array()) {
-    if (auto r = exec(h.db, std::string(t.at("sql").as_string())); !r) return r;
-  }
-  for (const auto& t : tables->get_array()) {
-    const std::string name(t.at("name").as_string());
-    const std::string file(t.at("file").as_string());
-    std::vector<std::string> columns;
-    for (const auto& c : t.at("columns").as_array()) columns.emplace_back(c.as_string());
-    const auto body = slurp(fs::path(folder) / file);
-    if (!body) return fail("the backup lacks " + file);
-    auto rows = protocol::read_json(*body);
-    if (!rows.ok()) return fail(file + ": " + rows.error);
-    const json::array* results = nullptr;
-    if (rows.value.is_array() && !rows.value.get_array().empty() && rows.value.get_array()[0].is_object()) {
-      if (const auto* r = rows.value.get_array()[0].get_object().if_contains("results"); r && r->is_array()) results = &r->get_array();
-    }
-    if (!results) return fail(file + ": not the shape of wrangler d1 execute --json ([{\"results\": [...]}])");
-    std::string sql = "INSERT INTO " + quote_name(name) + " (";
-    for (std::size_t c = 0; c < columns.size(); ++c) sql += (c ? "," : "") + quote_name(columns[c]);
-    sql += ") VALUES (";
-    for (std::size_t c = 0; c < columns.size(); ++c) sql += c ? ",?" : "?";
-    sql += ")";
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h.db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return fail(std::string(sqlite3_errmsg(h.db)) + " in " + sql);
-    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
-    for (const auto& r : *results) {
-      if (!r.is_object()) return fail(file + ": a row is not an object");
-      sqlite3_reset(st);
-      for (std::size_t c = 0; c < columns.size(); ++c) {
-        const int at = static_cast<int>(c + 1);
-        const auto* v = r.get_object().if_contains(columns[c]);
-        if (v == nullptr || v->is_null()) {
-          sqlite3_bind_null(st, at);
-        } else if (v->is_int64()) {
-          sqlite3_bind_int64(st, at, v->get_int64());
-        } else if (v->is_uint64()) {
-          sqlite3_bind_double(st, at, static_cast<double>(v->get_uint64()));
-        } else if (v->is_double()) {
-          sqlite3_bind_double(st, at, v->get_double());
-        } else if (v->is_bool()) {
-          sqlite3_bind_int(st, at, v->get_bool() ? 1 : 0);
-        } else if (v->is_string()) {
-          const auto& s = v->get_string();
-          sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-        } else if (v->is_array()) {
-          std::string bytes;
-          for (const auto& b : v->get_array()) {
-            if (!b.is_int64() || b.get_int64() < 0 || b.get_int64() > 255) return fail(file + ": a blob holds something that is not a byte");
-            bytes.push_back(static_cast<char>(b.get_int64()));
-          }
-          sqlite3_bind_blob64(st, at, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
-        } else {
-          return fail(file + ": column " + columns[c] + " holds an object");
-        }
-      }
-      if (sqlite3_step(st) != SQLITE_DONE) return fail(file + ": " + sqlite3_errmsg(h.db));
-    }
-  }
-  for (const auto& o : objects->get_array()) {
-    if (auto r = exec(h.db, std::string(o.at("sql").as_string())); !r) return r;
-  }
-  if (const auto* seqs = m.if_contains("sequences"); seqs && seqs->is_array()) {
-    for (const auto& s : seqs->get_array()) {
-      const auto& pair = s.as_array();
-      const std::string name(pair.at(0).as_string());
-      if (auto r = exec(h.db, "DELETE FROM sqlite_sequence WHERE name = " + sql_literal(value{name}) + "; INSERT INTO sqlite_sequence VALUES (" +
-                                  sql_literal(value{name}) + ", " + std::to_string(pair.at(1).to_number<std::int64_t>()) + ")");
-          !r)
-        return r;
-    }
-  }
-  return exec(h.db, "COMMIT");
-}
-
-// ---- the commands ------------------------------------------------------------------------------
 
 int run_backup(const backup_command& c) {
   auto at = parse_endpoint(c.from);
@@ -369,35 +56,11 @@ int run_backup(const backup_command& c) {
       return 2;
     }
     probe->reset();
-    const fs::path final_path = free_path(c.dir, fs::path(backup_file_name(at->path)).stem().string(), ".db");
+    const fs::path final_path = unused_path(c.dir, fs::path(backup_file_name(at->path)).stem().string(), ".db");
     const fs::path partial = final_path.string() + ".partial";
     fs::remove(partial, ec);
-    db_handle src, dst;
-    if (sqlite3_open_v2(at->path.c_str(), &src.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
-        sqlite3_open_v2(partial.c_str(), &dst.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-      std::cerr << "tandem backup: cannot open " << at->path << " or " << partial << "\n";
-      return 1;
-    }
-    sqlite3_busy_timeout(src.db, 5000);
-    if (auto r = copy_pages(src.db, dst.db); !r) {
+    if (auto r = copy_sqlite_backup(at->path, partial.string()); !r) {
       std::cerr << "tandem backup: " << r.error().message << "\n";
-      fs::remove(partial, ec);
-      return 1;
-    }
-    // A backup is one self-contained file, like `cp` of a closed database.
-    if (auto r = exec(dst.db, "PRAGMA journal_mode=DELETE"); !r) {
-      std::cerr << "tandem backup: " << r.error().message << "\n";
-      fs::remove(partial, ec);
-      return 1;
-    }
-    std::string check;
-    sqlite3_exec(
-        dst.db, "PRAGMA quick_check", [](void* out, int, char** v, char**) { *static_cast<std::string*>(out) += v[0] ? v[0] : ""; return 0; },
-        &check, nullptr);
-    sqlite3_close_v2(dst.db);
-    dst.db = nullptr;
-    if (check != "ok") {
-      std::cerr << "tandem backup: the copy failed its check (" << check << ")\n";
       fs::remove(partial, ec);
       return 1;
     }
@@ -418,7 +81,7 @@ int run_backup(const backup_command& c) {
     return 2;
   }
   const std::string id = source->describe().substr(3);
-  const fs::path folder = free_path(c.dir, "d1-" + id + "-" + today(), "");
+  const fs::path folder = unused_path(c.dir, "d1-" + id + "-" + local_date(), "");
   std::int64_t rows = 0;
   if (auto r = write_json_backup(*source->read, folder.string(), &rows); !r) {
     std::cerr << "tandem backup: " << r.error().message << " (the incomplete folder " << folder.string() << " has no manifest.json)\n";
@@ -430,6 +93,81 @@ int run_backup(const backup_command& c) {
             << " rows: tables/*.json, dump.sql, manifest.json) in " << secs << "\n";
   return 0;
 }
+
+namespace {
+
+// A restore into a SQLite file: its pages replaced by the backup's.
+int restore_into_sqlite(const restore_command& c, const std::string& from, const endpoint& to, steady::time_point start) {
+  std::error_code ec;
+  if (fs::exists(to.path, ec)) {
+    auto existing = sqlite_reader::open(to.path);
+    if (!existing) {
+      std::cerr << "tandem restore: " << existing.error().message << "\n";
+      return 2;
+    }
+    auto n = user_objects(**existing);
+    if (n && *n > 0 && !c.force) {
+      std::cerr << "tandem restore: " << to.describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
+      return 1;
+    }
+  }
+  if (auto r = restore_sqlite_backup(from, to.path); !r) {
+    std::cerr << "tandem restore: " << r.error().message << "\n";
+    return 1;
+  }
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.2fs", std::chrono::duration<double>(steady::now() - start).count());
+  std::cout << "✓ Restored " << c.from << " into " << to.describe() << " (" << describe_contents(to.path) << ") in " << secs << "\n";
+  return 0;
+}
+
+// A restore into D1: emptied first with --force, then migrated from the backup and validated.
+int restore_into_d1(const restore_command& c, opened& source, const endpoint& to) {
+  auto target = open_database(to, c.d1, true, std::chrono::milliseconds(c.timeout_ms));
+  if (!target) {
+    std::cerr << "tandem restore: " << target.error().message << "\n";
+    return 2;
+  }
+  auto n = user_objects(*target->read);
+  if (!n) {
+    std::cerr << "tandem restore: " << n.error().message << "\n";
+    return 2;
+  }
+  if (*n > 0) {
+    if (!c.force) {
+      std::cerr << "tandem restore: " << target->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
+      return 1;
+    }
+    auto drops = drop_user_objects(*target->read);
+    if (!drops) {
+      std::cerr << "tandem restore: " << drops.error().message << "\n";
+      return 1;
+    }
+    if (auto r = run_sync(*target->store, *drops, steady::now() + std::chrono::milliseconds(c.timeout_ms)); !r) {
+      std::cerr << "tandem restore: emptying " << target->describe() << " failed (nothing was dropped): " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "🧹 Emptied " << target->describe() << " (--force: " << *n << " objects dropped)\n";
+  }
+  if (auto ok = dynamic_cast<sqlite_reader&>(*source.read).snapshot(); !ok) {
+    std::cerr << "tandem restore: " << ok.error().message << "\n";
+    return 1;
+  }
+  migrate_command mc;
+  mc.validate = c.validate;
+  mc.progress = c.progress;
+  mc.timeout_ms = c.timeout_ms;
+  auto settings = resolve_settings(mc);
+  if (!settings) {
+    std::cerr << "tandem restore: " << settings.error().message << "\n";
+    return 2;
+  }
+  const int rc = migrate_between(source, *target, *settings, std::cout);
+  target->store->shutdown();
+  return rc;
+}
+
+}  // namespace
 
 int run_restore(const restore_command& c) {
   auto to = parse_endpoint(c.to);
@@ -465,91 +203,8 @@ int run_restore(const restore_command& c) {
     std::cerr << "tandem restore: " << source.error().message << "\n";
     return 2;
   }
-  if (to->type == endpoint::kind::sqlite) {
-    if (fs::exists(to->path, ec)) {
-      auto existing = sqlite_reader::open(to->path);
-      if (!existing) {
-        std::cerr << "tandem restore: " << existing.error().message << "\n";
-        return 2;
-      }
-      auto n = user_objects(**existing);
-      if (n && *n > 0 && !c.force) {
-        std::cerr << "tandem restore: " << to->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
-        return 1;
-      }
-    }
-    db_handle src, dst;
-    if (sqlite3_open_v2(from.c_str(), &src.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
-        sqlite3_open_v2(to->path.c_str(), &dst.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-      std::cerr << "tandem restore: cannot open " << from << " or " << to->path << "\n";
-      return 1;
-    }
-    sqlite3_busy_timeout(dst.db, 5000);
-    if (auto r = copy_pages(src.db, dst.db); !r) {
-      std::cerr << "tandem restore: " << r.error().message << "\n";
-      return 1;
-    }
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%.2fs", std::chrono::duration<double>(steady::now() - start).count());
-    std::cout << "✓ Restored " << c.from << " into " << to->describe() << " (" << describe_contents(to->path) << ") in " << secs << "\n";
-    return 0;
-  }
-  auto target = open_database(*to, c.d1, true, std::chrono::milliseconds(c.timeout_ms));
-  if (!target) {
-    std::cerr << "tandem restore: " << target.error().message << "\n";
-    return 2;
-  }
-  auto n = user_objects(*target->read);
-  if (!n) {
-    std::cerr << "tandem restore: " << n.error().message << "\n";
-    return 2;
-  }
-  if (*n > 0) {
-    if (!c.force) {
-      std::cerr << "tandem restore: " << target->describe() << " is not empty (" << *n << " tables, views, indexes or triggers); --force replaces its content\n";
-      return 1;
-    }
-    // Everything of the user's goes, children before parents, in one atomic batch.
-    auto objects = target->read->query_one("SELECT type, name FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid DESC");
-    if (!objects) {
-      std::cerr << "tandem restore: " << objects.error().message << "\n";
-      return 1;
-    }
-    std::vector<protocol::statement> drops{{"PRAGMA defer_foreign_keys = ON", {}}};
-    for (const char* kind : {"trigger", "view", "index", "table"}) {
-      for (const auto& row : objects->rows) {
-        const auto& type = std::get<std::string>(row[0]);
-        const auto& name = std::get<std::string>(row[1]);
-        if (type != kind || is_internal_name(name)) continue;
-        std::string upper = type;
-        for (auto& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-        drops.push_back({"DROP " + upper + " IF EXISTS " + quote_name(name), {}});
-      }
-    }
-    drops.push_back({std::string("DROP TABLE IF EXISTS ") + k_checkpoint_table, {}});
-    drops.push_back({"DROP TABLE IF EXISTS _tandem_migrate_triggers", {}});
-    if (auto r = run_sync(*target->store, drops, steady::now() + std::chrono::milliseconds(c.timeout_ms)); !r) {
-      std::cerr << "tandem restore: emptying " << target->describe() << " failed (nothing was dropped): " << r.error().message << "\n";
-      return 1;
-    }
-    std::cout << "🧹 Emptied " << target->describe() << " (--force: " << *n << " objects dropped)\n";
-  }
-  if (auto ok = dynamic_cast<sqlite_reader&>(*source->read).snapshot(); !ok) {
-    std::cerr << "tandem restore: " << ok.error().message << "\n";
-    return 1;
-  }
-  migrate_command mc;
-  mc.validate = c.validate;
-  mc.progress = c.progress;
-  mc.timeout_ms = c.timeout_ms;
-  auto settings = resolve_settings(mc);
-  if (!settings) {
-    std::cerr << "tandem restore: " << settings.error().message << "\n";
-    return 2;
-  }
-  const int rc = migrate_between(*source, *target, *settings, std::cout);
-  target->store->shutdown();
-  return rc;
+  if (to->type == endpoint::kind::sqlite) return restore_into_sqlite(c, from, *to, start);
+  return restore_into_d1(c, *source, *to);
 }
 
 }  // namespace tandem::tools

@@ -1,22 +1,10 @@
-// `tandem backup` and `tandem restore` (the migration guide's "Data Recovery" section).
-//
-//   backup sqlite:PATH --to DIR   an online, consistent copy made with SQLite's backup API
-//                                 (one read transaction: safe while tandem writes), named
-//                                 DIR/<file stem>-YYYY-MM-DD.db like the guide's
-//                                 project-YYYY-MM-DD.db, checked with quick_check.
-//   backup d1 --to DIR            DIR/d1-<database id>-YYYY-MM-DD/: tables/<table>.json for every
-//                                 table (the shape `wrangler d1 execute --json` prints, but with
-//                                 exact values: 64-bit integers as written, floats with a '.',
-//                                 blobs as arrays of bytes), dump.sql (schema and rows as SQL, in
-//                                 the layout of sqlite3 .dump), manifest.json (schema, key, rows).
-//   restore FROM --to TARGET      FROM is a .db backup or a D1 backup folder; TARGET sqlite:PATH
-//                                 or d1. A target holding any table, view, index or trigger is
-//                                 refused unless --force, which replaces its content.
+// `tandem backup` and `tandem restore`: their command lines and what they print. What they do is
+// tools/move/backup.hpp (the backup files and their formats) and, for a restore into D1, migrate.
 #pragma once
 
 #include <string>
 
-#include "tools/database.hpp"
+#include "tools/move/backup.hpp"
 
 namespace tandem::tools {
 
@@ -39,15 +27,5 @@ struct restore_command {
   long timeout_ms = 60000;
 };
 int run_restore(const restore_command& c);
-
-// The file name of a SQLite backup of `source_path` made today: "<stem>-YYYY-MM-DD.db".
-std::string backup_file_name(const std::string& source_path);
-
-// Writes the D1 backup folder of `source` (any reader: the format does not depend on the
-// store) into `folder`, which must not exist. The error names what failed.
-backends::outcome<void> write_json_backup(reader& source, const std::string& folder, std::int64_t* rows = nullptr);
-
-// Loads a backup folder (manifest.json and tables/*.json) into a new SQLite file at `path`.
-backends::outcome<void> load_json_backup(const std::string& folder, const std::string& path);
 
 }  // namespace tandem::tools

@@ -1,4 +1,4 @@
-// The command lines of the move tools (migrate, validate, backup, restore, bench migrate), so that
+// The command lines of the move tools (migrate, validate, backup, restore), so that
 // main() only registers them and runs the one that was parsed.
 #pragma once
 
@@ -24,8 +24,8 @@ class move_commands {
   move_commands();
   ~move_commands();
 
-  // Adds migrate, validate, backup and restore to `app`, and migrate to `bench`.
-  void add(CLI::App& app, CLI::App& bench);
+  // Adds migrate, validate, backup and restore to `app`.
+  void add(CLI::App& app);
 
   // The exit status of the command that was parsed, or nullopt when none of them was.
   std::optional<int> run(const config_loader& load_config);

@@ -13,17 +13,12 @@
 #include <map>
 #include <set>
 
+#include "backends/sqlite_connection.hpp"
 #include "backends/sqlite_store.hpp"
 #include "tools/progress.hpp"
 #include "tools/validate.hpp"
 
 namespace tandem::tools {
-
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::statement;
-using protocol::value;
 
 namespace {
 
@@ -72,64 +67,16 @@ class observer final : public copy_observer {
   progress& p_;
 };
 
-struct target_object {
-  std::string type, table, sql;
-};
-
-outcome<std::map<std::string, target_object>> target_objects(reader& r) {
-  auto q = r.query_one("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL");
-  if (!q) return q.error();
-  std::map<std::string, target_object> out;
-  for (const auto& row : q->rows) {
-    auto text = [&](std::size_t i) { return std::get_if<std::string>(&row[i]) ? std::get<std::string>(row[i]) : std::string(); };
-    out[text(1)] = {text(0), text(2), text(3)};
-  }
-  return out;
-}
-
-// The statements that set each AUTOINCREMENT counter to the source's value.
-std::vector<statement> sequence_statements(const database_schema& schema) {
-  std::vector<statement> out;
-  for (const auto& [name, seq] : schema.sequences) {
-    statement up{"UPDATE sqlite_sequence SET seq = " + std::to_string(seq) + " WHERE name = ?", {}};
-    up.params.positional = {value{name}};
-    statement in{"INSERT INTO sqlite_sequence (name, seq) SELECT ?, " + std::to_string(seq) +
-                     " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
-                 {}};
-    in.params.positional = {value{name}, value{name}};
-    out.push_back(std::move(up));
-    out.push_back(std::move(in));
-  }
-  return out;
-}
-
-constexpr const char* k_aside_table = "_tandem_migrate_triggers";
-
-// Puts back the triggers set aside in `target` (by this run or an interrupted one) and drops the
-// table that kept them, in one atomic batch. Returns their names.
-outcome<std::vector<std::string>> restore_triggers(backends::store& target, std::chrono::milliseconds timeout) {
-  auto there = run_sync(target, {{std::string("SELECT count(*) FROM sqlite_schema WHERE name = '") + k_aside_table + "'", {}}});
-  if (!there) return there.error();
-  if (std::get<std::int64_t>(there->at(0).rows.at(0).at(0)) == 0) return std::vector<std::string>{};
-  auto kept = run_sync(target, {{std::string("SELECT a.name, a.sql, s.name IS NOT NULL FROM ") + k_aside_table +
-                                     " a LEFT JOIN sqlite_schema s ON s.type = 'trigger' AND s.name = a.name ORDER BY a.name",
-                                 {}}});
-  if (!kept) return kept.error();
-  std::vector<statement> back;
-  std::vector<std::string> names;
-  for (const auto& row : kept->at(0).rows) {
-    names.push_back(std::get<std::string>(row[0]));
-    if (std::get<std::int64_t>(row[2]) == 0) back.push_back({std::get<std::string>(row[1]), {}});
-  }
-  back.push_back({std::string("DROP TABLE ") + k_aside_table, {}});
-  // If D1 did not answer: it is in once the table is gone.
-  auto r = run_until_known(target, back, timeout, [&]() -> std::optional<bool> {
-    auto left = run_sync(target, {{std::string("SELECT count(*) FROM sqlite_schema WHERE name = '") + k_aside_table + "'", {}}});
-    if (!left) return std::nullopt;
-    return std::get<std::int64_t>(left->at(0).rows.at(0).at(0)) == 0;
-  });
-  if (!r) return r.error();
-  return names;
+// The journal position of a SQLite snapshot: the last sequence number tandem's journal gave out.
+outcome<std::int64_t> journal_position(sqlite_reader& r) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v2(r.handle(),
+                                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
+                                    "(SELECT max(seq) FROM _tandem_journal), 0)",
+                                    -1, &raw, nullptr);
+  backends::sqlite_stmt_ptr st(raw);
+  if (rc != SQLITE_OK || sqlite3_step(raw) != SQLITE_ROW) return error{errc::unavailable, sqlite3_errmsg(r.handle()), "sqlite", {}};
+  return static_cast<std::int64_t>(sqlite3_column_int64(raw, 0));
 }
 
 }  // namespace
@@ -169,6 +116,149 @@ outcome<migrate_settings> resolve_settings(const migrate_command& c) {
   return s;
 }
 
+namespace {
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+std::string kept_text(const migrate_plan& p) { return p.kept ? " (" + std::to_string(p.kept) + " already there)" : ""; }
+
+// Says why the plan writes nothing; false when it may go on.
+bool print_refusal(std::ostream& out, const opened& target, const migrate_plan& p) {
+  if (!p.conflicts.empty()) {
+    out << "✗ " << target.describe() << " already has objects with other definitions; nothing was written:\n";
+    for (const auto& c : p.conflicts) out << "   - " << c << "\n";
+    return true;
+  }
+  if (!p.missing.empty()) {
+    out << "✗ --data-only, but " << target.describe() << " has no table(s) " << join(p.missing) << " (create the schema first)\n";
+    return true;
+  }
+  return false;
+}
+
+// The schema before the rows, and the target's triggers set aside. False when the run stops.
+bool prepare_target(std::ostream& out, opened& target, const migrate_plan& p, const migrate_settings& s) {
+  if (!s.data_only) {
+    if (s.dry_run) {
+      out << "🧱 Schema: would create " << p.new_tables << " tables and " << p.new_others << " indexes/views now, " << p.triggers.size()
+          << " triggers after the data" << kept_text(p) << "\n";
+    } else if (!p.creates.empty()) {
+      if (auto made = create_schema(*target.store, *target.read, p, s.timeout()); !made) {
+        out << "✗ Creating the schema in " << target.describe() << " failed (nothing was created): " << made.error().message << "\n";
+        return false;
+      }
+      out << "🧱 Created " << p.new_tables << " tables and " << p.new_others << " indexes/views" << kept_text(p) << "\n";
+    } else {
+      out << "🧱 Schema already in place (" << p.kept << " objects)\n";
+    }
+  }
+  if (p.set_aside_names.empty()) return true;
+  const std::string names = join(p.set_aside_names);
+  if (s.dry_run) {
+    out << "⏸ Would set aside the target's triggers while rows are copied: " << names << "\n";
+  } else if (auto r = set_aside_triggers(*target.store, p, s.timeout()); !r) {
+    out << "✗ Setting aside the target's triggers failed (nothing was changed): " << r.error().message << "\n";
+    return false;
+  } else {
+    out << "⏸ Set aside the target's triggers while rows are copied (they are put back after): " << names << "\n";
+  }
+  return true;
+}
+
+copy_result copy_rows(std::ostream& out, opened& source, opened& target, const database_schema& schema, const migrate_plan& p,
+                      const migrate_settings& s) {
+  const std::int64_t total = count_rows(*source.read, schema);
+  if (s.resume) out << "↻ Resuming from the checkpoint in " << target.describe() << "\n";
+  progress bar(out, progress::parse(s.progress), total);
+  observer obs(bar);
+  copy_result copied = copy_tables(*source.read, schema.tables, *target.store, p.copy, &obs);
+  bar.close();
+  if (!copied.error.empty()) out << "✗ " << copied.error << "\n";
+  return copied;
+}
+
+// After the rows: the target's triggers back, the source's triggers and counters, the checkpoint
+// dropped (or, in a dry run, what would have been sent).
+void finish_target(std::ostream& out, opened& target, migrate_plan& p, const migrate_settings& s, copy_result& copied, bool data_ok,
+                   bool to_d1) {
+  if (!s.dry_run && !s.schema_only) {
+    auto restored = restore_triggers(*target.store, p, s.timeout());
+    if (!restored) {
+      out << "⚠ The target's triggers set aside are not back yet (" << restored.error().message << "); the next run puts them back\n";
+    } else if (!restored->empty()) {
+      out << "▶ Put back " << restored->size() << " trigger(s) of the target\n";
+    }
+  }
+  if (!s.dry_run && (data_ok || s.continue_on_error)) {
+    if (auto r = finish_schema(*target.store, *target.read, p, s); !r) {
+      out << "✗ Creating the triggers / AUTOINCREMENT counters failed: " << r.error().message << "\n";
+      copied.error = copied.error.empty() ? "triggers: " + r.error().message : copied.error;
+    } else if (!p.triggers.empty() && !s.data_only) {
+      out << "🧱 Created " << p.triggers.size() << " triggers\n";
+    }
+  } else if (s.dry_run && !s.schema_only) {
+    out << "🧪 Dry run: read " << progress::count(copied.copied_rows()) << " rows from " << copied.tables.size() << " tables; would send "
+        << progress::count(static_cast<std::int64_t>(copied.batches)) << " batches of " << progress::count(static_cast<std::int64_t>(copied.statements))
+        << " statements, every one within " << (to_d1 ? "D1's" : "SQLite's") << " limits. Nothing was written.\n";
+  }
+  if (copied.error.empty() && data_ok && !s.dry_run && !s.schema_only) {
+    if (auto d = drop_checkpoint(*target.store, s.timeout()); !d) out << "⚠ Could not drop the checkpoint table: " << d.error().message << "\n";
+  }
+}
+
+// Validation: every row, both sides, the guide's lines per table. The number of errors.
+std::int64_t validate_copy(std::ostream& out, opened& source, opened& target, const database_schema& schema) {
+  validate_options vo;
+  vo.how = validate_options::mode::full;
+  vo.parallel = 4;
+  validation_report header;
+  header.first = source.describe();
+  header.second = target.describe();
+  auto report = validate_databases(*source.read, *target.read, schema, vo, [&](const table_report& t) {
+    out << "🔍 Validating table: " << t.table << "\n";
+    if (t.first_rows == t.second_rows) out << "✓ Row counts match: " << progress::count(t.first_rows) << "\n";
+    else out << "❌ Row count mismatch: " << kind_name(source) << "=" << t.first_rows << ", " << kind_name(target) << "=" << t.second_rows << "\n";
+    if (t.equal()) out << "✓ Data validation passed\n";
+    else print_table_report(out, header, t);
+    out.flush();
+  });
+  return report.differences() + report.invalid_json();
+}
+
+// The guide's summary, and the verdict.
+void print_summary(std::ostream& out, const database_schema& schema, const copy_result& copied, const migrate_settings& s, bool ok,
+                   std::int64_t validation_errors, double seconds) {
+  const std::string rule(58, '=');
+  out << rule << "\n📊 Migration Summary" << (s.dry_run ? " (dry run)" : "") << "\n" << rule << "\n";
+  out << "Total tables: " << schema.tables.size() << "\n";
+  if (!s.schema_only) {
+    out << "Total rows: " << progress::count(copied.total_rows()) << "\n";
+    out << (s.dry_run ? "Rows read: " : "Migrated rows: ") << progress::count(copied.copied_rows()) << "\n";
+    out << "Failed rows: " << progress::count(copied.failed_rows()) << "\n";
+  }
+  out << "Validation errors: " << validation_errors << "\n";
+  out << "Duration: " << seconds_text(seconds) << "\n" << rule << "\n";
+  if (ok && validation_errors == 0) {
+    out << "✓ " << (s.dry_run ? "Dry run completed: the migration can run" : "Migration completed successfully") << "\n";
+    return;
+  }
+  out << "✗ Migration failed";
+  for (const auto& t : copied.tables)
+    if (!t.error.empty()) out << "\n   " << t.error;
+  if (!copied.error.empty() && std::none_of(copied.tables.begin(), copied.tables.end(), [&](const table_copy& t) { return t.error == copied.error; }))
+    out << "\n   " << copied.error;
+  if (validation_errors) out << "\n   " << validation_errors << " validation error(s)";
+  if (!s.dry_run && !s.schema_only && !ok)
+    out << "\n   What was copied is checkpointed: once the cause is fixed, run the same command with --resume to copy the rest.";
+  out << "\n";
+}
+
+}  // namespace
+
 int migrate_between(opened& source, opened& target, const migrate_settings& s, std::ostream& out) {
   const auto start = steady::now();
   const bool to_d1 = target.where.type == endpoint::kind::d1;
@@ -184,12 +274,7 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
     out << "✗ Reading the schema of " << source.describe() << " failed: " << schema.error().message << "\n";
     return 1;
   }
-  std::vector<std::string> problems = to_d1 ? d1_problems(*schema) : std::vector<std::string>{};
-  if (!to_d1) {
-    for (const auto& t : schema->tables)
-      if (is_internal_name(t.name)) problems.push_back("table " + t.name + ": the name is reserved");
-  }
-  if (!problems.empty()) {
+  if (const auto problems = schema_problems(*schema, to_d1); !problems.empty()) {
     out << "✗ " << target.describe() << " cannot take this schema; nothing was written:\n";
     for (const auto& p : problems) out << "   - " << p << "\n";
     return 1;
@@ -198,221 +283,68 @@ int migrate_between(opened& source, opened& target, const migrate_settings& s, s
   out << "📊 Found " << schema->tables.size() << " tables to migrate\n";
 
   // What the target already has: identical objects are kept, different ones stop the migration.
-  auto existing = target_objects(*target.read);
+  auto existing = read_target_schema(*target.read);
   if (!existing) {
     out << "✗ Reading the schema of " << target.describe() << " failed: " << existing.error().message << "\n";
     return 1;
   }
-  std::vector<statement> creates, triggers;
-  std::vector<std::string> trigger_names, conflicts, missing;
-  std::size_t n_tables = 0, n_other = 0, kept = 0;
-  auto plan = [&](const std::string& type, const std::string& name, const std::string& sql, std::vector<statement>& into) {
-    const auto it = existing->find(name);
-    if (it == existing->end()) {
-      into.push_back({sql, {}});
-      return true;
-    }
-    if (it->second.type != type || normalize_sql(it->second.sql) != normalize_sql(sql)) {
-      conflicts.push_back(type + " " + name + ": the target has\n       " + it->second.sql + "\n     the source has\n       " + sql);
-    } else {
-      ++kept;
-    }
-    return false;
-  };
-  for (const auto& t : schema->tables) {
-    if (s.data_only) {
-      if (!existing->count(t.name)) missing.push_back(t.name);
-      continue;
-    }
-    n_tables += plan("table", t.name, t.sql, creates);
-  }
-  if (!s.data_only) {
-    for (const auto& o : schema->indexes) n_other += plan(o.type, o.name, o.sql, creates);
-    for (const auto& o : schema->views) n_other += plan(o.type, o.name, o.sql, creates);
-    for (const auto& o : schema->triggers)
-      if (plan(o.type, o.name, o.sql, triggers)) trigger_names.push_back(o.name);
-  }
-  if (!conflicts.empty()) {
-    out << "✗ " << target.describe() << " already has objects with other definitions; nothing was written:\n";
-    for (const auto& c : conflicts) out << "   - " << c << "\n";
-    return 1;
-  }
-  if (!missing.empty()) {
-    std::string list;
-    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    out << "✗ --data-only, but " << target.describe() << " has no table(s) " << list << " (create the schema first)\n";
-    return 1;
-  }
-
-  if (!s.data_only) {
-    if (s.dry_run) {
-      out << "🧱 Schema: would create " << n_tables << " tables and " << n_other << " indexes/views now, " << triggers.size()
-          << " triggers after the data" << (kept ? " (" + std::to_string(kept) + " already there)" : "") << "\n";
-    } else if (!creates.empty()) {
-      // One atomic batch: if D1 did not answer, it is in if its first object is.
-      auto made = run_until_known(*target.store, creates, std::chrono::milliseconds(s.timeout_ms),
-                                  [&, first = creates.front().sql]() -> std::optional<bool> {
-                                    auto now = target_objects(*target.read);
-                                    if (!now) return std::nullopt;
-                                    return std::any_of(now->begin(), now->end(), [&](const auto& o) { return o.second.sql == first; });
-                                  });
-      if (!made) {
-        out << "✗ Creating the schema in " << target.describe() << " failed (nothing was created): " << made.error().message << "\n";
-        return 1;
-      }
-      out << "🧱 Created " << n_tables << " tables and " << n_other << " indexes/views" << (kept ? " (" + std::to_string(kept) + " already there)" : "") << "\n";
-    } else {
-      out << "🧱 Schema already in place (" << kept << " objects)\n";
-    }
-  }
-
-  // Triggers the target already has on tables rows go into would fire for every copied row:
-  // they are set aside, kept in _tandem_migrate_triggers by the same atomic batch that drops
-  // them, and put back after the copy (a run that dies in between leaves them there for the next).
-  if (!s.schema_only) {
-    std::vector<statement> aside{{std::string("CREATE TABLE IF NOT EXISTS ") + k_aside_table + " (name TEXT PRIMARY KEY, sql TEXT NOT NULL)", {}}};
-    std::string names;
-    for (const auto& [name, o] : *existing) {
-      if (o.type != "trigger" || !schema->find(o.table)) continue;
-      statement keep{std::string("INSERT OR REPLACE INTO ") + k_aside_table + " (name, sql) VALUES (?, ?)", {}};
-      keep.params.positional = {value{name}, value{o.sql}};
-      aside.push_back(std::move(keep));
-      aside.push_back({"DROP TRIGGER IF EXISTS " + quote_name(name), {}});
-      names += (names.empty() ? "" : ", ") + name;
-    }
-    if (names.empty()) {
-      // nothing to set aside
-    } else if (s.dry_run) {
-      out << "⏸ Would set aside the target's triggers while rows are copied: " << names << "\n";
-    } else if (auto r = run_until_known(*target.store, aside, std::chrono::milliseconds(s.timeout_ms)); !r) {
-      out << "✗ Setting aside the target's triggers failed (nothing was changed): " << r.error().message << "\n";
-      return 1;
-    } else {
-      out << "⏸ Set aside the target's triggers while rows are copied (they are put back after): " << names << "\n";
-    }
-  }
+  auto plan = plan_migration(*schema, *existing, s, to_d1, source.describe());
+  if (print_refusal(out, target, plan)) return 1;
+  if (!prepare_target(out, target, plan, s)) return 1;
 
   copy_result copied;
-  if (!s.schema_only) {
-    copy_options co;
-    co.batch_rows = s.batch_size;
-    co.parallel_tables = s.parallel_tables;
-    co.timeout = std::chrono::milliseconds(s.timeout_ms);
-    co.continue_on_error = s.continue_on_error;
-    co.dry_run = s.dry_run;
-    co.resume = s.resume;
-    co.source_id = source.describe();
-    co.limits = to_d1 ? insert_limits::for_d1() : insert_limits::for_sqlite();
-    co.stall_after_batches = s.stall_after_batches;
-    std::int64_t total = 0;
-    {
-      // Totals for the overall bar: one count per table.
-      std::vector<statement> counts;
-      for (const auto& t : schema->tables) counts.push_back({"SELECT count(*) FROM " + quote_name(t.name), {}});
-      if (auto c = source.read->query(std::move(counts)))
-        for (const auto& r : *c)
-          if (!r.rows.empty() && std::holds_alternative<std::int64_t>(r.rows[0][0])) total += std::get<std::int64_t>(r.rows[0][0]);
-    }
-    if (s.resume) out << "↻ Resuming from the checkpoint in " << target.describe() << "\n";
-    progress bar(out, progress::parse(s.progress), total);
-    observer obs(bar);
-    copied = copy_tables(*source.read, schema->tables, *target.store, co, &obs);
-    bar.close();
-    if (!copied.error.empty()) out << "✗ " << copied.error << "\n";
-  }
-
+  if (!s.schema_only) copied = copy_rows(out, source, target, *schema, plan, s);
   const bool data_ok = s.schema_only || copied.ok();
-  if (!s.dry_run && !s.schema_only) {
-    auto restored = restore_triggers(*target.store, std::chrono::milliseconds(s.timeout_ms));
-    if (!restored) {
-      out << "⚠ The target's triggers set aside are not back yet (" << restored.error().message << "); the next run puts them back\n";
-    } else if (!restored->empty()) {
-      // A trigger of the source that an interrupted run had set aside is back already.
-      for (std::size_t i = trigger_names.size(); i-- > 0;) {
-        if (std::find(restored->begin(), restored->end(), trigger_names[i]) == restored->end()) continue;
-        trigger_names.erase(trigger_names.begin() + static_cast<std::ptrdiff_t>(i));
-        triggers.erase(triggers.begin() + static_cast<std::ptrdiff_t>(i));
-      }
-      out << "▶ Put back " << restored->size() << " trigger(s) of the target\n";
-    }
-  }
-  if (!s.dry_run && (data_ok || s.continue_on_error)) {
-    std::vector<statement> after = s.data_only ? std::vector<statement>{} : triggers;
-    if (!s.schema_only) {
-      auto seq = sequence_statements(*schema);
-      after.insert(after.end(), seq.begin(), seq.end());
-    }
-    if (!after.empty()) {
-      auto in = [&, first = after.front().sql]() -> std::optional<bool> {
-        if (s.data_only || triggers.empty()) return false;  // only counters: setting them twice is harmless
-        auto now = target_objects(*target.read);
-        if (!now) return std::nullopt;
-        return std::any_of(now->begin(), now->end(), [&](const auto& o) { return o.second.sql == first; });
-      };
-      if (auto r = run_until_known(*target.store, after, std::chrono::milliseconds(s.timeout_ms), in); !r) {
-        out << "✗ Creating the triggers / AUTOINCREMENT counters failed: " << r.error().message << "\n";
-        copied.error = copied.error.empty() ? "triggers: " + r.error().message : copied.error;
-      } else if (!triggers.empty() && !s.data_only) {
-        out << "🧱 Created " << triggers.size() << " triggers\n";
-      }
-    }
-  } else if (s.dry_run && !s.schema_only) {
-    out << "🧪 Dry run: read " << progress::count(copied.copied_rows()) << " rows from " << copied.tables.size() << " tables; would send "
-        << progress::count(static_cast<std::int64_t>(copied.batches)) << " batches of " << progress::count(static_cast<std::int64_t>(copied.statements))
-        << " statements, every one within " << (to_d1 ? "D1's" : "SQLite's") << " limits. Nothing was written.\n";
-  }
+  finish_target(out, target, plan, s, copied, data_ok, to_d1);
   const bool ok = copied.error.empty() && data_ok;
-  if (ok && !s.dry_run && !s.schema_only) {
-    if (auto d = drop_checkpoint(*target.store, std::chrono::milliseconds(s.timeout_ms)); !d) out << "⚠ Could not drop the checkpoint table: " << d.error().message << "\n";
-  }
 
-  // Validation: every row, both sides, the guide's lines per table.
   std::int64_t validation_errors = 0;
-  if (s.validate && !s.dry_run && !s.schema_only && (ok || s.continue_on_error)) {
-    validate_options vo;
-    vo.how = validate_options::mode::full;
-    vo.parallel = 4;
-    validation_report header;
-    header.first = source.describe();
-    header.second = target.describe();
-    auto report = validate_databases(*source.read, *target.read, *schema, vo, [&](const table_report& t) {
-      out << "🔍 Validating table: " << t.table << "\n";
-      if (t.first_rows == t.second_rows) out << "✓ Row counts match: " << progress::count(t.first_rows) << "\n";
-      else out << "❌ Row count mismatch: " << kind_name(source) << "=" << t.first_rows << ", " << kind_name(target) << "=" << t.second_rows << "\n";
-      if (t.equal()) out << "✓ Data validation passed\n";
-      else print_table_report(out, header, t);
-      out.flush();
-    });
-    validation_errors = report.differences() + report.invalid_json();
-  }
-
-  const std::string rule(58, '=');
-  out << rule << "\n📊 Migration Summary" << (s.dry_run ? " (dry run)" : "") << "\n" << rule << "\n";
-  out << "Total tables: " << schema->tables.size() << "\n";
-  if (!s.schema_only) {
-    out << "Total rows: " << progress::count(copied.total_rows()) << "\n";
-    out << (s.dry_run ? "Rows read: " : "Migrated rows: ") << progress::count(copied.copied_rows()) << "\n";
-    out << "Failed rows: " << progress::count(copied.failed_rows()) << "\n";
-  }
-  out << "Validation errors: " << validation_errors << "\n";
-  out << "Duration: " << seconds_text(std::chrono::duration<double>(steady::now() - start).count()) << "\n" << rule << "\n";
-  const bool success = ok && validation_errors == 0;
-  if (success) {
-    out << "✓ " << (s.dry_run ? "Dry run completed: the migration can run" : "Migration completed successfully") << "\n";
-  } else {
-    out << "✗ Migration failed";
-    for (const auto& t : copied.tables)
-      if (!t.error.empty()) out << "\n   " << t.error;
-    if (!copied.error.empty() && std::none_of(copied.tables.begin(), copied.tables.end(), [&](const table_copy& t) { return t.error == copied.error; }))
-      out << "\n   " << copied.error;
-    if (validation_errors) out << "\n   " << validation_errors << " validation error(s)";
-    if (!s.dry_run && !s.schema_only && !ok)
-      out << "\n   What was copied is checkpointed: once the cause is fixed, run the same command with --resume to copy the rest.";
-    out << "\n";
-  }
+  if (s.validate && !s.dry_run && !s.schema_only && (ok || s.continue_on_error)) validation_errors = validate_copy(out, source, target, *schema);
+  print_summary(out, *schema, copied, s, ok, validation_errors, std::chrono::duration<double>(steady::now() - start).count());
   out.flush();
-  return success ? 0 : 1;
+  return ok && validation_errors == 0 ? 0 : 1;
 }
+
+namespace {
+
+// Sends `line` to the control socket of the tandem a live backfill runs beside; its answer, or
+// nullopt (said on stderr) when tandem cannot be reached or refused.
+std::optional<std::string> ask_tandem(const std::string& socket, const std::string& line) {
+  std::string why;
+  auto answer = control_exchange(socket, line, why);
+  if (!answer) {
+    std::cerr << "tandem migrate: " << why << "\n";
+    return std::nullopt;
+  }
+  auto doc = protocol::read_json(*answer);
+  const auto* o = doc.ok() ? doc.value.if_object() : nullptr;
+  const auto* ok = o ? o->if_contains("ok") : nullptr;
+  if (!ok || !ok->is_bool() || !ok->get_bool()) {
+    const auto* e = o ? o->if_contains("error") : nullptr;
+    std::cerr << "tandem migrate: tandem refused '" << line << "': " << (e && e->is_string() ? std::string(e->get_string()) : *answer) << "\n";
+    return std::nullopt;
+  }
+  return answer;
+}
+
+// The target of a dry run into SQLite: nothing may be written, not even a new file, so an
+// existing file is looked at read-only, or else an empty database.
+outcome<opened> open_dry_run_target(const endpoint& to, std::chrono::milliseconds timeout) {
+  opened o;
+  o.where = to;
+  std::error_code ec;
+  const std::string path = std::filesystem::exists(to.path, ec) ? to.path : ":memory:";
+  backends::sqlite_store_options so;
+  so.db.path = path;
+  so.db.read_only = path != ":memory:";
+  auto st = backends::sqlite_store::open(so);
+  if (!st) return st.error();
+  o.store = std::move(*st);
+  o.read = std::make_unique<d1_reader>(*o.store, "sqlite:" + to.path, timeout);  // reads through the store
+  return o;
+}
+
+}  // namespace
 
 int run_migrate(const migrate_command& c) {
   auto s = resolve_settings(c);
@@ -450,23 +382,7 @@ int run_migrate(const migrate_command& c) {
                  "empty the D1 database and run it again\n";
     return 2;
   }
-  auto control = [&](const std::string& line) -> std::optional<std::string> {
-    std::string why;
-    auto answer = control_exchange(c.via_control, line, why);
-    if (!answer) {
-      std::cerr << "tandem migrate: " << why << "\n";
-      return std::nullopt;
-    }
-    auto doc = protocol::read_json(*answer);
-    const auto* o = doc.ok() ? doc.value.if_object() : nullptr;
-    const auto* ok = o ? o->if_contains("ok") : nullptr;
-    if (!ok || !ok->is_bool() || !ok->get_bool()) {
-      const auto* e = o ? o->if_contains("error") : nullptr;
-      std::cerr << "tandem migrate: tandem refused '" << line << "': " << (e && e->is_string() ? std::string(e->get_string()) : *answer) << "\n";
-      return std::nullopt;
-    }
-    return answer;
-  };
+  auto control = [&](const std::string& line) { return ask_tandem(c.via_control, line); };
   if (live && !control("backfill-begin")) return 2;
   std::int64_t snapshot_seq = 0;
   if (auto* r = dynamic_cast<sqlite_reader*>(source->read.get())) {
@@ -475,41 +391,19 @@ int run_migrate(const migrate_command& c) {
       return 2;
     }
     if (live) {
-      sqlite3_stmt* st = nullptr;
-      const bool read = sqlite3_prepare_v2(r->handle(),
-                                                   "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
-                                                   "(SELECT max(seq) FROM _tandem_journal), 0)",
-                                                   -1, &st, nullptr) == SQLITE_OK &&
-                        sqlite3_step(st) == SQLITE_ROW;
-      if (read) snapshot_seq = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-      if (!read) {
+      auto seq = journal_position(*r);
+      if (!seq) {
         std::cerr << "tandem migrate: " << from->describe() << " has no tandem journal: is tandem running dual-sqlite on it? ("
-                  << sqlite3_errmsg(r->handle()) << "); replication stays paused (tandem ctl resume-replication)\n";
+                  << seq.error().message << "); replication stays paused (tandem ctl resume-replication)\n";
         return 2;
       }
+      snapshot_seq = *seq;
       std::cout << "Live backfill: replication paused; copying the snapshot at journal sequence " << snapshot_seq << "\n";
     }
   }
   outcome<opened> target = error{};
   if (s->dry_run && to->type == endpoint::kind::sqlite) {
-    // Nothing may be written, not even a new file: look at an existing file read-only, or at
-    // an empty database.
-    opened o;
-    o.where = *to;
-    std::error_code ec;
-    const std::string path = std::filesystem::exists(to->path, ec) ? to->path : ":memory:";
-    backends::sqlite_store_options so;
-    so.db.path = path;
-    so.db.read_only = path != ":memory:";
-    auto st = backends::sqlite_store::open(so);
-    if (!st) {
-      std::cerr << "tandem migrate: " << st.error().message << "\n";
-      return 2;
-    }
-    o.store = std::move(*st);
-    o.read = std::make_unique<d1_reader>(*o.store, "sqlite:" + to->path, timeout);  // reads through the store
-    target = std::move(o);
+    target = open_dry_run_target(*to, timeout);
   } else {
     target = open_database(*to, c.d1, true, timeout);
   }

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "tools/copy_engine.hpp"
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
+#include "tools/move/migrate.hpp"
 
 namespace tandem::tools {
 
@@ -34,26 +34,11 @@ struct migrate_command {
   std::string via_control;
 };
 
-struct migrate_settings {
-  std::size_t batch_size = 1000;
-  bool validate = true;
-  bool continue_on_error = false;
-  bool dry_run = false;
-  int parallel_tables = 1;
-  long timeout_ms = 60000;
-  bool schema_only = false;
-  bool data_only = false;
-  bool resume = false;
-  std::vector<std::string> tables;
-  std::string progress = "auto";
-  long stall_after_batches = -1;  // TANDEM_MIGRATE_STALL_AFTER (tests)
-};
-
 // Flags over environment over defaults. BAD_REQUEST naming the variable or flag that is malformed.
 backends::outcome<migrate_settings> resolve_settings(const migrate_command& c);
 
-// Migrates `source` into `target` (both open; a SQLite source inside its snapshot), printing to
-// `out`. 0 on success; 1 on any failure (refusals included, with the reason printed).
+// Migrates `source` into `target` (both open; a SQLite source inside its snapshot): plans it
+// (tools/move/migrate.hpp), runs its steps and prints what each did to `out`. 0 on success; 1 on any failure (refusals included, with the reason printed).
 int migrate_between(opened& source, opened& target, const migrate_settings& s, std::ostream& out);
 
 // The command: 0 success, 1 the migration or its validation failed, 2 bad arguments or a

@@ -31,12 +31,8 @@ std::string display(const value& v) {
     case 3: return std::get<std::string>(v);
     default: {
       const auto& b = std::get<protocol::blob>(v).bytes;
-      static constexpr char hex[] = "0123456789ABCDEF";
       std::string s = "X'";
-      for (unsigned char c : b) {
-        s.push_back(hex[c >> 4]);
-        s.push_back(hex[c & 15]);
-      }
+      protocol::append_hex(s, b);
       return s + "'";
     }
   }

@@ -1,6 +1,6 @@
 // The move tools against the real local D1: tandem migrate (both directions, interrupted by
 // kill -9 and resumed), validate (naming changed, deleted and added rows), backup and restore,
-// and bad input. The source is a generated guide-like database (tools/guide_db.hpp) at a scale
+// and bad input. The source is a generated guide-like database (tools/bench/guide_db.hpp) at a scale
 // the ASan build copies in seconds; `tandem bench migrate` runs the guide's full scale.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,8 +22,8 @@
 #include "tests/support/d1_support.hpp"
 #include "tests/support/eventually.hpp"
 #include "tools/backup.hpp"
-#include "tools/copy_engine.hpp"
-#include "tools/guide_db.hpp"
+#include "tools/move/copy_engine.hpp"
+#include "tools/bench/guide_db.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"
 

@@ -11,8 +11,8 @@
 #include "backends/sqlite_store.hpp"
 #include "tests/support/test_support.hpp"
 #include "tools/backup.hpp"
-#include "tools/copy_engine.hpp"
-#include "tools/guide_db.hpp"
+#include "tools/move/copy_engine.hpp"
+#include "tools/bench/guide_db.hpp"
 #include "tools/migrate.hpp"
 #include "tools/validate.hpp"
 

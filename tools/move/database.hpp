@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/d1_store.hpp"
+#include "backends/sqlite_connection.hpp"
 #include "backends/store.hpp"
 
 struct sqlite3;
@@ -23,6 +24,12 @@ struct sqlite3_stmt;
 
 namespace tandem::tools {
 
+// The names the move engine and its front-ends use everywhere.
+using backends::outcome;
+using protocol::errc;
+using protocol::error;
+using protocol::statement;
+using protocol::value;
 using row = std::vector<protocol::value>;
 
 // How to reach D1. Empty fields are taken from the environment (see resolve()).
@@ -100,16 +107,16 @@ class sqlite_reader final : public reader {
   backends::outcome<std::vector<protocol::query_result>> query(std::vector<protocol::statement> statements) override;
 
  private:
-  sqlite_reader(sqlite3* db, bool owned, std::string description);
+  sqlite_reader(backends::sqlite_db_ptr owned, sqlite3* db, std::string description);
   backends::outcome<sqlite3_stmt*> prepare(const std::string& sql);
   backends::outcome<protocol::query_result> run(sqlite3_stmt* st, const std::vector<protocol::value>& params);
 
   std::mutex mu_;
+  backends::sqlite_db_ptr owned_;  // empty when borrowed; closed after the statements below
   sqlite3* db_;
-  bool owned_;
   bool in_snapshot_ = false;
   std::string description_;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  std::unordered_map<std::string, backends::sqlite_stmt_ptr> cache_;
 };
 
 // Reads D1 through a d1_store (any store with D1's SQL works), exactly: each select asks for a

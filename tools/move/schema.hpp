@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 
 namespace tandem::tools {
 

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "backends/d1_statement.hpp"
-#include "tools/schema.hpp"
+#include "tools/move/schema.hpp"
 
 namespace tandem::tools {
 

@@ -1,4 +1,4 @@
-// `tandem bench migrate`: times `tandem migrate` of a guide-scale database (tools/guide_db.hpp)
+// `tandem bench migrate`: times `tandem migrate` of a guide-scale database (tools/bench/guide_db.hpp)
 // into the local D1 and `tandem validate --full` of the result, beside the route users take
 // today (`sqlite3 .dump` into `wrangler d1 execute --local --file`), in the same run.
 #pragma once

@@ -1,4 +1,4 @@
-#include "tools/bench_migrate.hpp"
+#include "tools/bench/bench_migrate.hpp"
 
 #include <unistd.h>
 
@@ -9,11 +9,11 @@
 #include <sstream>
 #include <thread>
 
-#include "tools/guide_db.hpp"
-#include "tools/local_d1.hpp"
+#include "tools/bench/guide_db.hpp"
+#include "tools/bench/local_d1.hpp"
 #include "tools/migrate.hpp"
 #include "tools/progress.hpp"
-#include "tools/validate.hpp"
+#include "tools/move/validate.hpp"
 
 namespace tandem::tools {
 namespace {
@@ -53,6 +53,7 @@ std::string validation_text(const validation_report& r) {
 
 }  // namespace
 
+// Long (~125 lines): a measurement script, route after route over one generated database.
 int run_bench_migrate(const bench_migrate_options& o) {
   try {
     if (!o.generate.empty()) {

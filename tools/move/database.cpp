@@ -1,4 +1,4 @@
-#include "tools/database.hpp"
+#include "tools/move/database.hpp"
 
 #include <sqlite3.h>
 
@@ -17,11 +17,6 @@
 
 namespace tandem::tools {
 
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::value;
-
 namespace {
 
 error fail(errc code, std::string message, std::string store = {}) {
@@ -31,16 +26,6 @@ error fail(errc code, std::string message, std::string store = {}) {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::string(v) : fallback;
-}
-
-constexpr char k_hex[] = "0123456789ABCDEF";
-
-void append_hex(std::string& out, std::string_view bytes) {
-  out.reserve(out.size() + bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(k_hex[c >> 4]);
-    out.push_back(k_hex[c & 15]);
-  }
 }
 
 std::string double_text(double d) {
@@ -118,7 +103,7 @@ std::string sql_literal(const value& v) {
       const auto& s = std::get<std::string>(v);
       if (s.find('\0') != std::string::npos || !protocol::is_valid_utf8(s)) {
         std::string out = "CAST(X'";
-        append_hex(out, s);
+        protocol::append_hex(out, s);
         return out + "' AS TEXT)";
       }
       std::string out = "'";
@@ -130,7 +115,7 @@ std::string sql_literal(const value& v) {
     }
     default: {
       std::string out = "X'";
-      append_hex(out, std::get<protocol::blob>(v).bytes);
+      protocol::append_hex(out, std::get<protocol::blob>(v).bytes);
       return out + "'";
     }
   }
@@ -193,13 +178,12 @@ outcome<protocol::query_result> reader::query_one(std::string sql, std::vector<v
 
 // ---- sqlite_reader ---------------------------------------------------------------------------------
 
-sqlite_reader::sqlite_reader(sqlite3* db, bool owned, std::string description)
-    : db_(db), owned_(owned), description_(std::move(description)) {}
+sqlite_reader::sqlite_reader(backends::sqlite_db_ptr owned, sqlite3* db, std::string description)
+    : owned_(std::move(owned)), db_(db), description_(std::move(description)) {}
 
 sqlite_reader::~sqlite_reader() {
-  for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+  cache_.clear();  // statements are finalized before the connection closes
   if (in_snapshot_) sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-  if (owned_) sqlite3_close_v2(db_);
 }
 
 outcome<std::unique_ptr<sqlite_reader>> sqlite_reader::open(const std::string& path) {
@@ -209,12 +193,10 @@ outcome<std::unique_ptr<sqlite_reader>> sqlite_reader::open(const std::string& p
                                        (std::filesystem::exists(path, ec) ? "not a regular file" : "no such file") + ")",
                 "sqlite");
   }
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<sqlite_reader> r(new sqlite_reader(raw, true, "sqlite:" + path));
-  if (rc != SQLITE_OK) {
-    return fail(errc::unavailable, "cannot open SQLite database '" + path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)), "sqlite");
-  }
+  auto db = backends::open_sqlite(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
+  if (!db) return db.error();
+  sqlite3* raw = db->get();
+  std::unique_ptr<sqlite_reader> r(new sqlite_reader(std::move(*db), raw, "sqlite:" + path));
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, 5000);
   if (auto probe = r->query_one("SELECT count(*) FROM sqlite_schema"); !probe) {
@@ -224,7 +206,7 @@ outcome<std::unique_ptr<sqlite_reader>> sqlite_reader::open(const std::string& p
 }
 
 std::unique_ptr<sqlite_reader> sqlite_reader::borrow(sqlite3* db, std::string description) {
-  return std::unique_ptr<sqlite_reader>(new sqlite_reader(db, false, std::move(description)));
+  return std::unique_ptr<sqlite_reader>(new sqlite_reader(nullptr, db, std::move(description)));
 }
 
 outcome<void> sqlite_reader::snapshot() {
@@ -239,17 +221,16 @@ outcome<void> sqlite_reader::snapshot() {
 }
 
 outcome<sqlite3_stmt*> sqlite_reader::prepare(const std::string& sql) {
-  if (auto it = cache_.find(sql); it != cache_.end()) return it->second;
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK) {
+  if (auto it = cache_.find(sql); it != cache_.end()) return it->second.get();
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  backends::sqlite_stmt_ptr st(raw);
+  if (rc != SQLITE_OK) {
     return fail(errc::sql_error, std::string(sqlite3_errmsg(db_)) + " (in: " + sql.substr(0, 200) + ")", "sqlite");
   }
-  if (cache_.size() > 512) {
-    for (auto& [s, old] : cache_) sqlite3_finalize(old);
-    cache_.clear();
-  }
-  cache_.emplace(sql, st);
-  return st;
+  if (cache_.size() > 512) cache_.clear();
+  cache_.emplace(sql, std::move(st));
+  return raw;
 }
 
 outcome<protocol::query_result> sqlite_reader::run(sqlite3_stmt* st, const std::vector<value>& params) {
@@ -261,22 +242,7 @@ outcome<protocol::query_result> sqlite_reader::run(sqlite3_stmt* st, const std::
   }
   for (std::size_t i = 0; i < params.size(); ++i) {
     const int at = static_cast<int>(i + 1);
-    const auto& p = params[i];
-    switch (p.index()) {
-      case 0: sqlite3_bind_null(st, at); break;
-      case 1: sqlite3_bind_int64(st, at, std::get<std::int64_t>(p)); break;
-      case 2: sqlite3_bind_double(st, at, std::get<double>(p)); break;
-      case 3: {
-        const auto& s = std::get<std::string>(p);
-        sqlite3_bind_text64(st, at, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-        break;
-      }
-      default: {
-        const auto& b = std::get<protocol::blob>(p).bytes;
-        sqlite3_bind_blob64(st, at, b.data(), b.size(), SQLITE_TRANSIENT);
-        break;
-      }
-    }
+    if (auto ok = backends::sqlite_check(db_, backends::sqlite_bind(st, at, params[i]), "binding parameter " + std::to_string(at)); !ok) return ok.error();
   }
   protocol::query_result out;
   const int n = sqlite3_column_count(st);

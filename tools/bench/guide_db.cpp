@@ -1,4 +1,4 @@
-#include "tools/guide_db.hpp"
+#include "tools/bench/guide_db.hpp"
 
 #include <sqlite3.h>
 
@@ -12,17 +12,12 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backends/sqlite_connection.hpp"
+
 namespace tandem::tools {
 namespace {
 
-struct db_closer {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct stmt_finalizer {
-  void operator()(sqlite3_stmt* st) const { sqlite3_finalize(st); }
-};
-using db_ptr = std::unique_ptr<sqlite3, db_closer>;
-using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+using stmt_ptr = backends::sqlite_stmt_ptr;
 
 void exec(sqlite3* db, const std::string& sql) {
   char* msg = nullptr;
@@ -158,16 +153,15 @@ std::string date(gen& g) {
 
 }  // namespace
 
+// Long (~200 lines): the guide-shaped schema and its rows, table after table, read best in order
+// (each table's few lines sit next to its CREATE).
 guide_db_stats generate_guide_database(const std::string& path, const guide_db_options& o) {
   if (o.tables < 12) throw std::runtime_error("guide db: at least 12 tables");
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) throw std::runtime_error("guide db: " + path + " already exists");
-  sqlite3* raw = nullptr;
-  if (sqlite3_open(path.c_str(), &raw) != SQLITE_OK) {
-    db_ptr closer(raw);
-    throw std::runtime_error("guide db: cannot create " + path);
-  }
-  db_ptr db(raw);
+  auto db = backends::open_sqlite(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!db) throw std::runtime_error("guide db: cannot create " + path);
+  sqlite3* raw = db->get();
   exec(raw, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=OFF");
   gen g(o.seed, o.sql_text_traps);
   const std::int64_t total = std::max<std::int64_t>(o.rows, 1000);

@@ -1,15 +1,10 @@
-#include "tools/schema.hpp"
+#include "tools/move/schema.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <set>
 
 namespace tandem::tools {
-
-using backends::outcome;
-using protocol::errc;
-using protocol::error;
-using protocol::value;
 
 namespace {
 
@@ -106,6 +101,109 @@ std::vector<schema_object> database_schema::objects() const {
   return out;
 }
 
+namespace {
+
+// A table's columns and the tables its foreign keys reference, from pragma_table_xinfo and
+// pragma_foreign_key_list.
+void add_columns(table_info& t, const protocol::query_result& columns, const protocol::query_result& foreign_keys) {
+  for (const auto& c : columns.rows) {
+    column_info col{text_of(c[0]), text_of(c[1]), static_cast<int>(int_of(c[2])), false, false};
+    const auto hidden = int_of(c[3]);
+    col.generated = hidden == 2 || hidden == 3;
+    col.hidden = hidden == 1;
+    t.columns.push_back(std::move(col));
+  }
+  for (const auto& f : foreign_keys.rows) {
+    const auto parent = text_of(f[0]);
+    if (!equals_nocase(parent, t.name)) t.parents.push_back(parent);
+  }
+}
+
+// What is copied and the key that orders the rows: the rowid (under a name no column uses), the
+// INTEGER PRIMARY KEY that is the rowid, or the PRIMARY KEY of a WITHOUT ROWID table.
+outcome<void> choose_key(table_info& t) {
+  std::vector<std::size_t> pk;
+  std::vector<std::string> stored;
+  for (const auto& c : t.columns) {
+    if (c.generated || c.hidden) continue;
+    stored.push_back(c.name);
+    if (c.pk > 0) pk.push_back(stored.size() - 1);
+  }
+  std::sort(pk.begin(), pk.end(), [&](std::size_t a, std::size_t b) {
+    auto pos = [&](std::size_t k) {
+      for (const auto& c : t.columns)
+        if (c.name == stored[k]) return c.pk;
+      return 0;
+    };
+    return pos(a) < pos(b);
+  });
+  auto is_integer_pk = [&](const std::string& name) {
+    for (const auto& c : t.columns)
+      if (c.name == name) return upper(c.type) == "INTEGER";
+    return false;
+  };
+  auto uses = [&](std::string_view name) {
+    return std::any_of(t.columns.begin(), t.columns.end(), [&](const column_info& c) { return equals_nocase(c.name, name); });
+  };
+  if (t.without_rowid) {
+    t.copy_columns = stored;
+    t.key = pk;
+  } else if (!t.is_virtual && pk.size() == 1 && is_integer_pk(stored[pk[0]])) {
+    t.copy_columns = stored;  // INTEGER PRIMARY KEY: the column is the rowid
+    t.key = pk;
+  } else {
+    std::string alias;
+    for (const char* a : {"rowid", "_rowid_", "oid"}) {
+      if (!uses(a)) {
+        alias = a;
+        break;
+      }
+    }
+    if (!alias.empty()) {
+      t.copy_columns.push_back(alias);
+      t.copy_columns.insert(t.copy_columns.end(), stored.begin(), stored.end());
+      t.key = {0};
+    } else if (!pk.empty()) {
+      t.copy_columns = stored;
+      t.key = pk;
+    } else {
+      return error{errc::unsupported,
+                   "table " + t.name + " has columns named rowid, _rowid_ and oid and no PRIMARY KEY: its rows cannot be told apart", {}, {}};
+    }
+  }
+  return {};
+}
+
+// Parents first (Kahn), keeping the original order among equals; a cycle keeps its order.
+void order_by_foreign_keys(database_schema& out) {
+  std::vector<table_info> ordered;
+  std::vector<bool> placed(out.tables.size(), false);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (std::size_t i = 0; i < out.tables.size(); ++i) {
+      if (placed[i]) continue;
+      const bool ready = std::all_of(out.tables[i].parents.begin(), out.tables[i].parents.end(), [&](const std::string& p) {
+        for (std::size_t j = 0; j < out.tables.size(); ++j)
+          if (equals_nocase(out.tables[j].name, p)) return static_cast<bool>(placed[j]);
+        return true;  // a table outside the copy
+      });
+      if (ready) {
+        placed[i] = true;
+        ordered.push_back(out.tables[i]);
+        progress = true;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < out.tables.size(); ++i) {
+    if (placed[i]) continue;
+    out.warnings.push_back("table " + out.tables[i].name + " is in a foreign-key cycle: its rows are copied with the checks deferred to each batch's commit");
+    ordered.push_back(out.tables[i]);
+  }
+  out.tables = std::move(ordered);
+}
+
+}  // namespace
+
 outcome<database_schema> read_schema(reader& r, const schema_filter& filter) {
   auto master = r.query_one("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid");
   if (!master) return master.error();
@@ -169,67 +267,8 @@ outcome<database_schema> read_schema(reader& r, const schema_filter& filter) {
     details = std::move(*d);
   }
   for (std::size_t i = 0; i < out.tables.size(); ++i) {
-    auto& t = out.tables[i];
-    for (const auto& c : details[2 * i].rows) {
-      column_info col{text_of(c[0]), text_of(c[1]), static_cast<int>(int_of(c[2])), false, false};
-      const auto hidden = int_of(c[3]);
-      col.generated = hidden == 2 || hidden == 3;
-      col.hidden = hidden == 1;
-      t.columns.push_back(std::move(col));
-    }
-    for (const auto& f : details[2 * i + 1].rows) {
-      const auto parent = text_of(f[0]);
-      if (!equals_nocase(parent, t.name)) t.parents.push_back(parent);
-    }
-    std::vector<std::size_t> pk;
-    std::vector<std::string> stored;
-    for (const auto& c : t.columns) {
-      if (c.generated || c.hidden) continue;
-      stored.push_back(c.name);
-      if (c.pk > 0) pk.push_back(stored.size() - 1);
-    }
-    std::sort(pk.begin(), pk.end(), [&](std::size_t a, std::size_t b) {
-      auto pos = [&](std::size_t k) {
-        for (const auto& c : t.columns)
-          if (c.name == stored[k]) return c.pk;
-        return 0;
-      };
-      return pos(a) < pos(b);
-    });
-    auto is_integer_pk = [&](const std::string& name) {
-      for (const auto& c : t.columns)
-        if (c.name == name) return upper(c.type) == "INTEGER";
-      return false;
-    };
-    auto uses = [&](std::string_view name) {
-      return std::any_of(t.columns.begin(), t.columns.end(), [&](const column_info& c) { return equals_nocase(c.name, name); });
-    };
-    if (t.without_rowid) {
-      t.copy_columns = stored;
-      t.key = pk;
-    } else if (!t.is_virtual && pk.size() == 1 && is_integer_pk(stored[pk[0]])) {
-      t.copy_columns = stored;  // INTEGER PRIMARY KEY: the column is the rowid
-      t.key = pk;
-    } else {
-      std::string alias;
-      for (const char* a : {"rowid", "_rowid_", "oid"}) {
-        if (!uses(a)) {
-          alias = a;
-          break;
-        }
-      }
-      if (!alias.empty()) {
-        t.copy_columns.push_back(alias);
-        t.copy_columns.insert(t.copy_columns.end(), stored.begin(), stored.end());
-        t.key = {0};
-      } else if (!pk.empty()) {
-        t.copy_columns = stored;
-        t.key = pk;
-      } else {
-        return error{errc::unsupported,
-                     "table " + t.name + " has columns named rowid, _rowid_ and oid and no PRIMARY KEY: its rows cannot be told apart", {}, {}};
-      }
-    }
+    add_columns(out.tables[i], details[2 * i], details[2 * i + 1]);
+    if (auto ok = choose_key(out.tables[i]); !ok) return ok.error();
   }
   if (has_sequence && filter.tables.empty()) {
     for (const auto& s : details.back().rows) {
@@ -238,31 +277,7 @@ outcome<database_schema> read_schema(reader& r, const schema_filter& filter) {
     }
   }
 
-  // Parents first (Kahn), keeping the original order among equals; a cycle keeps its order.
-  std::vector<table_info> ordered;
-  std::vector<bool> placed(out.tables.size(), false);
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (std::size_t i = 0; i < out.tables.size(); ++i) {
-      if (placed[i]) continue;
-      const bool ready = std::all_of(out.tables[i].parents.begin(), out.tables[i].parents.end(), [&](const std::string& p) {
-        for (std::size_t j = 0; j < out.tables.size(); ++j)
-          if (equals_nocase(out.tables[j].name, p)) return static_cast<bool>(placed[j]);
-        return true;  // a table outside the copy
-      });
-      if (ready) {
-        placed[i] = true;
-        ordered.push_back(out.tables[i]);
-        progress = true;
-      }
-    }
-  }
-  for (std::size_t i = 0; i < out.tables.size(); ++i) {
-    if (placed[i]) continue;
-    out.warnings.push_back("table " + out.tables[i].name + " is in a foreign-key cycle: its rows are copied with the checks deferred to each batch's commit");
-    ordered.push_back(out.tables[i]);
-  }
-  out.tables = std::move(ordered);
+  order_by_foreign_keys(out);
   return out;
 }
 

@@ -1,4 +1,4 @@
-#include "tools/bench.hpp"
+#include "tools/bench/bench.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,8 +26,9 @@
 #include <thread>
 
 #include "backends/d1_store.hpp"
+#include "backends/sqlite_connection.hpp"
 #include "protocol/client.hpp"
-#include "tools/local_d1.hpp"
+#include "tools/bench/local_d1.hpp"
 
 namespace tandem::tools {
 namespace {
@@ -90,23 +91,14 @@ figures measure(int threads, double seconds, const std::function<operation(int)>
 
 // ---- in-process SQLite (the floor) -------------------------------------------------------------
 
-struct db_deleter {
-  void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
-};
-struct stmt_deleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using db_ptr = std::unique_ptr<sqlite3, db_deleter>;
-using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_deleter>;
+using db_ptr = backends::sqlite_db_ptr;
+using stmt_ptr = backends::sqlite_stmt_ptr;
 
 db_ptr open_db(const std::string& path, const std::string& sync) {
-  sqlite3* d = nullptr;
-  if (sqlite3_open(path.c_str(), &d) != SQLITE_OK) {
-    std::string msg = d ? sqlite3_errmsg(d) : "out of memory";
-    sqlite3_close(d);
-    throw std::runtime_error("cannot open " + path + ": " + msg);
-  }
-  db_ptr db(d);
+  auto opened = backends::open_sqlite(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!opened) throw std::runtime_error(opened.error().message);
+  db_ptr db = std::move(*opened);
+  sqlite3* d = db.get();
   sqlite3_busy_timeout(d, 60000);
   const std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=" + sync;
   sqlite3_exec(d, pragmas.c_str(), nullptr, nullptr, nullptr);
@@ -554,7 +546,7 @@ operation tandem_d1_select(const protocol::client_options& o, int thread, int ro
 void run_transport_bench(const bench_options& o, d1_local_process& local, const std::string& database, const std::string& binary,
                          const fs::path& dir, int rows) {
   using backends::d1_transport;
-  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
+  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};
   auto config = [&](const std::string& name, const std::string& mode, const std::string& db, d1_transport t) {
     const std::string path = (dir / (name + ".jsonc")).string();
     std::ofstream(path) << "{ \"mode\": \"" << mode << "\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false}, "
@@ -626,6 +618,7 @@ void run_transport_bench(const bench_options& o, d1_local_process& local, const 
               worst[0], worst[0] > 0 ? 4.0 / worst[0] : 0.0);
 }
 
+// `tandem bench --store d1`. Long (~130 lines): a measurement script, like run_dual_bench.
 int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
   const std::string url = local.url();
@@ -654,7 +647,7 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
   const std::string conf = (dir / "bench-d1.jsonc").string();
   std::ofstream(conf) << "{ \"mode\": \"d1-only\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false},\n  "
                       << local.config(database) << " }\n";
-  child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}});
+  child_server child(binary, conf, {{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}});
   protocol::client_options copts;
   copts.port = child.port();
 
@@ -787,9 +780,11 @@ double wait_replicated(protocol::client& c, backends::store& d1) {
 }
 
 // `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
+// Long (~300 lines): a measurement script over the same processes, printing as it goes; its steps
+// share those processes and their figures, and read best in the order they run.
 int run_dual_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
-  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", "local-dev-token"}};
+  const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};
   // `d1_section` replaces the local D1's (a follower that is never reachable).
   auto config = [&](const std::string& name, const std::string& mode, const std::string& database, int batch_entries,
                     const std::string& d1_section = {}) {

@@ -1,4 +1,4 @@
-#include "tools/local_d1.hpp"
+#include "tools/bench/local_d1.hpp"
 
 #include <cstdio>
 #include <cstdlib>
