@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "backends/d1_store.hpp"
+#include "backends/sqlite_store.hpp"
 #include "protocol/json_reader.hpp"
 
 namespace tandem::proxy {
@@ -374,6 +375,24 @@ backends::d1_options d1_options_of(const d1_config& d1) {
   o.max_response_bytes = static_cast<std::size_t>(d1.max_response_bytes);
   o.limits.max_batch_statements = static_cast<std::size_t>(d1.max_batch_statements);
   return o;
+}
+
+backends::sqlite_store_options sqlite_options_of(const config& c) {
+  backends::sqlite_store_options so;
+  const bool d1_may_follow = c.mode != "sqlite-only" || c.d1.configured();
+  so.db.path = c.sqlite.path;
+  // Durable by default where D1 follows or may follow (see sqlite_config::synchronous).
+  so.db.synchronous = !c.sqlite.synchronous.empty() ? c.sqlite.synchronous : d1_may_follow ? "FULL" : "NORMAL";
+  so.follower_row_limit = d1_may_follow;
+  so.journal_max_bytes = c.dual.max_journal_bytes;
+  so.follower_limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
+  so.min_free_disk_bytes = c.dual.min_free_disk_bytes;
+  so.db.busy_timeout_ms = c.sqlite.busy_timeout_ms;
+  so.db.statement_cache_size = static_cast<std::size_t>(c.sqlite.statement_cache_size);
+  so.readers = static_cast<std::size_t>(c.sqlite.readers);
+  so.max_group_size = static_cast<std::size_t>(c.sqlite.max_group_size);
+  so.spin = std::chrono::microseconds(c.spin_us);
+  return so;
 }
 
 }  // namespace tandem::proxy

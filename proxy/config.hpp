@@ -8,7 +8,8 @@
 #include <vector>
 
 namespace tandem::backends {
-struct d1_options;  // backends/d1_store.hpp
+struct d1_options;             // backends/d1_store.hpp
+struct sqlite_store_options;  // backends/sqlite_store.hpp
 }
 
 namespace tandem::proxy {
@@ -217,5 +218,10 @@ void validate(const config& c);
 // the variable d1.token_env names (serve), or the one its command line names (the move tools).
 // Throws config_error for a transport that is neither rest nor bridge.
 backends::d1_options d1_options_of(const d1_config& d1);
+
+// The config's sqlite section (and what of dual and d1 the SQLite store must know) as the SQLite
+// store's options. Where D1 follows or may follow (a dual mode, or D1 configured), synchronous
+// defaults to FULL and the writer takes D1's row limit.
+backends::sqlite_store_options sqlite_options_of(const config& c);
 
 }  // namespace tandem::proxy

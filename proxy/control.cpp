@@ -199,6 +199,11 @@ dual_metrics& metrics_now(router& r) {
   m.mode.store(static_cast<std::int64_t>(r.current_mode()));
   m.read_percent.store(r.read_percent());
   m.shadow_read_percent.store(r.shadow_read_percent());
+  if (const auto* s = r.sqlite()) {
+    if (const auto bytes = s->journal_bytes(); bytes >= 0) m.journal_bytes.store(bytes);
+    m.journal_max_bytes.store(s->journal_max_bytes());
+    m.journaling_stopped.store(s->journaling_stopped() ? 1 : 0);
+  }
   return m;
 }
 

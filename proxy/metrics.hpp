@@ -45,6 +45,8 @@ namespace tandem::proxy {
   X(gauge, replication_stopped_seq, "replicationStoppedSeq", "The journal entry the follower refuses (0: none)") \
   X(gauge, replication_lease_held, "replicationLeaseHeld", "1 while this instance holds the D1 replication lease and may replicate") \
   X(gauge, journal_bytes, "journalBytes", "Bytes of journal entries the leader holds (SQLite leading; about)") \
+  X(gauge, journal_max_bytes, "journalMaxBytes", "dual.max_journal_bytes: where SQLite stops journaling (0: no bound)") \
+  X(gauge, journaling_stopped, "journalingStopped", "1 while SQLite journals no more (its bound or the free-disk floor): D1 must be rebuilt") \
   X(gauge, follower_rebuild_needed, "followerRebuildNeeded", "1 while the follower cannot follow the leader's journal until rebuilt") \
   X(gauge, rollout_stage, "rolloutStage", "Rollout stage index (-1 before the first stage)")                   \
   X(gauge, remembered_keys, "rememberedKeys", "Routing keys whose last position is remembered (dual.key_memory_ms)") \

@@ -136,19 +136,7 @@ backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) 
 }
 
 backends::outcome<std::unique_ptr<backends::sqlite_store>> open_sqlite(const config& c) {
-  backends::sqlite_store_options so;
-  so.db.path = c.sqlite.path;
-  // Durable by default where D1 follows or may follow (see sqlite_config::synchronous).
-  so.db.synchronous = !c.sqlite.synchronous.empty() ? c.sqlite.synchronous : (c.mode != "sqlite-only" || c.d1.configured()) ? "FULL" : "NORMAL";
-  so.journal_max_bytes = c.dual.max_journal_bytes;
-  so.follower_row_limit = c.mode != "sqlite-only" || c.d1.configured();
-  so.follower_limits.max_batch_statements = static_cast<std::size_t>(c.d1.max_batch_statements);
-  so.min_free_disk_bytes = c.dual.min_free_disk_bytes;
-  so.db.busy_timeout_ms = c.sqlite.busy_timeout_ms;
-  so.db.statement_cache_size = static_cast<std::size_t>(c.sqlite.statement_cache_size);
-  so.readers = static_cast<std::size_t>(c.sqlite.readers);
-  so.max_group_size = static_cast<std::size_t>(c.sqlite.max_group_size);
-  so.spin = std::chrono::microseconds(c.spin_us);
+  const auto so = sqlite_options_of(c);
   if (auto parent = std::filesystem::path(c.sqlite.path).parent_path(); !parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);

@@ -5,6 +5,13 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "backends/sqlite_store.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/serve.hpp"
 
 namespace tandem::proxy {
@@ -148,6 +155,52 @@ TEST(Config, Validation) {
   config c;
   c.tls.enabled = true;
   EXPECT_THROW(validate(c), config_error);
+}
+
+// Durable by default where D1 follows or may follow: a dual mode, or D1 configured in sqlite-only
+// (dual-sqlite may start at runtime). There the writer also takes D1's row limit.
+TEST(Config, SqliteIsDurableAndKeepsD1sRowLimitWhereD1MayFollow) {
+  config c;
+  auto so = sqlite_options_of(c);
+  EXPECT_EQ(so.db.synchronous, "NORMAL") << "sqlite-only without D1";
+  EXPECT_FALSE(so.follower_row_limit);
+  c.d1.account_id = "a";
+  c.d1.database_id = "d";
+  so = sqlite_options_of(c);
+  EXPECT_EQ(so.db.synchronous, "FULL") << "sqlite-only with D1 configured";
+  EXPECT_TRUE(so.follower_row_limit);
+  c = config{};
+  for (const char* m : {"dual-sqlite", "dual-d1"}) {
+    c.mode = m;
+    EXPECT_EQ(sqlite_options_of(c).db.synchronous, "FULL") << m;
+  }
+  c.sqlite.synchronous = "NORMAL";  // the operator's choice wins (the README says what it risks)
+  EXPECT_EQ(sqlite_options_of(c).db.synchronous, "NORMAL");
+  c.dual.max_journal_bytes = 123;
+  c.dual.min_free_disk_bytes = 456;
+  so = sqlite_options_of(c);
+  EXPECT_EQ(so.journal_max_bytes, 123);
+  EXPECT_EQ(so.min_free_disk_bytes, 456);
+}
+
+// Every metric the alert rules name is one tandem exposes, so no alert waits on a series that
+// never exists.
+TEST(Config, EveryMetricTheAlertRulesNameIsExposed) {
+  std::ifstream in(std::string(TANDEM_SOURCE_DIR) + "/conf/prometheus/tandem-alerts.yml");
+  ASSERT_TRUE(in);
+  std::stringstream rules;
+  rules << in.rdbuf();
+  const std::string text = rules.str();
+  const std::string exposed = dual_metrics{}.prometheus();
+  std::set<std::string> named;
+  const std::regex name(R"(\btandem_[a-z0-9_]+)");
+  for (std::sregex_iterator it(text.begin(), text.end(), name), e; it != e; ++it) named.insert(it->str());
+  EXPECT_GE(named.size(), 15u);
+  for (std::string metric : named) {
+    const auto bucket = metric.rfind("_bucket");  // a histogram's series
+    if (bucket != std::string::npos && bucket + 7 == metric.size()) metric.resize(bucket);
+    EXPECT_NE(exposed.find("# TYPE " + metric + " "), std::string::npos) << metric << " is named by an alert rule but not exposed";
+  }
 }
 
 }  // namespace
