@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "backends/journal.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "backends/sqlite_store.hpp"
 #include "tools/progress.hpp"
@@ -70,10 +71,7 @@ class observer final : public copy_observer {
 // The journal position of a SQLite snapshot: the last sequence number tandem's journal gave out.
 outcome<std::int64_t> journal_position(sqlite_reader& r) {
   sqlite3_stmt* raw = nullptr;
-  const int rc = sqlite3_prepare_v2(r.handle(),
-                                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_tandem_journal'), "
-                                    "(SELECT max(seq) FROM _tandem_journal), 0)",
-                                    -1, &raw, nullptr);
+  const int rc = sqlite3_prepare_v2(r.handle(), backends::journal_high_water_statement().sql.c_str(), -1, &raw, nullptr);
   backends::sqlite_stmt_ptr st(raw);
   if (rc != SQLITE_OK || sqlite3_step(raw) != SQLITE_ROW) return error{errc::unavailable, sqlite3_errmsg(r.handle()), "sqlite", {}};
   return static_cast<std::int64_t>(sqlite3_column_int64(raw, 0));

@@ -25,6 +25,7 @@
 #include <random>
 #include <thread>
 
+#include "backends/journal.hpp"
 #include "backends/d1_store.hpp"
 #include "backends/sqlite_connection.hpp"
 #include "protocol/client.hpp"
@@ -750,11 +751,11 @@ int run_d1_bench(const bench_options& o, const fs::path& dir, const std::string&
 }
 
 // A scalar from a store (the benchmark's own look at D1 or SQLite), -1 if it cannot be read.
-std::int64_t scalar(backends::store& s, const std::string& sql) {
+std::int64_t scalar(backends::store& s, protocol::statement st) {
   std::promise<std::int64_t> p;
   backends::exec_options opts;
   opts.internal = true;
-  s.execute({sql, {}}, opts, [&p](backends::outcome<protocol::query_result> r) {
+  s.execute(std::move(st), opts, [&p](backends::outcome<protocol::query_result> r) {
     const std::int64_t* v = r && !r->rows.empty() ? std::get_if<std::int64_t>(&r->rows[0][0]) : nullptr;
     p.set_value(v ? *v : -1);
   });
@@ -771,8 +772,8 @@ std::int64_t scalar(protocol::client& c, const std::string& sql) {
 // Polls until D1 has applied the whole journal of the tandem behind `c`; returns the seconds it took.
 double wait_replicated(protocol::client& c, backends::store& d1) {
   const auto start = steady::now();
-  const std::int64_t end = scalar(c, "SELECT coalesce(max(seq), 0) FROM _tandem_journal");
-  while (scalar(d1, "SELECT coalesce(max(seq), 0) FROM _tandem_applied WHERE source = 'sqlite'") < end) {
+  const std::int64_t end = scalar(c, backends::journal_max_seq_statement().sql);
+  while (scalar(d1, backends::applied_position_statement("sqlite")) < end) {
     if (steady::now() - start > std::chrono::minutes(5)) throw std::runtime_error("replication did not catch up in 5 minutes");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -901,7 +902,7 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
     std::thread watcher([&] {
       std::int64_t have = 0;
       while (have < total) {
-        const std::int64_t top = scalar(**d1, "SELECT coalesce(max(id), 0) FROM bench_lag");
+        const std::int64_t top = scalar(**d1, {"SELECT coalesce(max(id), 0) FROM bench_lag", {}});
         const auto now = steady::now();
         for (std::int64_t i = have + 1; i <= top; ++i) seen[static_cast<std::size_t>(i)] = now;
         have = std::max(have, top);

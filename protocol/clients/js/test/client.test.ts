@@ -557,6 +557,43 @@ describe("position tokens (PROTOCOL.md §15), with a scripted server", () => {
   });
 });
 
+describe("position tokens against a real tandem (dual-sqlite, D1 out of reach)", () => {
+  // Every read goes to D1 (read_percent 100), which cannot be reached, and tandem remembers no
+  // routing key's position (key_memory_ms 0): only the client's own token can send a read to
+  // SQLite, the leader, which has the write.
+  test("after its connection is lost, the client's token still reads its own write; a client without it reads D1", async () => {
+    const server = await startTandem({
+      config: {
+        mode: "dual-sqlite",
+        dual: { read_percent: 100, key_memory_ms: 0, read_your_writes_wait_ms: 20 },
+        d1: { account_id: "a", database_id: "d", endpoint: "http://127.0.0.1:9", token_env: "TANDEM_JS_D1_TOKEN",
+              max_attempts: 1, connect_timeout_ms: 500, request_timeout_ms: 1000 },
+        ownership: { wait_for_owner_ms: 0 },
+      },
+      env: { TANDEM_JS_D1_TOKEN: "not-used" },
+    });
+    const proxy = await tcpProxy(server.host, server.port);
+    const db = connect(`${proxy.url}/?routing_key=user-7`);
+    const fresh = connect(`${server.url}/?routing_key=user-7`);
+    try {
+      await db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+      await db.prepare("INSERT INTO t(v) VALUES (?)").bind("mine").run();
+      proxy.cut(); // the connection is gone; the next call reconnects, with the token in its hello
+      await waitFor(() => proxy.open.size === 0, "the cut connection closed");
+      const mine = await db.prepare("SELECT v FROM t").all();
+      assert.deepEqual(mine.results, [{ v: "mine" }]);
+      assert.equal(mine.meta.served_by, "tandem-sqlite");
+      assert.equal(proxy.accepted, 2);
+      await assert.rejects(fresh.prepare("SELECT v FROM t").all(), isCode("UNAVAILABLE"));
+    } finally {
+      db.destroy();
+      fresh.destroy();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
 describe("server settings: tokens, TLS, limits", () => {
   test("tokens: the right one works; a wrong or missing one fails with UNAUTHORIZED (no retry loop)", async () => {
     const server = await startTandem({ config: { auth: { token_envs: ["TANDEM_JS_TEST_TOKEN"] } }, env: { TANDEM_JS_TEST_TOKEN: "s3cret/+=" } });
