@@ -108,38 +108,29 @@ TEST(ReplicatorWithoutD1, AppliesAJournalExactlyOnce) {
   EXPECT_GT(r.calls, 3);
 }
 
-// Every store call the follower gets, failing in turn: before it runs, and after it ran with its
-// answer lost (the batch committed, the replicator cannot know).
-TEST(ReplicatorWithoutD1, EveryFollowerCallFailingInTurnStillAppliesEachEntryOnce) {
+// Every store call one side gets (the follower's batches; the leader's journal reads, its
+// identity, pruning), failing in turn: before it runs, and after it ran with its answer lost (the
+// batch committed, the replicator cannot know).
+void every_call_failing_in_turn(bool follower) {
   temp_dir dir;
-  const int calls = replicate(dir, "count", true, 0, failing_store::fault::before).calls;
+  const std::string side = follower ? "follower" : "leader";
+  const int calls = replicate(dir, "count", follower, 0, failing_store::fault::before).calls;
   for (auto how : {failing_store::fault::before, failing_store::fault::after}) {
+    const bool before = how == failing_store::fault::before;
     for (int n = 1; n <= calls; ++n) {
-      SCOPED_TRACE("follower call " + std::to_string(n) + " of " + std::to_string(calls) +
-                   (how == failing_store::fault::before ? " failing before it ran" : " failing after it ran"));
-      auto r = replicate(dir, "f" + std::to_string(n) + (how == failing_store::fault::before ? "b" : "a"), true, n, how);
+      SCOPED_TRACE(side + " call " + std::to_string(n) + " of " + std::to_string(calls) +
+                   (before ? " failing before it ran" : " failing after it ran"));
+      auto r = replicate(dir, side + std::to_string(n) + (before ? "b" : "a"), follower, n, how);
       EXPECT_EQ(r.follower_rows, r.leader_rows);
       EXPECT_EQ(r.applied, 8);
-      if (HasFailure()) return;
+      if (::testing::Test::HasFailure()) return;
     }
   }
 }
 
-// The same for the leader's calls (the journal read, its identity, pruning).
-TEST(ReplicatorWithoutD1, EveryLeaderCallFailingInTurnStillAppliesEachEntryOnce) {
-  temp_dir dir;
-  const int calls = replicate(dir, "count", false, 0, failing_store::fault::before).calls;
-  for (auto how : {failing_store::fault::before, failing_store::fault::after}) {
-    for (int n = 1; n <= calls; ++n) {
-      SCOPED_TRACE("leader call " + std::to_string(n) + " of " + std::to_string(calls) +
-                   (how == failing_store::fault::before ? " failing before it ran" : " failing after it ran"));
-      auto r = replicate(dir, "l" + std::to_string(n) + (how == failing_store::fault::before ? "b" : "a"), false, n, how);
-      EXPECT_EQ(r.follower_rows, r.leader_rows);
-      EXPECT_EQ(r.applied, 8);
-      if (HasFailure()) return;
-    }
-  }
-}
+TEST(ReplicatorWithoutD1, EveryFollowerCallFailingInTurnStillAppliesEachEntryOnce) { every_call_failing_in_turn(true); }
+
+TEST(ReplicatorWithoutD1, EveryLeaderCallFailingInTurnStillAppliesEachEntryOnce) { every_call_failing_in_turn(false); }
 
 }  // namespace
 }  // namespace tandem::testing
