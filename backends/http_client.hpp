@@ -1,6 +1,7 @@
 // A small HTTP/1.1 client for D1's REST API: keep-alive connection pool, TLS with certificate
 // and host-name verification, deadlines, and retries with exponential backoff and jitter for
-// what is safe to repeat. The only part of tandem that includes Boost.Beast.
+// what is safe to repeat. One of the two translation units that include Boost.Beast (proxy/admin.cpp,
+// the admin HTTP endpoint, is the other): keep Beast out of headers.
 #pragma once
 
 #include <atomic>
