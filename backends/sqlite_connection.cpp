@@ -578,7 +578,7 @@ outcome<protocol::query_result> sqlite_connection::execute(const protocol::state
       if (db != nullptr) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, kept);
     }
   } lifted(db_.get(), internal && max_length_ > 0);
-  if (auto b = bind_all(st, statement.params, [&] { return max_length_ > 0 ? too_big() : error_from(SQLITE_TOOBIG, ""); }); !b) {
+  if (auto b = bind_all(st, statement.params, [&] { return error_from(SQLITE_TOOBIG, ""); }); !b) {
     return b.error();
   }
 
