@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <limits>
@@ -275,7 +276,8 @@ outcome<std::vector<journal_entry>> read_journal_entries(const protocol::query_r
     e.seq = *seq;
     e.kind = static_cast<entry_kind>(*kind);
     e.statements = std::move(*sts);
-    e.changes = decode_changes(*changes);
+    if (e.kind == entry_kind::row_images) e.checks = decode_checks(*changes);
+    else e.changes = decode_changes(*changes);
     e.created_ms = *created;
     out.push_back(std::move(e));
   }
@@ -331,12 +333,21 @@ struct table_shape {
   std::vector<std::string> names;  // every column, in table order
   std::vector<bool> generated;     // computed by the follower: never assigned
   std::vector<int> stored;         // the columns a row record holds (not VIRTUAL generated ones)
+  std::vector<bool> real;          // REAL affinity: a whole value is stored as an integer, read as REAL
   std::vector<int> key;            // primary key columns, in key order (WITHOUT ROWID)
   bool without_rowid = false;
   int rowid_alias = -1;            // the INTEGER PRIMARY KEY column of a rowid table
   std::string rowid_name;          // rowid, _rowid_ or oid: the first no column shadows
   std::vector<std::pair<std::string, std::string>> triggers;  // name, CREATE TRIGGER text
 };
+
+// SQLite's affinity rules (datatype3.html, 3.1), down to the one that matters here: REAL.
+bool real_affinity(std::string type) {
+  for (auto& ch : type) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  auto has = [&](const char* w) { return type.find(w) != std::string::npos; };
+  if (has("INT") || has("CHAR") || has("CLOB") || has("TEXT") || has("BLOB") || type.empty()) return false;
+  return has("REAL") || has("FLOA") || has("DOUB");
+}
 
 outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
   auto fail = [&](const char* what) {
@@ -364,6 +375,7 @@ outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
         types.push_back(text(st, 1));
         if (sqlite3_column_int(st, 2) > 0) pk.emplace_back(sqlite3_column_int(st, 2), col);
         t.generated.push_back(sqlite3_column_int(st, 3) >= 2);
+        t.real.push_back(real_affinity(types.back()));
         if (sqlite3_column_int(st, 3) != 2) t.stored.push_back(col);
       }))
     return fail("columns");
@@ -391,7 +403,143 @@ outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
   return t;
 }
 
+// A value a check reads as its fingerprint rather than as itself (see row_check).
+bool fingerprinted(const protocol::value& v) {
+  const auto* text = std::get_if<std::string>(&v);
+  return protocol::byte_size(v) > k_check_inline_bytes || (text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text)));
+}
+
+std::string fingerprint_sql(const std::string& column) {
+  const std::string bytes = "CAST(" + column + " AS BLOB)";
+  return "typeof(" + column + ") || ':' || length(" + bytes + ") || ':' || hex(substr(" + bytes + ", 1, 32)) || ':' || hex(substr(" +
+         bytes + ", -32))";
+}
+
+std::string fingerprint_of(const protocol::value& v) {
+  const auto* b = std::get_if<protocol::blob>(&v);
+  const std::string_view bytes = b ? std::string_view(b->bytes) : std::string_view(std::get<std::string>(v));
+  const std::size_t edge = std::min<std::size_t>(bytes.size(), 32);
+  std::string out = std::string(b ? "blob" : "text") + ":" + std::to_string(bytes.size()) + ":";
+  protocol::append_hex(out, bytes.substr(0, edge));
+  out += ':';
+  protocol::append_hex(out, bytes.substr(bytes.size() - edge));
+  return out;
+}
+
+// The state of every row `changes` touched once they all applied: a row_check per row address
+// (rowid, or primary key for WITHOUT ROWID), in the order first touched. A row whose rowid or
+// key changed leaves its old address empty.
+std::vector<row_check> checks_of(const std::vector<row_change>& changes, const std::map<std::string, table_shape>& shapes) {
+  struct final_state {
+    const table_shape* shape = nullptr;
+    std::string table;
+    std::vector<protocol::value> address;
+    const std::vector<protocol::value>* row = nullptr;  // null: no row there
+  };
+  std::vector<final_state> states;
+  std::map<std::string, std::size_t> index;  // table and address, encoded, to states
+  auto at = [&](const row_change& c, const table_shape& t, bool old_row) {
+    std::vector<protocol::value> address;
+    if (!t.without_rowid) {
+      address.emplace_back(old_row ? c.old_rowid : c.new_rowid);
+    } else {
+      for (int k : t.key) address.push_back((old_row ? c.old_values : c.new_values).at(static_cast<std::size_t>(k)));
+    }
+    std::string key = c.table + '\0';
+    for (const auto& v : address) protocol::append_value(key, v);
+    auto [it, fresh] = index.emplace(std::move(key), states.size());
+    if (fresh) states.push_back({&t, c.table, std::move(address), nullptr});
+    return &states[it->second];
+  };
+  for (const auto& c : changes) {
+    const table_shape& t = shapes.at(c.table);
+    if (c.op == SQLITE_DELETE || c.op == SQLITE_UPDATE) at(c, t, true)->row = nullptr;
+    if (c.op == SQLITE_INSERT || c.op == SQLITE_UPDATE) at(c, t, false)->row = &c.new_values;
+  }
+  std::vector<row_check> out;
+  out.reserve(states.size());
+  for (const auto& s : states) {
+    const table_shape& t = *s.shape;
+    row_check check;
+    std::string columns;
+    if (s.row != nullptr) {
+      check.row.emplace();
+      for (std::size_t i = 0; i < t.names.size(); ++i) {
+        if (t.generated[i]) continue;
+        const std::string name = quote_identifier(t.names[i]);
+        const auto& v = s.row->at(i);
+        columns += (columns.empty() ? "" : ", ") + (fingerprinted(v) ? fingerprint_sql(name) + " AS " + name : name);
+        // The pre-update hook gives an inserted row's REAL column as the record stores it: a
+        // whole number as an INTEGER. Read back, it is REAL (on the leader and the follower).
+        const auto* whole = std::get_if<std::int64_t>(&v);
+        if (whole && t.real[i]) check.row->push_back(static_cast<double>(*whole));
+        else check.row->push_back(fingerprinted(v) ? protocol::value(fingerprint_of(v)) : v);
+      }
+    }
+    std::string where;
+    if (!t.without_rowid) {
+      where = quote_identifier(t.rowid_alias >= 0 ? t.names[static_cast<std::size_t>(t.rowid_alias)] : t.rowid_name) + " = ?";
+    } else {
+      for (int k : t.key) where += (where.empty() ? "" : " AND ") + quote_identifier(t.names[static_cast<std::size_t>(k)]) + " = ?";
+    }
+    check.address = "FROM " + quote_identifier(s.table) + " WHERE " + where;
+    check.query.sql = "SELECT " + (columns.empty() ? std::string("1") : columns) + " " + check.address;
+    check.query.params.positional = s.address;
+    out.push_back(std::move(check));
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string encode_checks(const std::vector<row_check>& checks) {
+  std::vector<protocol::statement> line;
+  line.reserve(checks.size() * 2);
+  for (const auto& c : checks) {
+    line.push_back(c.query);
+    protocol::statement expected;
+    expected.sql = (c.row ? "row " : "absent ") + c.address;
+    if (c.row) expected.params.positional = *c.row;
+    line.push_back(std::move(expected));
+  }
+  return encode_statements(line);
+}
+
+std::vector<row_check> decode_checks(std::string_view text) {
+  if (text.empty() || text.front() != '{') return {};
+  auto line = decode_statements(text);
+  if (!line || line->size() % 2 != 0) return {};
+  std::vector<row_check> out;
+  out.reserve(line->size() / 2);
+  for (std::size_t i = 0; i < line->size(); i += 2) {
+    row_check c;
+    c.query = std::move((*line)[i]);
+    auto& expected = (*line)[i + 1];
+    const auto space = expected.sql.find(' ');
+    if (space == std::string::npos) return {};
+    c.address = expected.sql.substr(space + 1);
+    if (expected.sql.compare(0, space, "row") == 0) c.row = std::move(expected.params.positional);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string judge_check(const row_check& check, const protocol::query_result& result) {
+  if (!check.row) return result.rows.empty() ? std::string() : "the leader deleted the row and the follower still has it";
+  if (result.rows.empty()) return "the follower lacks the row";
+  const auto& got = result.rows.front();
+  if (got.size() != check.row->size()) return "the follower's row has " + std::to_string(got.size()) + " columns, the leader's " +
+                                               std::to_string(check.row->size());
+  static constexpr const char* types[] = {"NULL", "INTEGER", "REAL", "TEXT", "BLOB"};
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (protocol::identical(got[i], (*check.row)[i])) continue;
+    const std::string column = i < result.columns.size() ? result.columns[i] : "#" + std::to_string(i);
+    const auto want = (*check.row)[i].index(), have = got[i].index();
+    return "column " + column + " differs: " + (want == have ? std::string("same type (") + types[want] + "), other value"
+                                                              : std::string("the leader holds ") + types[want] + ", the follower " + types[have]);
+  }
+  return {};
+}
 
 struct row_recorder::impl {
   sqlite3* db = nullptr;
@@ -448,7 +596,7 @@ row_recorder::~row_recorder() {
   if (impl_) sqlite3_preupdate_hook(impl_->db, nullptr, nullptr);
 }
 
-outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& limits, std::size_t max_statements) {
+outcome<row_images> row_recorder::finish(const d1_limits& limits, std::size_t max_statements) {
   sqlite3_preupdate_hook(impl_->db, nullptr, nullptr);
   auto unsupported = [](std::string m) { return error{errc::unsupported, std::move(m), "sqlite", {}}; };
   if (impl_->largest_value > limits.max_value_bytes) {
@@ -573,7 +721,7 @@ outcome<std::vector<protocol::statement>> row_recorder::finish(const d1_limits& 
     return unsupported("the write's row images take " + std::to_string(out.size()) + " statements, more than the " +
                        std::to_string(max_statements) + " D1 runs in one atomic batch: split it into smaller writes");
   }
-  return out;
+  return row_images{std::move(out), checks_of(impl_->changes, shapes)};
 }
 
 }  // namespace tandem::backends

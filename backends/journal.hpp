@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,11 +83,40 @@ enum class entry_kind : int {
   row_images = 1,  // the rows the leader wrote, by primary key
 };
 
+// What a follower must hold once a row-image entry applied, for one row the write changed:
+// the row `query` reads, equal cell by cell (type and bits) to `row`, or no row at all (`row`
+// empty: the write deleted it). Text and blobs over k_check_inline_bytes (or text that is not
+// UTF-8) are read as a fingerprint, "<typeof>:<bytes>:<hex of the first 32>:<hex of the last
+// 32>", and `row` holds the leader's: a check does not carry a 2 MB value twice.
+struct row_check {
+  protocol::statement query;
+  std::optional<std::vector<protocol::value>> row;
+  std::string address;  // the query's `FROM "t" WHERE …`: with its parameters, names the row
+};
+inline constexpr std::size_t k_check_inline_bytes = 1024;
+
+// A write replicated as its rows: the statements that replay it, and what the follower holds after.
+struct row_images {
+  std::vector<protocol::statement> statements;
+  std::vector<row_check> checks;  // one per row the write changed, in the order first changed
+};
+
+// Checks travel in the `changes` column of a row-image entry, as a protocol v1 batch line: each
+// check is its query, then a statement "row <address>" (its parameters are the row) or
+// "absent <address>".
+// decode_checks() returns none for text that is not such a line ("[]": entries before checks).
+std::string encode_checks(const std::vector<row_check>& checks);
+std::vector<row_check> decode_checks(std::string_view text);
+// Whether `result` (the answer to `check.query` on the follower) meets the check: "" if so, else
+// what differs, naming columns and types, never values.
+std::string judge_check(const row_check& check, const protocol::query_result& result);
+
 struct journal_entry {
   std::int64_t seq = 0;
   entry_kind kind = entry_kind::statements;
   std::vector<protocol::statement> statements;
   std::vector<std::int64_t> changes;  // the leader's meta.changes per statement; empty if unknown
+  std::vector<row_check> checks;      // row images: what the follower must hold after them
   std::int64_t created_ms = 0;        // wall clock (ms since the epoch) when the leader committed
 };
 
@@ -165,7 +195,8 @@ class row_recorder {
   // columns are left to the follower to compute. Within `limits` (D1's): a blob too large for one
   // statement is bound as hex text for D1 to unhex(), the row written whole; UNSUPPORTED when
   // a value is over max_value_bytes or the statements would be more than `max_statements`.
-  outcome<std::vector<protocol::statement>> finish(const d1_limits& limits, std::size_t max_statements);
+  // With them, one row_check per changed row: its state once the whole write applied.
+  outcome<row_images> finish(const d1_limits& limits, std::size_t max_statements);
 
  private:
   struct impl;

@@ -415,9 +415,10 @@ outcome<std::int64_t> sqlite_store::append_journal(sqlite_connection& conn, cons
     const auto& limits = options_.follower_limits;
     auto images = rows->finish(limits, limits.max_batch_statements - k_batch_overhead);
     if (!images) return images.error();
-    if (images->empty()) return std::int64_t{0};  // it changed no row: nothing for the follower to do
-    entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::row_images)}, encode_statements(*images),
-                               std::string("[]"), wall_ms()};
+    if (images->statements.empty()) return std::int64_t{0};  // it changed no row: nothing for the follower to do
+    // The `changes` column of a row-image entry holds what the follower must hold after it.
+    entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::row_images)}, encode_statements(images->statements),
+                               encode_checks(images->checks), wall_ms()};
   } else {
     entry.params.positional = {std::int64_t{static_cast<int>(entry_kind::statements)}, encode_statements(j.statements),
                                encode_changes(j.results), wall_ms()};

@@ -30,7 +30,8 @@ struct exec_options {
   // `_tandem_journal` (see backends/journal.hpp), and its results carry meta.seq.
   bool journal = false;
   // D1 with read replication: the bookmark (meta.bookmark of an earlier answer) a read must be at
-  // least as new as; empty: any replica. Ignored by other stores and for writes.
+  // least as new as, or "first-primary" (D1's session constraint: the primary); empty: any
+  // replica. Ignored by other stores and for writes.
   std::string bookmark;
   // The caller (an I/O thread) lets a short read run on its own thread: the completion may then
   // be called before execute() returns, on the caller's thread. A store that cannot, or a

@@ -3,8 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <map>
 #include <limits>
 #include <random>
+
+#include "protocol/codec.hpp"
 
 namespace tandem::proxy {
 namespace {
@@ -357,43 +360,81 @@ backends::outcome<std::vector<journal_entry>> replicator::fetch(std::size_t max_
       *r, {options_.batch_bytes, options_.batch_statements, backends::k_batch_overhead + (fenced ? 1 : 0)}, leader_.name());
 }
 
-void replicator::verify(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
-  const bool images = e.kind == entry_kind::row_images;
-  if (!verify_.load() || (!images && e.changes.size() != e.statements.size())) return;
+void replicator::verification_failed(std::int64_t seq, const std::string& sql, const std::string& what, boost::json::object details) {
+  metrics_.verification_failures.fetch_add(1);
+  // The statement, never its parameter values.
+  spdlog::error("verification failed at seq {}: {}: {}", seq, what, sql);
+  if (!options_.pause_on_verification_failure) return;
+  // This runs inside apply(), on the replicator's thread: pause() would wait for the batch in
+  // flight, which is this one, and never return. The batch has committed; pausing here stops
+  // the next one.
+  details["seq"] = seq;
+  details["sql"] = sql;
+  pause_self("verification failed at seq " + std::to_string(seq) + " (dual.pause_on_verification_failure): " + what, std::move(details));
+}
+
+// A statement entry: each statement changed as many rows on the follower as on the leader.
+void replicator::verify_changes(const journal_entry& e, const std::vector<query_result>& results, std::size_t first) {
+  if (e.changes.size() != e.statements.size()) return;
   for (std::size_t k = 0; k < e.statements.size(); ++k) {
     // A D1 leader records changes() (its journal INSERT runs in the write's own batch, where the
     // statement's meta is not known yet): the follower's own-rows count is the one to compare.
     const auto& meta = results.at(first + k).meta;
     const auto follower_changes = source_ == "d1" ? meta.direct_changes : meta.changes;
-    std::int64_t leader_changes;
-    if (images) {
-      // A row image names one row by its key. An UPDATE of it must find it (an INSERT that finds
-      // it fails, which stops replication; a DELETE may find none, the follower's own cascade
-      // having gone first), so an UPDATE that changed nothing means the follower lacked the row.
-      if (e.statements[k].sql.rfind("UPDATE ", 0) != 0 || follower_changes >= 1) continue;
-      leader_changes = 1;
-    } else {
-      leader_changes = e.changes[k];
-      if (follower_changes == leader_changes) continue;
-    }
-    metrics_.verification_failures.fetch_add(1);
-    // The statement, never its parameter values.
-    spdlog::error("verification failed at seq {} statement {}: {} changed {} row(s), {} changed {}: {}", e.seq, k,
-                  source_, leader_changes, follower_.name(), follower_changes, e.statements[k].sql);
-    if (options_.pause_on_verification_failure) {
-      // This runs inside apply(), on the replicator's thread: pause() would wait for the batch
-      // in flight, which is this one, and never return. The batch has committed; pausing here
-      // stops the next one.
-      pause_self("verification failed at seq " + std::to_string(e.seq) + " (dual.pause_on_verification_failure): " + source_ +
-                     " changed " + std::to_string(leader_changes) + " row(s), " + std::string(follower_.name()) + " changed " +
-                     std::to_string(follower_changes),
-                 boost::json::object{{"seq", e.seq},
-                                     {"statement", static_cast<std::int64_t>(k)},
-                                     {"sql", e.statements[k].sql},
-                                     {"leaderChanges", leader_changes},
-                                     {"followerChanges", follower_changes}});
-    }
+    const auto leader_changes = e.changes[k];
+    if (follower_changes == leader_changes) continue;
+    verification_failed(e.seq, e.statements[k].sql,
+                        source_ + " changed " + std::to_string(leader_changes) + " row(s), " + std::string(follower_.name()) + " changed " +
+                            std::to_string(follower_changes),
+                        {{"statement", static_cast<std::int64_t>(k)}, {"leaderChanges", leader_changes}, {"followerChanges", follower_changes}});
     return;
+  }
+}
+
+// Row-image entries: the rows the follower holds now, read back, against what the leader held
+// after each write (backends::row_check). A row's last check in the batch is the one that counts;
+// a statement entry after it may have changed the row again, so its checks are dropped.
+void replicator::verify_rows(const std::vector<journal_entry>& entries) {
+  struct pending {
+    std::int64_t seq;
+    const backends::row_check* check;
+  };
+  std::vector<pending> checks;
+  std::map<std::string, std::size_t> last;  // a row's address, encoded, to its place in `checks`
+  for (const auto& e : entries) {
+    if (e.kind != entry_kind::row_images) {
+      checks.clear();
+      last.clear();
+      continue;
+    }
+    for (const auto& c : e.checks) {
+      std::string key = c.address;
+      for (const auto& v : c.query.params.positional) protocol::append_value(key, v);
+      auto [it, fresh] = last.emplace(std::move(key), checks.size());
+      if (fresh) checks.push_back({e.seq, &c});
+      else checks[it->second] = {e.seq, &c};
+    }
+  }
+  // Client SQL, not internal: the D1 store reads it in its exact, typed form. With D1's read
+  // replication, from the primary, which holds the batch that just committed.
+  backends::exec_options read;
+  read.deadline = clock::now() + options_.request_timeout;
+  read.bookmark = "first-primary";
+  const std::size_t chunk = std::max<std::size_t>(options_.batch_statements, 1);
+  for (std::size_t from = 0; from < checks.size(); from += chunk) {
+    std::vector<statement> queries;
+    for (std::size_t i = from; i < std::min(checks.size(), from + chunk); ++i) queries.push_back(checks[i].check->query);
+    auto r = run_batch(follower_, std::move(queries), read);
+    if (!r) {
+      spdlog::warn("replication {} -> {}: the rows of seq {}-{} could not be read back for verification: {}", source_, follower_.name(),
+                   entries.front().seq, entries.back().seq, r.error().message);
+      return;
+    }
+    for (std::size_t i = from; i < std::min(checks.size(), from + chunk); ++i) {
+      const std::string what = backends::judge_check(*checks[i].check, r->at(i - from));
+      if (what.empty()) continue;
+      verification_failed(checks[i].seq, checks[i].check->query.sql, what, {{"difference", what}});
+    }
   }
 }
 
@@ -475,11 +516,15 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
     return false;
   }
   std::size_t at = 1;  // after the guard
+  const bool verifying = verify_.load();
+  bool images = false;
   for (const auto& e : entries) {
-    verify(e, *r, at);
+    if (verifying && e.kind == entry_kind::statements) verify_changes(e, *r, at);
+    images = images || e.kind == entry_kind::row_images;
     at += e.statements.size();
     metrics_.secondary_latency.record(ms / static_cast<double>(entries.size()));
   }
+  if (verifying && images) verify_rows(entries);
   metrics_.successful_dual_writes.fetch_add(entries.size());
   {
     std::lock_guard lock(mu_);

@@ -131,7 +131,9 @@ class replicator {
   bool prepare();
   bool apply(std::vector<backends::journal_entry>& entries);
   backends::outcome<std::vector<backends::journal_entry>> fetch(std::size_t max_entries);
-  void verify(const backends::journal_entry& e, const std::vector<protocol::query_result>& results, std::size_t first);
+  void verify_changes(const backends::journal_entry& e, const std::vector<protocol::query_result>& results, std::size_t first);
+  void verify_rows(const std::vector<backends::journal_entry>& entries);
+  void verification_failed(std::int64_t seq, const std::string& sql, const std::string& what, boost::json::object details);
   // The replicator pausing itself, from inside apply(): no wait for the batch in flight (its own).
   void pause_self(std::string reason, boost::json::object details);
   void prune();

@@ -440,3 +440,106 @@ TEST(JournalBody, RoundTripsEveryValue) {
 
 }  // namespace
 }  // namespace tandem::backends
+
+namespace tandem::backends {
+namespace {
+
+// Row checks (what a follower must hold after a row-image entry) describe the leader's own rows:
+// each one, read on the leader right after the write, is met; survives the journal's encoding;
+// and notices a row that differs, is missing, or is still there.
+class RowChecks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sqlite_options o;
+    o.path = dir_.file("rows.db");
+    auto c = sqlite_connection::open(o);
+    ASSERT_TRUE(c) << c.error().message;
+    conn_ = std::move(*c);
+  }
+  protocol::query_result run(const statement& st) {
+    auto r = conn_->execute(st, clock::time_point::max(), true);
+    EXPECT_TRUE(r) << st.sql << ": " << r.error().message;
+    return r ? std::move(*r) : protocol::query_result{};
+  }
+  // The checks of one recorded write.
+  std::vector<row_check> record(const statement& write) {
+    auto rec = row_recorder::start(conn_->handle(), 10000);
+    EXPECT_TRUE(rec);
+    run(write);
+    auto images = rec->finish(d1_limits{}, 10000);
+    EXPECT_TRUE(images) << images.error().message;
+    if (!images) return {};
+    auto back = decode_checks(encode_checks(images->checks));
+    EXPECT_EQ(back.size(), images->checks.size());
+    return back;
+  }
+  void expect_met(const std::vector<row_check>& checks) {
+    for (const auto& c : checks) EXPECT_EQ(judge_check(c, run(c.query)), "") << c.query.sql;
+  }
+  testing::temp_dir dir_;
+  std::unique_ptr<sqlite_connection> conn_;
+};
+
+TEST_F(RowChecks, EveryChangedRowIsCheckedAsTheLeaderHoldsIt) {
+  run({"CREATE TABLE t(id INTEGER PRIMARY KEY, a, b TEXT, c REAL, d BLOB UNIQUE, g AS (a || 'x'))", {}});
+  run({"CREATE TABLE w(k TEXT, n INTEGER, v, PRIMARY KEY (k, n)) WITHOUT ROWID", {}});
+  run({"CREATE TABLE plain(v)", {}});
+  statement insert{"INSERT INTO t(id, a, b, c, d) VALUES (1, ?, ?, ?, ?), (2, ?, 'x', -0.0, NULL)", {}};
+  insert.params.positional = {value{std::numeric_limits<std::int64_t>::max()}, value{std::string(5000, 'q')}, value{-0.0},
+                              value{protocol::blob{std::string(70000, '\x01') + "end"}}, value{9007199254740993.0}};
+  auto checks = record(insert);
+  ASSERT_EQ(checks.size(), 2u);
+  ASSERT_TRUE(checks[0].row);
+  EXPECT_EQ(checks[0].row->size(), 5u);  // the generated column is the follower's to compute
+  EXPECT_EQ(checks[0].address, "FROM \"t\" WHERE \"id\" = ?");
+  expect_met(checks);
+  // A raw text value (not UTF-8) and a moved rowid: the old address must be empty.
+  statement raw{"UPDATE t SET id = 7, a = CAST(x'ff00' AS TEXT) WHERE id = 2", {}};
+  checks = record(raw);
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_FALSE(checks[0].row);
+  ASSERT_TRUE(checks[1].row);
+  EXPECT_NE(std::get<std::string>(checks[1].row->at(1)).find("text:2:FF00"), std::string::npos);
+  expect_met(checks);
+  run({"INSERT INTO w VALUES ('a', 1, 'v'), ('b', 2, 'v')", {}});
+  checks = record({"UPDATE w SET n = n + 10 WHERE k = 'a'", {}});
+  ASSERT_EQ(checks.size(), 2u);
+  expect_met(checks);
+  checks = record({"INSERT INTO plain VALUES (1), (2); ", {}});
+  ASSERT_EQ(checks.size(), 2u);
+  expect_met(checks);
+  // A row deleted, then its key inserted again in the same write: one check, the new row.
+  run({"CREATE TRIGGER again AFTER DELETE ON t WHEN old.id = 1 BEGIN INSERT INTO t(id, a) VALUES (1, 'again'); END", {}});
+  checks = record({"DELETE FROM t WHERE id = 1", {}});
+  ASSERT_EQ(checks.size(), 1u);
+  ASSERT_TRUE(checks[0].row);
+  EXPECT_TRUE(protocol::identical(checks[0].row->at(1), value{std::string("again")}));
+  expect_met(checks);
+}
+
+TEST_F(RowChecks, ADifferentMissingOrLeftoverRowIsNamedWithoutItsValues) {
+  run({"CREATE TABLE t(id INTEGER PRIMARY KEY, v, big BLOB)", {}});
+  statement insert{"INSERT INTO t VALUES (1, 'secret', ?), (2, 2, NULL)", {}};
+  insert.params.positional = {value{protocol::blob{std::string(3000, 'z')}}};
+  const auto checks = record(insert);
+  ASSERT_EQ(checks.size(), 2u);
+  run({"UPDATE t SET v = 'other' WHERE id = 1", {}});
+  const std::string differs = judge_check(checks[0], run(checks[0].query));
+  EXPECT_NE(differs.find("column v differs: same type (TEXT)"), std::string::npos) << differs;
+  EXPECT_EQ(differs.find("secret"), std::string::npos) << differs;
+  run({"UPDATE t SET v = 2.0 WHERE id = 2", {}});
+  EXPECT_NE(judge_check(checks[1], run(checks[1].query)).find("the leader holds INTEGER, the follower REAL"), std::string::npos);
+  run({"UPDATE t SET v = 'secret', big = x'7a' WHERE id = 1", {}});  // the fingerprint tells a blob's length
+  EXPECT_NE(judge_check(checks[0], run(checks[0].query)).find("column big differs"), std::string::npos);
+  run({"DELETE FROM t WHERE id = 1", {}});
+  EXPECT_EQ(judge_check(checks[0], run(checks[0].query)), "the follower lacks the row");
+  const auto gone = record({"DELETE FROM t WHERE id = 2", {}});
+  ASSERT_EQ(gone.size(), 1u);
+  run({"INSERT INTO t VALUES (2, 2, NULL)", {}});
+  EXPECT_EQ(judge_check(gone[0], run(gone[0].query)), "the leader deleted the row and the follower still has it");
+  // Entries written before checks existed hold "[]": no checks, not garbage.
+  EXPECT_TRUE(decode_checks("[]").empty());
+}
+
+}  // namespace
+}  // namespace tandem::backends

@@ -338,22 +338,33 @@ TEST_P(SamenessBothWays, ANameD1ReservesIsRefusedBeforeAnythingCommits) {
 INSTANTIATE_TEST_SUITE_P(BothDualModes, SamenessBothWays, ::testing::Values(proxy::mode::dual_sqlite, proxy::mode::dual_d1),
                          [](const auto& info) { return info.param == proxy::mode::dual_sqlite ? std::string("dual_sqlite") : std::string("dual_d1"); });
 
-// verify_writes compares what a row-image entry did too: an UPDATE image names one row, and a
-// follower that lacks it (a row deleted behind tandem's back) changes none: a verification
-// failure, not silence.
-TEST_F(Sameness, ARowImageUpdateOfARowTheFollowerLacksFailsVerification) {
+// verify_writes compares what a row-image entry did too: after each batch the rows the write
+// changed are read back from the follower and compared, type and bytes, with the leader's. A row
+// the follower lacks (deleted behind tandem's back), or one whose other column was changed behind
+// its back, is a verification failure, not silence; the rows that match count none.
+TEST_F(Sameness, ARowImageWhoseRowDiffersOnTheFollowerFailsVerification) {
   start(proxy::mode::dual_sqlite);
-  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-  ok("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w)");
+  ok("INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)");
   expect_identical();
   backends::exec_options o;
   o.internal = true;
-  ASSERT_TRUE(proxy::run_batch(*d1_, {{"DELETE FROM t WHERE id = 1", {}}}, o));
-  ok("UPDATE t SET v = datetime('now') WHERE id = 2");  // row images, and the follower has the row
-  ok("UPDATE t SET v = datetime('now') WHERE id = 1");  // row images, and the follower lacks it
+  ASSERT_TRUE(proxy::run_batch(*d1_, {{"DELETE FROM t WHERE id = 1", {}}, {"UPDATE t SET w = 2.0 WHERE id = 3", {}}}, o));
+  ok("UPDATE t SET v = datetime('now') WHERE id = 2");  // row images, and the follower has the row as it is
   auto rep = route().replication();
+  // A row inserted and deleted by two entries of one batch is compared as the last one left it.
+  rep->pause();
+  ok("INSERT INTO t VALUES (10, datetime('now'), 10)");
+  ok("DELETE FROM t WHERE id = 10 AND random() IS NOT NULL");
+  rep->resume();
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
+  EXPECT_EQ(route().metrics().verification_failures.load(), 0u);
+  ok("UPDATE t SET v = datetime('now') WHERE id = 1");  // the follower lacks the row
   ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
   EXPECT_EQ(route().metrics().verification_failures.load(), 1u);
+  ok("UPDATE t SET v = datetime('now') WHERE id = 3");  // w is 3 on SQLite, 3.0 on D1
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
+  EXPECT_EQ(route().metrics().verification_failures.load(), 2u);
 }
 
 // While D1 leads, SQLite (3.40 here) replays what D1 ran: a write using a function or syntax only
