@@ -438,17 +438,50 @@ void replicator::verify_rows(const std::vector<journal_entry>& entries) {
   }
 }
 
+// What a batch the follower did not apply leads to (plan_failure). True when nothing is wrong
+// after all (a late commit of an earlier copy): the loop goes on without backoff.
+bool replicator::failed_batch(const std::vector<journal_entry>& entries, const protocol::error& e) {
+  const failure_plan plan = plan_failure(e, entries.size());
+  if (plan.kind == batch_failure::late_commit) {
+    // The guard: an earlier copy of this batch (sent before a lost answer) committed after all.
+    // Nothing applied twice; read the position again and go on from there.
+    spdlog::info("replication {} -> {}: seq {} was already applied (a late commit); reading the position again", source_,
+                 follower_.name(), entries.front().seq);
+    metrics_.late_commits.fetch_add(1);
+    std::lock_guard lock(mu_);
+    ready_ = false;
+    return true;
+  }
+  if (plan.kind == batch_failure::fenced) {
+    set_error("the batch from seq " + std::to_string(entries.front().seq) + " was refused by " + std::string(follower_.name()) +
+              ": this instance no longer holds the replication lease (" + held_back() + ")");
+    return false;
+  }
+  if (plan.counts_as_failure) metrics_.secondary_failures.fetch_add(1);
+  set_error("applying " + batch_name(entries, e.index) + " on " + std::string(follower_.name()) + " failed: " + e.message);
+  std::lock_guard lock(mu_);
+  if (plan.isolate) single_until_ = entries.back().seq;
+  if (!plan.stop_at_entry) return false;
+  // The follower answered, and said no: this entry will not apply by waiting alone.
+  if (!stopped_ || stopped_->seq != entries[0].seq) {
+    stopped_ = stopped_entry{entries[0].seq, failing_sql(entries[0], e.index), e.message, backends::wall_ms(), 0};
+    spdlog::error("replication {} -> {} stopped at seq {}: the follower refuses it ({}); see `tandem ctl status`", source_,
+                  follower_.name(), entries[0].seq, e.message);
+  }
+  stopped_->error = e.message;
+  ++stopped_->attempts;
+  metrics_.replication_stopped_seq.store(entries[0].seq);
+  return false;
+}
+
 // Applies the entries (consecutive, starting right after applied_) in one atomic batch.
 bool replicator::apply(std::vector<journal_entry>& entries) {
   std::vector<statement> batch;
   std::int64_t built_on;
-  {
-    std::lock_guard lock(mu_);
-    built_on = applied_;
-  }
   std::string journal;
   {
     std::lock_guard lock(mu_);
+    built_on = applied_;
     journal = leader_journal_;
   }
   batch.push_back(backends::applied_guard(source_, built_on));
@@ -461,60 +494,7 @@ bool replicator::apply(std::vector<journal_entry>& entries) {
   const auto start = clock::now();
   auto r = run_batch(follower_, std::move(batch), internal_until(start + options_.request_timeout));
   const double ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
-  if (!r && r.error().index == std::size_t{0} && r.error().message.find(backends::k_position_moved) != std::string::npos) {
-    // The guard: an earlier copy of this batch (sent before a lost answer) committed after all.
-    // Nothing applied twice; read the position again and go on from there.
-    spdlog::info("replication {} -> {}: seq {} was already applied (a late commit); reading the position again", source_,
-                 follower_.name(), entries.front().seq);
-    metrics_.late_commits.fetch_add(1);
-    std::lock_guard lock(mu_);
-    ready_ = false;
-    return true;
-  }
-  if (!r && r.error().message.find(k_permit_fence_failed) != std::string::npos) {
-    // The lease passed to another instance before this batch committed: nothing applied.
-    set_error("the batch from seq " + std::to_string(entries.front().seq) + " was refused by " + std::string(follower_.name()) +
-              ": this instance no longer holds the replication lease (" + held_back() + ")");
-    return false;
-  }
-  if (!r) {
-    metrics_.secondary_failures.fetch_add(1);
-    std::string what = "applying seq " + std::to_string(entries.front().seq);
-    if (entries.size() > 1) what += "-" + std::to_string(entries.back().seq);
-    if (entries.size() == 1 && r.error().index && *r.error().index >= 1 && *r.error().index - 1 < entries[0].statements.size()) {
-      what += " (statement: " + entries[0].statements[*r.error().index - 1].sql + ")";
-    }
-    set_error(what + " on " + std::string(follower_.name()) + " failed: " + r.error().message);
-    std::lock_guard lock(mu_);
-    if (entries.size() > 1) single_until_ = entries.back().seq;
-    const auto code = r.error().code;
-    const bool refused = code != protocol::errc::unavailable && code != protocol::errc::timeout && code != protocol::errc::overloaded;
-    if (entries.size() == 1 && refused) {
-      // The follower answered, and said no: this entry will not apply by waiting alone.
-      if (!stopped_ || stopped_->seq != entries[0].seq) {
-        stopped_ = stopped_entry{entries[0].seq, {}, r.error().message, backends::wall_ms(), 0};
-        const auto i = r.error().index;
-        if (i && *i >= 1 && *i - 1 < entries[0].statements.size()) {
-          stopped_->sql = entries[0].statements[*i - 1].sql;
-        } else {
-          // The follower did not say which statement (D1's REST answer does not): all of them.
-          for (const auto& st : entries[0].statements) {
-            if (stopped_->sql.size() > 2000) {
-              stopped_->sql += "; …";
-              break;
-            }
-            stopped_->sql += (stopped_->sql.empty() ? "" : "; ") + st.sql;
-          }
-        }
-        spdlog::error("replication {} -> {} stopped at seq {}: the follower refuses it ({}); see `tandem ctl status`", source_,
-                      follower_.name(), entries[0].seq, r.error().message);
-      }
-      stopped_->error = r.error().message;
-      ++stopped_->attempts;
-      metrics_.replication_stopped_seq.store(entries[0].seq);
-    }
-    return false;
-  }
+  if (!r) return failed_batch(entries, r.error());
   std::size_t at = 1;  // after the guard
   const bool verifying = verify_.load();
   bool images = false;
@@ -608,6 +588,25 @@ std::string replicator::outside_journal(const std::string& reason) const {
 
 std::string replicator::held_back() { return options_.permit ? options_.permit->hold_back() : std::string(); }
 
+// Nothing to apply: prune, then wait for a new entry, a pause, stop, or a waiter's deadline (or
+// the poll: an entry committed before a restart, or by another process, sends no notify).
+void replicator::idle() {
+  {
+    std::lock_guard lock(mu_);
+    if (known_leader_seq_ <= applied_) unapplied_since_ms_ = 0;
+    refresh_lag_locked();
+  }
+  prune();
+  std::unique_lock lock(mu_);
+  const std::int64_t seen = applied_;
+  const auto poll = clock::now() + std::chrono::milliseconds(200);
+  while (!stop_ && !paused_ && known_leader_seq_ <= seen) {
+    const auto wake = std::min(poll, next_wake_locked());
+    if (clock::now() >= wake) break;
+    cv_.wait_until(lock, wake);
+  }
+}
+
 void replicator::loop() {
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.retry_min;
@@ -626,7 +625,13 @@ void replicator::loop() {
     }
   };
   for (;;) {
+    loop_step step;
     {
+      std::lock_guard lock(mu_);
+      step = next_step({stop_, paused_, ready_, leader_.journaling_stopped(), applied_, single_until_, options_.batch_entries});
+    }
+    if (step.action == loop_action::stop) break;
+    if (step.action == loop_action::wait) {
       // Paused: waiters still get their answer at their deadline.
       std::unique_lock lock(mu_);
       while (paused_ && !stop_) {
@@ -636,25 +641,19 @@ void replicator::loop() {
         fire_waiters(false);
         lock.lock();
       }
-      if (stop_) break;
+      continue;
     }
     fire_waiters(false);
-    bool ready;
-    std::size_t max_entries = options_.batch_entries;
-    {
-      std::lock_guard lock(mu_);
-      ready = ready_;
-      if (applied_ < single_until_) max_entries = 1;
-    }
-    if (ready && leader_.journaling_stopped()) {
-      // The leader stopped journaling (its bound): what follows is not in the journal.
+    if (step.action == loop_action::refuse) {
       refuse_following(outside_journal(leader_.journal_stop_reason()));
-      ready = false;
-    }
-    if (!ready && !prepare()) {
       failed();
       continue;
     }
+    if (step.action == loop_action::prepare) {
+      if (!prepare()) failed();
+      continue;  // the next turn fetches
+    }
+    const std::size_t max_entries = step.max_entries;
     auto entries = fetch(max_entries);
     if (!entries) {
       set_error("cannot read the journal on " + std::string(leader_.name()) + ": " + entries.error().message);
@@ -663,21 +662,7 @@ void replicator::loop() {
     }
     if (entries->empty()) {
       backoff = options_.retry_min;
-      {
-        std::lock_guard lock(mu_);
-        if (known_leader_seq_ <= applied_) unapplied_since_ms_ = 0;
-        refresh_lag_locked();
-      }
-      prune();
-      std::unique_lock lock(mu_);
-      const std::int64_t seen = applied_;
-      // Wake for a new entry, a pause, stop, or a waiter's deadline.
-      const auto poll = clock::now() + std::chrono::milliseconds(200);
-      while (!stop_ && !paused_ && known_leader_seq_ <= seen) {
-        const auto wake = std::min(poll, next_wake_locked());
-        if (clock::now() >= wake) break;
-        cv_.wait_until(lock, wake);
-      }
+      idle();
       continue;
     }
     if (auto why = held_back(); !why.empty()) {

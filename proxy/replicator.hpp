@@ -27,6 +27,7 @@
 #include "backends/journal.hpp"
 #include "backends/store.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/replication_step.hpp"
 
 namespace tandem::proxy {
 
@@ -44,7 +45,6 @@ class replication_permit {
   // after the permit passed to another instance.
   virtual std::optional<protocol::statement> fence(std::string_view store) const = 0;
 };
-inline constexpr std::string_view k_permit_fence_failed = "tandem: this instance does not hold the replication lease";
 
 struct replicator_options {
   std::size_t batch_entries = 500;
@@ -128,8 +128,10 @@ class replicator {
 
  private:
   void loop();
+  void idle();
   bool prepare();
   bool apply(std::vector<backends::journal_entry>& entries);
+  bool failed_batch(const std::vector<backends::journal_entry>& entries, const protocol::error& e);
   backends::outcome<std::vector<backends::journal_entry>> fetch(std::size_t max_entries);
   void verify_changes(const backends::journal_entry& e, const std::vector<protocol::query_result>& results, std::size_t first);
   void verify_rows(const std::vector<backends::journal_entry>& entries);

@@ -1,0 +1,51 @@
+#include "proxy/replication_step.hpp"
+
+namespace tandem::proxy {
+
+loop_step next_step(const loop_state& s) {
+  if (s.stop) return {loop_action::stop, 0};
+  if (s.paused) return {loop_action::wait, 0};
+  // The leader stopped journaling (its bound): what follows is not in the journal.
+  if (s.ready && s.leader_journaling_stopped) return {loop_action::refuse, 0};
+  if (!s.ready) return {loop_action::prepare, 0};
+  return {loop_action::fetch, s.applied < s.single_until ? std::size_t{1} : s.batch_entries};
+}
+
+failure_plan plan_failure(const protocol::error& e, std::size_t entries) {
+  failure_plan p;
+  if (e.index == std::size_t{0} && e.message.find(backends::k_position_moved) != std::string::npos) {
+    p.kind = batch_failure::late_commit;
+    p.counts_as_failure = false;
+    return p;
+  }
+  if (e.message.find(k_permit_fence_failed) != std::string::npos) {
+    p.kind = batch_failure::fenced;
+    p.counts_as_failure = false;
+    return p;
+  }
+  const bool outage = e.code == protocol::errc::unavailable || e.code == protocol::errc::timeout || e.code == protocol::errc::overloaded;
+  p.kind = outage ? batch_failure::outage : batch_failure::refused;
+  p.isolate = entries > 1;
+  p.stop_at_entry = entries == 1 && !outage;
+  return p;
+}
+
+std::string failing_sql(const backends::journal_entry& e, std::optional<std::size_t> index) {
+  if (index && *index >= 1 && *index - 1 < e.statements.size()) return e.statements[*index - 1].sql;
+  std::string sql;
+  for (const auto& st : e.statements) {
+    if (sql.size() > 2000) return sql + "; …";
+    sql += (sql.empty() ? "" : "; ") + st.sql;
+  }
+  return sql;
+}
+
+std::string batch_name(const std::vector<backends::journal_entry>& entries, std::optional<std::size_t> index) {
+  if (entries.empty()) return "an empty batch";
+  std::string what = "seq " + std::to_string(entries.front().seq);
+  if (entries.size() > 1) return what + "-" + std::to_string(entries.back().seq);
+  if (index && *index >= 1 && *index - 1 < entries[0].statements.size()) what += " (statement: " + entries[0].statements[*index - 1].sql + ")";
+  return what;
+}
+
+}  // namespace tandem::proxy
