@@ -10,8 +10,6 @@ namespace {
 using steady = std::chrono::steady_clock;
 namespace json = boost::json;
 
-bool is_dual(mode m) { return m == mode::dual_sqlite || m == mode::dual_d1; }
-
 // p99 (upper bucket bound) of the observations between two bucket snapshots.
 double window_p99(const std::vector<std::uint64_t>& from, const std::vector<std::uint64_t>& to) {
   std::uint64_t total = 0;

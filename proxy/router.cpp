@@ -22,8 +22,6 @@ double ms_since(clock::time_point start) {
   return std::chrono::duration<double, std::milli>(clock::now() - start).count();
 }
 
-bool is_dual(mode m) { return m == mode::dual_sqlite || m == mode::dual_d1; }
-
 // FNV-1a: stable across builds and restarts (std::hash is not).
 std::uint64_t fnv1a(std::string_view s) {
   std::uint64_t h = 1469598103934665603ull;
@@ -52,23 +50,6 @@ bool sample(int percent) {
 }
 
 }  // namespace
-
-std::string_view to_string(mode m) noexcept {
-  switch (m) {
-    case mode::sqlite_only: return "sqlite-only";
-    case mode::dual_sqlite: return "dual-sqlite";
-    case mode::dual_d1: return "dual-d1";
-    case mode::d1_only: return "d1-only";
-  }
-  return "?";
-}
-
-std::optional<mode> mode_from_string(std::string_view s) noexcept {
-  for (mode m : {mode::sqlite_only, mode::dual_sqlite, mode::dual_d1, mode::d1_only}) {
-    if (to_string(m) == s) return m;
-  }
-  return std::nullopt;
-}
 
 int router::bucket_of(std::string_view routing_key) noexcept { return static_cast<int>(fnv1a(routing_key) % 100); }
 
@@ -655,33 +636,26 @@ backends::outcome<force_report> router::force_sqlite_leader(std::chrono::millise
   return report;
 }
 
+namespace {
+protocol::error abandoned(const protocol::error& e, mode from) {
+  return protocol::error{e.code, e.message + "; nothing changed, " + std::string(to_string(from)) + " continues", {}, {}};
+}
+}  // namespace
+
 backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseconds max_pause, const commit_hook& before_commit) {
   std::unique_lock lock(mu_);
   const mode from = mode_;
-  if (m == from) return switch_report{from, m, 0, 0};
-  if (is_dual(from) && is_dual(m)) {
-    lock.unlock();
-    return switch_primary(max_pause, before_commit);
-  }
-  const bool allowed = (from == mode::sqlite_only && m == mode::dual_sqlite) || (from == mode::dual_sqlite && m == mode::sqlite_only) ||
-                       (from == mode::dual_d1 && m == mode::d1_only);
-  if (!allowed || only_) {
-    return protocol::error{errc::bad_request,
-                           "cannot go from " + std::string(to_string(from)) + " to " + std::string(to_string(m)) +
-                               " directly: the path is sqlite-only, dual-sqlite, dual-d1 (switch-primary), d1-only; "
-                               "going back from d1-only needs D1 copied to SQLite first",
-                           {}, {}};
-  }
-  if (!sqlite_ || !d1_) {
-    return protocol::error{errc::bad_request,
-                           std::string(to_string(m)) + " needs both stores, and " + (d1_ ? "SQLite" : "D1") +
-                               " is not configured (set d1.account_id, d1.database_id and d1.token_env, or d1.transport \"bridge\", d1.endpoint and d1.token_env, then restart)",
-                           {}, {}};
+  const mode_plan plan = plan_mode_change(from, m, {only_ != nullptr, sqlite_ != nullptr, d1_ != nullptr, options_.lease != nullptr});
+  switch (plan.path) {
+    case mode_path::none: return switch_report{from, m, 0, 0};
+    case mode_path::refused: return protocol::error{errc::bad_request, plan.refusal, {}, {}};
+    case mode_path::switch_primary: lock.unlock(); return switch_primary(max_pause, before_commit);
+    case mode_path::leave_dual:
+    case mode_path::enter_dual: break;
   }
   // Entering a dual mode takes D1's replication lease first: one attempt, outside the lock (a
   // D1 request); another instance that holds it refuses the change.
-  const bool takes_lease = options_.lease && is_dual(m) && !is_dual(from);
-  if (takes_lease) {
+  if (plan.takes_lease) {
     lock.unlock();
     if (auto a = options_.lease->acquire(clock::now()); !a) return a.error();
     lock.lock();
@@ -691,83 +665,94 @@ backends::outcome<switch_report> router::set_mode(mode m, std::chrono::milliseco
   }
   const auto start = clock::now();
   if (auto h = hold_writes(lock, start + max_pause); !h) {
-    if (takes_lease) {
+    if (plan.takes_lease) {
       lock.unlock();
       options_.lease->release();
     }
     return h.error();
   }
-  auto abandoned = [&](const protocol::error& e) {
-    return protocol::error{e.code, e.message + "; nothing changed, " + std::string(to_string(from)) + " continues", {}, {}};
-  };
-  if (is_dual(from)) {
-    // The store that goes on alone records that the other one stops receiving its writes,
-    // before any such write: a later dual mode then knows the follower lacks them.
-    auto rep = replicator_;
-    lock.unlock();
-    rep->stop();
-    backends::store& leading = m == mode::sqlite_only ? static_cast<backends::store&>(*sqlite_) : *d1_;
-    auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + backends::utc_now() + ": writes made in " +
-                                                   std::string(to_string(m)) + " are not journaled",
-                                      start + max_pause);
-    lock.lock();
-    if (!marked) {
-      start_replication_locked();
-      release_writes(lock);
-      return protocol::error{errc::unavailable,
-                             "cannot record on " + std::string(leading.name()) + " that the other store stops following: " +
-                                 marked.error().message + "; nothing changed, " + std::string(to_string(from)) + " continues",
-                             {}, {}};
-    }
-    replicator_.reset();
-    if (*marked) stale_marked_at_ = single_writes_;
-    // The point of no return: every step that can fail is done.
-    if (auto c = commit(lock, before_commit, m); !c) {
-      if (*marked) {
-        // Back to following: take the mark back (writes were held, none went by it).
-        lock.unlock();
-        auto cleared = run_batch(leading, {backends::follower_stale_statement("")}, internal_until(start + max_pause));
-        lock.lock();
-        if (!cleared) {
-          spdlog::error("cannot take back the stale mark on {}: {}; the other store must be rebuilt from it", leading.name(),
-                        cleared.error().message);
-        } else {
-          spdlog::info("{}: the stale mark is taken back ({} abandoned, no write went by)", leading.name(), to_string(m));
-        }
-        stale_marked_at_.reset();
-      }
-      start_replication_locked();  // the lease is still held: released only once the change stands
-      release_writes(lock);
-      return abandoned(c.error());
-    }
-    if (options_.lease) {
+  // Each step releases the writes it held and says what continues when it fails.
+  auto changed = plan.path == mode_path::leave_dual ? leave_dual(lock, from, m, plan, start + max_pause, before_commit)
+                                                    : enter_dual(lock, from, m, plan, start + max_pause, before_commit);
+  if (!changed) return changed.error();
+  mode_ = m;
+  if (plan.starts_replication) start_replication_locked();
+  switch_report report{from, m, ms_since(start), 0};
+  release_writes(lock);
+  spdlog::info("mode {} -> {}", to_string(from), to_string(m));
+  return report;
+}
+
+// A dual mode to its leader alone. The store that goes on alone records that the other one stops
+// receiving its writes, before any such write: a later dual mode then knows the follower lacks them.
+backends::outcome<void> router::leave_dual(std::unique_lock<std::mutex>& lock, mode from, mode m, const mode_plan& plan,
+                                           clock::time_point deadline, const commit_hook& before_commit) {
+  auto rep = replicator_;
+  lock.unlock();
+  rep->stop();
+  backends::store& leading = *plan.marks_stale == store_side::sqlite ? static_cast<backends::store&>(*sqlite_) : *d1_;
+  auto marked = mark_follower_stale(leading, std::string(to_string(m)) + " since " + backends::utc_now() + ": writes made in " +
+                                                 std::string(to_string(m)) + " are not journaled",
+                                    deadline);
+  lock.lock();
+  if (!marked) {
+    start_replication_locked();
+    release_writes(lock);
+    return abandoned(protocol::error{errc::unavailable, "cannot record on " + std::string(leading.name()) +
+                                                            " that the other store stops following: " + marked.error().message, {}, {}},
+                     from);
+  }
+  replicator_.reset();
+  if (*marked) stale_marked_at_ = single_writes_;
+  // The point of no return: every step that can fail is done.
+  if (auto c = commit(lock, before_commit, m); !c) {
+    if (*marked) {
+      // Back to following: take the mark back (writes were held, none went by it).
       lock.unlock();
-      options_.lease->release();  // nothing replicates from here on
+      auto cleared = run_batch(leading, {backends::follower_stale_statement("")}, internal_until(deadline));
       lock.lock();
+      if (!cleared) {
+        spdlog::error("cannot take back the stale mark on {}: {}; the other store must be rebuilt from it", leading.name(),
+                      cleared.error().message);
+      } else {
+        spdlog::info("{}: the stale mark is taken back ({} abandoned, no write went by)", leading.name(), to_string(m));
+      }
+      stale_marked_at_.reset();
     }
-  } else if (auto c = commit(lock, before_commit, m); !c) {
+    start_replication_locked();  // the lease is still held: released only once the change stands
+    release_writes(lock);
+    return abandoned(c.error(), from);
+  }
+  if (plan.releases_lease) {
+    lock.unlock();
+    options_.lease->release();  // nothing replicates from here on
+    lock.lock();
+  }
+  return {};
+}
+
+// sqlite-only to dual-sqlite. D1 follows from where it stood when no write went by meanwhile.
+backends::outcome<void> router::enter_dual(std::unique_lock<std::mutex>& lock, mode from, mode m, const mode_plan& plan,
+                                           clock::time_point deadline, const commit_hook& before_commit) {
+  if (auto c = commit(lock, before_commit, m); !c) {
     // The point of no return (before a stale mark is taken back below, which may fail).
     release_writes(lock);
-    if (takes_lease) {
+    if (plan.takes_lease) {
       lock.unlock();
       options_.lease->release();
     }
-    return abandoned(c.error());
-  } else if (from == mode::sqlite_only && stale_marked_at_ && *stale_marked_at_ == single_writes_) {
+    return abandoned(c.error(), from);
+  }
+  if (plan.may_clear_stale_mark && stale_marked_at_ && *stale_marked_at_ == single_writes_) {
     // Nothing was written since this process marked D1 stale: D1 lacks nothing, take it back.
     lock.unlock();
-    auto cleared = run_batch(*sqlite_, {backends::follower_stale_statement("")}, internal_until(start + max_pause));
+    auto cleared = run_batch(*sqlite_, {backends::follower_stale_statement("")}, internal_until(deadline));
     lock.lock();
     if (!cleared) spdlog::warn("cannot take back D1's stale mark on SQLite: {}", cleared.error().message);
     else spdlog::info("no write went by in sqlite-only: D1 follows SQLite's journal again from where it stood");
     stale_marked_at_.reset();
   }
-  mode_ = m;
-  if (is_dual(m)) start_replication_locked();
-  switch_report report{from, m, ms_since(start), 0};
-  release_writes(lock);
-  spdlog::info("mode {} -> {}", to_string(from), to_string(m));
-  return report;
+  return {};
 }
 
 backends::outcome<void> router::begin_backfill() {

@@ -28,15 +28,13 @@
 #include "backends/store.hpp"
 #include "proxy/key_positions.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/mode.hpp"
 #include "proxy/replicator.hpp"
 
 namespace tandem::proxy {
 
 class d1_lease;
 
-enum class mode { sqlite_only, dual_sqlite, dual_d1, d1_only };
-std::string_view to_string(mode m) noexcept;
-std::optional<mode> mode_from_string(std::string_view s) noexcept;
 
 struct router_options {
   mode initial = mode::sqlite_only;
@@ -191,6 +189,12 @@ class router {
   // Calls `before_commit` (if any) without the lock, writes still held, and returns its answer;
   // when it refuses, the caller undoes what it did and releases the writes.
   backends::outcome<void> commit(std::unique_lock<std::mutex>& lock, const commit_hook& before_commit, mode to);
+  // set_mode()'s two paths (mode_plan): each, when it fails, releases the writes it held and
+  // leaves `from` going on. Require mu_ held through `lock`, with writes held.
+  backends::outcome<void> leave_dual(std::unique_lock<std::mutex>& lock, mode from, mode m, const mode_plan& plan,
+                                     backends::clock::time_point deadline, const commit_hook& before_commit);
+  backends::outcome<void> enter_dual(std::unique_lock<std::mutex>& lock, mode from, mode m, const mode_plan& plan,
+                                     backends::clock::time_point deadline, const commit_hook& before_commit);
   backends::store* store_for(mode m, bool leader) const;
   // SQLite's applied position in D1's journal: the replicator's, else read from SQLite.
   std::int64_t sqlite_applied_from_d1(const replicator& rep, backends::clock::time_point deadline);
