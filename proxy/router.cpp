@@ -367,42 +367,91 @@ void router::note_seen(client_context& client, const protocol::position& p) {
   else protocol::keep_newer(client.key_seen, p);
 }
 
+void router::count_read(const backends::store& on, const backends::outcome<query_result>& r, clock::time_point start) {
+  const bool d1 = on.name() == "d1";
+  (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
+  if (!r && r.error().code != errc::bad_request && r.error().code != errc::sql_error && r.error().code != errc::unsupported) {
+    // The store failing, not the client's SQL: what the rollout's error guard watches.
+    (d1 ? metrics_.read_errors_d1 : metrics_.read_errors_sqlite).fetch_add(1);
+  }
+  (d1 ? metrics_.read_latency_d1 : metrics_.read_latency_sqlite).record(ms_since(start));
+}
+
+// Runs the read again on the other store and compares, after the client has its answer: a shadow
+// read adds no latency. Both answers must come from journal position leader_at: no write since
+// the read started, and the follower there (waited for, within the read-your-writes bound, when
+// the leader answered first). Otherwise the read counts as skipped, never as a mismatch.
+void router::shadow(shadow_read s, const query_result& answer) {
+  metrics_.shadow_reads.fetch_add(1);
+  auto expected = std::make_shared<query_result>(answer);
+  auto rep = s.rep;
+  const std::int64_t leader_at = s.leader_at;
+  auto at_same_position = [rep, leader_at] { return !rep || (rep->known_leader_seq() == leader_at && rep->applied() == leader_at); };
+  auto compare = [this, expected, at_same_position, s]() mutable {
+    // On D1's replicas: at least as new as what the leader answered from.
+    s.options.bookmark = s.other == d1_.get() && d1_->read_replication() ? d1_->latest_bookmark() : std::string();
+    const std::string sql = s.copy.sql;
+    backends::store* other = s.other;
+    other->execute(std::move(s.copy), s.options, [this, expected, sql, other, at_same_position](backends::outcome<query_result> r) {
+      // An answer D1 could not give in its exact form (meta.exact false: EXPLAIN, an untyped
+      // statement) proves nothing either way.
+      if (!at_same_position() || !expected->meta.exact || (r && !r->meta.exact)) {
+        metrics_.shadow_skipped.fetch_add(1);
+        return;
+      }
+      if (r && same_rows(*expected, *r)) return;
+      metrics_.shadow_mismatches.fetch_add(1);
+      spdlog::warn("shadow read mismatch on {} (query {:016x}: {:.80})", other->name(), fnv1a(sql), sql);
+    });
+  };
+  if (rep && (rep->known_leader_seq() != leader_at || (!s.answered_by_leader && s.follower_at != leader_at))) {
+    metrics_.shadow_skipped.fetch_add(1);
+  } else if (rep && rep->applied() < leader_at) {
+    auto shared = std::make_shared<decltype(compare)>(std::move(compare));
+    rep->wait_applied(leader_at, clock::now() + options_.read_your_writes_wait, [this, shared](bool applied) {
+      if (applied) (*shared)();
+      else metrics_.shadow_skipped.fetch_add(1);
+    });
+  } else {
+    compare();
+  }
+}
+
 void router::read(client_context& client, protocol::statement st, backends::exec_options options,
                   backends::query_done done) {
   std::unique_lock lock(mu_);
   const bool to_d1 = bucket_of(client.routing_key) < read_percent_;
   backends::store* leader = store_for(mode_, true);
   backends::store* target = to_d1 ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
-  backends::store* other = target == d1_.get() ? static_cast<backends::store*>(sqlite_.get()) : d1_.get();
-  bool shadow = sample(shadow_percent_);
+  bool shadowed = sample(shadow_percent_);
   auto rep = replicator_;
   lock.unlock();
   // A follower that must be rebuilt holds no copy to read from (or to compare with).
   if (rep && rep->must_rebuild()) {
     target = leader;
-    shadow = false;
+    shadowed = false;
   }
   const std::string journal(leader->name());
   const read_floor floor = rep ? floor_of(client, journal, *rep) : read_floor{};
   // Where the stores stand as the read starts: a shadow comparison means something only when
   // both answer from the same journal position (a lagging follower is not a mismatch).
-  const std::int64_t leader_at = shadow && rep ? rep->known_leader_seq() : 0;
-  const std::int64_t follower_at = shadow && rep ? rep->applied() : 0;
+  const std::int64_t leader_at = shadowed && rep ? rep->known_leader_seq() : 0;
+  const std::int64_t follower_at = shadowed && rep ? rep->applied() : 0;
 
-  auto run = [this, &client, options, done = std::move(done), shadow, other, rep, leader, leader_at, follower_at, journal,
+  auto run = [this, &client, options, done = std::move(done), shadowed, rep, leader, leader_at, follower_at, journal,
               floor](backends::store* on, protocol::statement st, bool on_callers_thread) mutable {
     const auto start = clock::now();
     // D1 as follower at a journal position: also at least as new as the replicator's writes.
     if (on == d1_.get()) options.bookmark = bookmark_floor(client, on != leader && floor.seq > 0);
     protocol::statement copy;
-    if (shadow) copy = st;
+    if (shadowed) copy = st;
     // Only the caller's own thread may run the read inline (not the replicator's, after a wait),
     // and the shadow read never: it must not delay the answer.
     auto first = options;
     first.may_run_inline = options.may_run_inline && on_callers_thread;
     options.may_run_inline = false;
     on->execute(std::move(st), first,
-                [this, &client, on, other, start, shadow, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
+                [this, &client, on, start, shadowed, copy = std::move(copy), options, rep, leader, leader_at, follower_at,
                  journal, floor, done = std::move(done)](backends::outcome<query_result> r) mutable {
                   const bool d1 = on->name() == "d1";
                   if (r && d1) note_bookmark(client, r->meta.bookmark);
@@ -414,49 +463,10 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                     r->meta.at = {journal, std::max({seen, rep->applied(), std::int64_t{0}})};
                     note_seen(client, r->meta.at);
                   }
-                  (d1 ? metrics_.reads_d1 : metrics_.reads_sqlite).fetch_add(1);
-                  if (!r && r.error().code != errc::bad_request && r.error().code != errc::sql_error &&
-                      r.error().code != errc::unsupported) {
-                    // The store failing, not the client's SQL: what the rollout's error guard watches.
-                    (d1 ? metrics_.read_errors_d1 : metrics_.read_errors_sqlite).fetch_add(1);
-                  }
-                  (d1 ? metrics_.read_latency_d1 : metrics_.read_latency_sqlite).record(ms_since(start));
-                  if (shadow && r) {
-                    // Compared after the client has its answer: a shadow read adds no latency.
-                    metrics_.shadow_reads.fetch_add(1);
-                    auto expected = std::make_shared<query_result>(*r);
-                    const std::string sql = copy.sql;
-                    // Both answers must come from journal position leader_at: no write since the
-                    // read started, and the follower there (waited for, within the read-your-writes
-                    // bound, when the leader answered first).
-                    auto at_same_position = [rep, leader_at] { return !rep || (rep->known_leader_seq() == leader_at && rep->applied() == leader_at); };
-                    auto compare = [this, expected, sql, other, at_same_position, copy = std::move(copy), options]() mutable {
-                      // On D1's replicas: at least as new as what the leader answered from.
-                      options.bookmark = other == d1_.get() && d1_->read_replication() ? d1_->latest_bookmark() : std::string();
-                      other->execute(std::move(copy), options, [this, expected, sql, other, at_same_position](backends::outcome<query_result> s) {
-                        // An answer D1 could not give in its exact form (meta.exact false: EXPLAIN,
-                        // an untyped statement) proves nothing either way.
-                        if (!at_same_position() || !expected->meta.exact || (s && !s->meta.exact)) {
-                          metrics_.shadow_skipped.fetch_add(1);
-                          return;
-                        }
-                        if (s && same_rows(*expected, *s)) return;
-                        metrics_.shadow_mismatches.fetch_add(1);
-                        spdlog::warn("shadow read mismatch on {} (query {:016x}: {:.80})", other->name(), fnv1a(sql), sql);
-                      });
-                    };
-                    if (rep && (rep->known_leader_seq() != leader_at || (on != leader && follower_at != leader_at))) {
-                      metrics_.shadow_skipped.fetch_add(1);
-                    } else if (rep && rep->applied() < leader_at) {
-                      auto shared = std::make_shared<decltype(compare)>(std::move(compare));
-                      rep->wait_applied(leader_at, clock::now() + options_.read_your_writes_wait, [this, shared](bool applied) {
-                        if (applied) (*shared)();
-                        else metrics_.shadow_skipped.fetch_add(1);
-                      });
-                    } else {
-                      compare();
-                    }
-                  }
+                  count_read(*on, r, start);
+                  // The shadow runs on the store that did not answer.
+                  backends::store* other = on == d1_.get() ? static_cast<backends::store*>(sqlite_.get()) : d1_.get();
+                  if (shadowed && r) shadow({other, std::move(copy), options, rep, leader_at, follower_at, on == leader}, *r);
                   done(std::move(r));
                 });
   };

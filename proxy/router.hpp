@@ -167,6 +167,18 @@ class router {
     bool leader = false;
   };
   read_floor floor_of(const client_context& client, std::string_view journal, const replicator& rep);
+  // A read's counters and latency, on the store that answered it.
+  void count_read(const backends::store& on, const backends::outcome<protocol::query_result>& r, backends::clock::time_point start);
+  struct shadow_read {
+    backends::store* other = nullptr;  // the store the read runs on again
+    protocol::statement copy;
+    backends::exec_options options;
+    std::shared_ptr<replicator> rep;   // null outside the dual modes
+    std::int64_t leader_at = 0;        // the leader's journal end as the read started
+    std::int64_t follower_at = 0;      // the follower's applied position as the read started
+    bool answered_by_leader = false;
+  };
+  void shadow(shadow_read s, const protocol::query_result& answer);
   // Notes the position a request of `client` wrote or read.
   void note_seen(client_context& client, const protocol::position& p);
   // D1 read replication (backends/d1_store.hpp), else empty / nothing: the bookmark a D1 request
