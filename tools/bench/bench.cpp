@@ -781,7 +781,7 @@ double wait_replicated(protocol::client& c, backends::store& d1) {
 }
 
 // `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
-// Long (~300 lines): a measurement script over the same processes, printing as it goes; its steps
+// Long (~150 lines): a measurement script over the same processes, printing as it goes; its steps
 // share those processes and their figures, and read best in the order they run.
 int run_dual_bench(const bench_options& o, const fs::path& dir, const std::string& binary) {
   bench_d1 local(o, dir, binary);
@@ -936,6 +936,75 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
   return 0;
 }
 
+// Where the bench sends its requests: a tandem it starts on a copy of the floor's rows, or the
+// one at --url, loaded over the wire.
+protocol::client_options bench_target(const bench_options& o, const fs::path& dir, std::unique_ptr<child_server>& child) {
+  const std::string tandem_db = (dir / "tandem.db").string();
+  protocol::client_options copts;
+  if (o.url.empty()) {
+    load(tandem_db, o.rows, o.synchronous);
+    const std::string conf = (dir / "bench.jsonc").string();
+    std::ofstream(conf) << "{ \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
+                        << "  \"sqlite\": {\"path\": \"" << tandem_db << "\", \"synchronous\": \"" << o.synchronous << "\"},\n"
+                        << "  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false} }\n";
+    const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
+    child = std::make_unique<child_server>(binary, conf);
+    copts.port = child->port();
+  } else {
+    auto parsed = protocol::parse_url(o.url);
+    if (!parsed) throw std::runtime_error(parsed.error().message);
+    copts = *parsed;
+    if (!o.token_env.empty() && std::getenv(o.token_env.c_str())) copts.token = std::getenv(o.token_env.c_str());
+    auto c = connect_or_throw(copts);
+    for (const char* sql : {"CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, payload BLOB)",
+                            "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT)"})
+      if (auto r = c->query(sql); !r) throw std::runtime_error(r.error().message);
+    // Loading over the wire, in batches.
+    for (int i = 1; i <= o.rows; i += 500) {
+      std::vector<protocol::statement> sts;
+      for (int k = i; k < i + 500 && k <= o.rows; ++k) {
+        protocol::statement st{"INSERT OR REPLACE INTO bench VALUES (?, ?, ?, randomblob(32))", {}};
+        st.params.positional = {std::int64_t{k}, "user-" + std::to_string(k), k * 0.5};
+        sts.push_back(std::move(st));
+      }
+      if (auto r = c->batch(std::move(sts)); !r) throw std::runtime_error(r.error().message);
+    }
+  }
+  return copts;
+}
+
+void report_memory(child_server& child, const protocol::client_options& copts, const bench_options& o) {
+  // Memory: the resident set at rest, its peak under 64 busy connections, then with 1,000
+  // idle ones (each has sent a ping and stays open).
+  const pid_t pid = child.pid();
+  const long rest = rss_kib(pid);
+  std::atomic<long> peak{rest};
+  std::atomic<bool> sampling{true};
+  std::thread sampler([&] {
+    while (sampling) {
+      peak = std::max(peak.load(), rss_kib(pid));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  measure(64, o.seconds, [&](int i) { return tandem_select(copts, o.rows, i); });
+  sampling = false;
+  sampler.join();
+  const long busy = peak.load();
+  const long before_idle = rss_kib(pid);
+  std::vector<int> idle;
+  for (int i = 0; i < 1000; ++i) {
+    const int fd = idle_connection(copts.port);
+    if (fd >= 0) idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const long with_idle = rss_kib(pid);
+  for (int fd : idle) ::close(fd);
+  std::printf("memory: tandem RSS %ld KiB at rest, %ld KiB at peak with 64 busy connections, +%ld KiB with %zu idle connections "
+              "(%.1f KiB per idle connection, target < 64)\n",
+              rest, busy, with_idle - before_idle, idle.size(),
+              idle.empty() ? 0.0 : static_cast<double>(with_idle - before_idle) / static_cast<double>(idle.size()));
+}
+
 }  // namespace
 
 int run_bench(const bench_options& o) {
@@ -949,40 +1018,10 @@ int run_bench(const bench_options& o) {
       return status;
     }
     const std::string floor_db = (dir / "floor.db").string();
-    const std::string tandem_db = (dir / "tandem.db").string();
     load(floor_db, o.rows, o.synchronous);
 
     std::unique_ptr<child_server> child;
-    protocol::client_options copts;
-    if (o.url.empty()) {
-      load(tandem_db, o.rows, o.synchronous);
-      const std::string conf = (dir / "bench.jsonc").string();
-      std::ofstream(conf) << "{ \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
-                          << "  \"sqlite\": {\"path\": \"" << tandem_db << "\", \"synchronous\": \"" << o.synchronous << "\"},\n"
-                          << "  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false} }\n";
-      const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
-      child = std::make_unique<child_server>(binary, conf);
-      copts.port = child->port();
-    } else {
-      auto parsed = protocol::parse_url(o.url);
-      if (!parsed) throw std::runtime_error(parsed.error().message);
-      copts = *parsed;
-      if (!o.token_env.empty() && std::getenv(o.token_env.c_str())) copts.token = std::getenv(o.token_env.c_str());
-      auto c = connect_or_throw(copts);
-      for (const char* sql : {"CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, payload BLOB)",
-                              "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT)"})
-        if (auto r = c->query(sql); !r) throw std::runtime_error(r.error().message);
-      // Loading over the wire, in batches.
-      for (int i = 1; i <= o.rows; i += 500) {
-        std::vector<protocol::statement> sts;
-        for (int k = i; k < i + 500 && k <= o.rows; ++k) {
-          protocol::statement st{"INSERT OR REPLACE INTO bench VALUES (?, ?, ?, randomblob(32))", {}};
-          st.params.positional = {std::int64_t{k}, "user-" + std::to_string(k), k * 0.5};
-          sts.push_back(std::move(st));
-        }
-        if (auto r = c->batch(std::move(sts)); !r) throw std::runtime_error(r.error().message);
-      }
-    }
+    const protocol::client_options copts = bench_target(o, dir, child);
 
     std::printf("tandem bench: %d rows, %.1f s per run, synchronous=%s, %u cores\n", o.rows, o.seconds,
                 o.synchronous.c_str(), std::thread::hardware_concurrency());
@@ -1045,35 +1084,7 @@ int run_bench(const bench_options& o) {
       std::printf("insert at 64 conns: group commit vs the best single writer with one transaction per insert: %.1fx\n",
                   insert64_tandem.ops / insert1_floor.ops);
     if (child) {
-      // Memory: the resident set at rest, its peak under 64 busy connections, then with 1,000
-      // idle ones (each has sent a ping and stays open).
-      const pid_t pid = child->pid();
-      const long rest = rss_kib(pid);
-      std::atomic<long> peak{rest};
-      std::atomic<bool> sampling{true};
-      std::thread sampler([&] {
-        while (sampling) {
-          peak = std::max(peak.load(), rss_kib(pid));
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-      });
-      measure(64, o.seconds, [&](int i) { return tandem_select(copts, o.rows, i); });
-      sampling = false;
-      sampler.join();
-      const long busy = peak.load();
-      const long before_idle = rss_kib(pid);
-      std::vector<int> idle;
-      for (int i = 0; i < 1000; ++i) {
-        const int fd = idle_connection(copts.port);
-        if (fd >= 0) idle.push_back(fd);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      const long with_idle = rss_kib(pid);
-      for (int fd : idle) ::close(fd);
-      std::printf("memory: tandem RSS %ld KiB at rest, %ld KiB at peak with 64 busy connections, +%ld KiB with %zu idle connections "
-                  "(%.1f KiB per idle connection, target < 64)\n",
-                  rest, busy, with_idle - before_idle, idle.size(),
-                  idle.empty() ? 0.0 : static_cast<double>(with_idle - before_idle) / static_cast<double>(idle.size()));
+      report_memory(*child, copts, o);
       child->stop();
     }
     if (o.dir.empty()) fs::remove_all(dir);
