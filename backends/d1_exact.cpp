@@ -312,6 +312,8 @@ outcome<protocol::query_result> decode_typed(protocol::query_result typed, const
   return out;
 }
 
+std::string typed_select_list(const std::vector<std::string>& exprs) { return exprs.empty() ? "'' AS _t" : typed_columns(exprs); }
+
 bool may_differ(const protocol::value& v) {
   return std::holds_alternative<std::monostate>(v) || std::holds_alternative<std::int64_t>(v) || std::holds_alternative<double>(v);
 }

@@ -62,6 +62,11 @@ std::optional<std::string> typed_returning_sql(std::string_view sql, const std::
 // for anything else (the caller checks on SQLite that both have the same columns).
 std::optional<std::string> pragma_as_select(std::string_view sql);
 
+// The select list that carries each of `exprs` exactly (type letters as _t, then _0, _1, …):
+// what typed_query_sql() selects, for callers that write their own SELECT (the move tools).
+// decode_typed() reads its rows.
+std::string typed_select_list(const std::vector<std::string>& exprs);
+
 // The client's cells from a typed answer: rows of [type letters, cell, …]. INTERNAL when a row
 // does not have that shape or a cell does not match its letter.
 outcome<protocol::query_result> decode_typed(protocol::query_result typed, const std::vector<std::string>& columns);

@@ -424,6 +424,45 @@ TEST(Move, ReverseMigrationFromD1EndsEqual) {
   EXPECT_EQ(count_of(*restored, "SELECT count(*) FROM audit_log"), count_of(*restored, "SELECT count(*) FROM tasks"));
 }
 
+// The move tools read D1 in the D1 store's exact typed form (backends/d1_exact): every value,
+// -0.0 and the extremes included, goes to D1 and back to a new SQLite file bit for bit, and
+// validate finds the stores equal.
+TEST(Move, ExtremeValuesGoToD1AndBackBitForBit) {
+  temp_dir dir;
+  const std::string source = dir.file("extremes.db");
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<protocol::value> values = {
+      protocol::value{-0.0}, protocol::value{0.0}, protocol::value{inf}, protocol::value{-inf}, protocol::value{1e300},
+      protocol::value{-1e300}, protocol::value{5e-324}, protocol::value{9223372036854775808.0}, protocol::value{36893488147419103232.0},
+      protocol::value{std::numeric_limits<std::int64_t>::max()}, protocol::value{std::numeric_limits<std::int64_t>::min()},
+      protocol::value{std::int64_t{9007199254740993}}, protocol::value{2.0}, protocol::value{std::string("-0.0")},
+      protocol::value{protocol::blob{std::string("\0\xff", 2)}}, protocol::value{}};
+  {
+    auto s = sqlite_at(source, false);
+    run_sql(*s, {"CREATE TABLE t(id INTEGER PRIMARY KEY, v)"});
+    std::vector<protocol::statement> sts;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      protocol::statement st{"INSERT INTO t VALUES (?, ?)", {}};
+      st.params.positional = {protocol::value{static_cast<std::int64_t>(i)}, values[i]};
+      sts.push_back(std::move(st));
+    }
+    ASSERT_TRUE(tools::run_sync(*s, std::move(sts)));
+    s->shutdown();
+  }
+  const auto id = local_d1::instance().fresh_database();
+  auto to_d1 = capture([&] { return tools::run_migrate(migrate("sqlite:" + source, "d1:" + id)); });
+  ASSERT_EQ(to_d1.status, 0) << to_d1.out << to_d1.err;
+  EXPECT_NE(to_d1.out.find("Validation errors: 0"), std::string::npos) << to_d1.out;
+  const std::string back = dir.file("back.db");
+  auto from_d1 = capture([&] { return tools::run_migrate(migrate("d1:" + id, "sqlite:" + back)); });
+  ASSERT_EQ(from_d1.status, 0) << from_d1.out << from_d1.err;
+  auto restored = sqlite_at(back);
+  auto r = tools::run_sync(*restored, {{"SELECT v FROM t ORDER BY id", {}}});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->at(0).rows.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(protocol::identical(r->at(0).rows[i].at(0), values[i])) << "row " << i;
+}
+
 TEST(Move, BackupAndRestoreRoundTripThroughBothForms) {
   const auto& db = guide_db(20, 3000);
   temp_dir dir;

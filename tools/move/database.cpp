@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "backends/d1_exact.hpp"
 #include "backends/d1_statement.hpp"
 #include "backends/journal.hpp"
 #include "backends/sqlite_store.hpp"
@@ -314,70 +315,17 @@ d1_reader::d1_reader(backends::store& store, std::string description, std::chron
 
 namespace {
 
-// The select with, first, one type letter per cell (i, r, t, b, n) and then each cell in a form
-// JSON carries exactly: integers beyond 2^53 and ±Inf as text; floats beyond 2^63 as text of an
-// integer and a power of two ("m p e", exact: dividing by a power of two loses nothing, where
-// D1's printf and CAST lose digits); everything else as it is (a float with a fraction is exact
-// in JSON; a whole-number one comes back as an integer, which its type letter turns back into
-// a float).
+// The select in backends/d1_exact's typed form: one type letter per cell, then each cell in a
+// form JSON carries exactly (integers beyond 2^53, ±Inf and -0.0 as text).
 std::string exact_sql(const select_spec& spec) {
-  std::string types, cells;
-  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
-    const auto q = quote_name(spec.columns[i]);
-    types += (i ? " || " : "") + ("substr(typeof(" + q + "), 1, 1)");
-    cells += ", CASE WHEN typeof(" + q + ") = 'integer' AND (" + q + " < -9007199254740991 OR " + q +
-             " > 9007199254740991) THEN CAST(" + q + " AS TEXT) WHEN typeof(" + q + ") = 'real' AND (" + q + " = 9e999 OR " + q +
-             " = -9e999) THEN CAST(" + q + " AS TEXT) WHEN typeof(" + q + ") = 'real' AND (" + q + " >= 9223372036854775807.0 OR " + q +
-             " <= -9223372036854775807.0) THEN CAST(CAST(" + q + " / pow(2.0, floor(log2(abs(" + q + "))) - 60) AS INTEGER) AS TEXT) || 'p' || CAST(floor(log2(abs(" +
-             q + "))) - 60 AS INTEGER) ELSE " + q + " END";
-  }
-  if (spec.columns.empty()) types = "''";
-  std::string sql = "SELECT " + types + cells + " FROM " + quote_name(spec.table);
+  std::vector<std::string> columns;
+  columns.reserve(spec.columns.size());
+  for (const auto& c : spec.columns) columns.push_back(quote_name(c));
+  std::string sql = "SELECT " + backends::typed_select_list(columns) + " FROM " + quote_name(spec.table);
   if (!spec.where.empty()) sql += " WHERE " + spec.where;
   if (!spec.order_by.empty()) sql += " ORDER BY " + spec.order_by;
   if (spec.limit > 0) sql += " LIMIT " + std::to_string(spec.limit);
   return sql;
-}
-
-outcome<value> typed(char type, value v) {
-  auto bad = [&] { return fail(errc::internal, std::string("D1 returned a cell that does not match its type '") + type + "'", "d1"); };
-  switch (type) {
-    case 'n': return value{};
-    case 'i':
-      if (std::holds_alternative<std::int64_t>(v)) return v;
-      if (const auto* s = std::get_if<std::string>(&v)) {
-        std::int64_t i = 0;
-        auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), i);
-        if (ec == std::errc() && end == s->data() + s->size()) return value{i};
-      }
-      return bad();
-    case 'r':
-      if (const auto* d = std::get_if<double>(&v)) return value{*d};
-      if (const auto* i = std::get_if<std::int64_t>(&v)) return value{static_cast<double>(*i)};
-      if (const auto* s = std::get_if<std::string>(&v)) {
-        if (s->find("Inf") != std::string::npos || s->find("inf") != std::string::npos)
-          return value{(*s)[0] == '-' ? -HUGE_VAL : HUGE_VAL};
-        if (const auto p = s->find('p'); p != std::string::npos) {  // mantissa 'p' exponent of two
-          std::int64_t m = 0;
-          int e = 0;
-          const char* end = s->data() + s->size();
-          auto [m_end, m_ec] = std::from_chars(s->data(), s->data() + p, m);
-          auto [e_end, e_ec] = std::from_chars(s->data() + p + 1, end, e);
-          if (m_ec == std::errc() && e_ec == std::errc() && m_end == s->data() + p && e_end == end) return value{std::ldexp(static_cast<double>(m), e)};
-        }
-        double d = 0;
-        auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), d);
-        if (ec == std::errc() && end == s->data() + s->size()) return value{d};
-      }
-      return bad();
-    case 't':
-      if (std::holds_alternative<std::string>(v)) return v;
-      return bad();
-    case 'b':
-      if (std::holds_alternative<protocol::blob>(v)) return v;
-      return bad();
-    default: return bad();
-  }
 }
 
 }  // namespace
@@ -393,22 +341,13 @@ outcome<std::vector<std::vector<row>>> d1_reader::select(const std::vector<selec
   if (!results) return results.error();
   std::vector<std::vector<row>> out;
   for (std::size_t k = 0; k < specs.size(); ++k) {
-    auto& rows = out.emplace_back();
-    rows.reserve((*results)[k].rows.size());
-    for (auto& raw : (*results)[k].rows) {
-      const auto* types = raw.empty() ? nullptr : std::get_if<std::string>(&raw[0]);
-      if (types == nullptr || types->size() != specs[k].columns.size() || raw.size() != types->size() + 1) {
-        return fail(errc::internal, "D1 returned a row of an unexpected shape for " + specs[k].table, "d1");
-      }
-      row r;
-      r.reserve(types->size());
-      for (std::size_t c = 0; c < types->size(); ++c) {
-        auto v = typed((*types)[c], std::move(raw[c + 1]));
-        if (!v) return v.error();
-        r.push_back(std::move(*v));
-      }
-      rows.push_back(std::move(r));
+    auto decoded = backends::decode_typed(std::move((*results)[k]), specs[k].columns);
+    if (!decoded) {
+      auto e = decoded.error();
+      e.message += " (table " + specs[k].table + ")";
+      return e;
     }
+    out.push_back(std::move(decoded->rows));
   }
   return out;
 }
