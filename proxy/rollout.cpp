@@ -40,12 +40,15 @@ class router_target final : public rollout_target {
 }  // namespace
 
 rollout::rollout(router& r, rollout_options options, int stage, bool held, event_sink sink)
-    : rollout(*new router_target(r), std::move(options), stage, held, std::move(sink), [] { return steady::now(); }) {
-  own_target_.reset(&route_);
-}
+    : rollout(std::make_unique<router_target>(r), nullptr, std::move(options), stage, held, std::move(sink), [] { return steady::now(); }) {}
 
 rollout::rollout(rollout_target& target, rollout_options options, int stage, bool held, event_sink sink, rollout_clock now)
-    : route_(target),
+    : rollout(nullptr, &target, std::move(options), stage, held, std::move(sink), std::move(now)) {}
+
+rollout::rollout(std::unique_ptr<rollout_target> owned, rollout_target* borrowed, rollout_options options, int stage, bool held,
+                 event_sink sink, rollout_clock now)
+    : own_target_(std::move(owned)),
+      route_(borrowed ? *borrowed : *own_target_),
       now_(std::move(now)),
       options_(std::move(options)),
       sink_(std::move(sink)),

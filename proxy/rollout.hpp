@@ -121,6 +121,9 @@ class rollout {
   void go_to_locked(int stage);
   sample take_sample() const;
 
+  // Either target is the router's adapter, owned, or the caller's.
+  rollout(std::unique_ptr<rollout_target> owned, rollout_target* borrowed, rollout_options options, int stage, bool held,
+          event_sink sink, rollout_clock now);
   std::unique_ptr<rollout_target> own_target_;  // the router's adapter, when built over a router
   rollout_target& route_;
   rollout_clock now_;
