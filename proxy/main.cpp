@@ -136,7 +136,7 @@ struct ctl_command {
 };
 
 // The move tools' --config: what their command line left blank comes from the config's d1
-// section, mapped as tandem serve maps it (d1_options_of).
+// section, mapped as tandem serve maps it (d1_options_of), its timeouts and attempts included.
 void d1_from_config(const std::string& path, tandem::tools::d1_settings& d1) {
   const auto c = tandem::proxy::load_config(path).d1;
   const auto o = tandem::proxy::d1_options_of(c);
@@ -147,6 +147,7 @@ void d1_from_config(const std::string& path, tandem::tools::d1_settings& d1) {
   if (d1.token_env.empty() || d1.token_env == "CLOUDFLARE_API_TOKEN") d1.token_env = c.token_env;
   if (d1.ca_file.empty()) d1.ca_file = o.ca_file;
   d1.verify_tls = o.verify_tls;
+  d1.tuning = o;
 }
 
 }  // namespace

@@ -224,3 +224,34 @@ TEST(MoveBetweenSqliteFiles, MigrateValidateBackupRestore) {
 
 }  // namespace
 }  // namespace tandem::testing
+
+namespace tandem::tools {
+namespace {
+
+// --config's d1 section reaches the move tools whole: its timeouts and attempts are kept, while
+// the settings still say where D1 is (and win over the config's place).
+TEST(D1Settings, TheConfigsTimeoutsAndAttemptsAreKept) {
+  ::setenv("TANDEM_TEST_D1_TOKEN", "t", 1);
+  d1_settings s;
+  s.account_id = "acc";
+  s.database_id = "db";
+  s.token_env = "TANDEM_TEST_D1_TOKEN";
+  backends::d1_options tuned;
+  tuned.request_timeout = std::chrono::milliseconds(1234);
+  tuned.max_attempts = 7;
+  tuned.account_id = "from-config";
+  s.tuning = tuned;
+  auto o = resolve(s);
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->request_timeout, std::chrono::milliseconds(1234));
+  EXPECT_EQ(o->max_attempts, 7);
+  EXPECT_EQ(o->account_id, "acc");
+  EXPECT_EQ(o->api_token, "t");
+  s.tuning.reset();
+  auto plain = resolve(s);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->max_attempts, backends::d1_options{}.max_attempts);
+}
+
+}  // namespace
+}  // namespace tandem::tools

@@ -41,7 +41,7 @@ std::string double_text(double d) {
 // ---- settings and endpoints -------------------------------------------------------------------
 
 outcome<backends::d1_options> resolve(const d1_settings& s) {
-  backends::d1_options o;
+  backends::d1_options o = s.tuning.value_or(backends::d1_options{});
   const std::string transport = !s.transport.empty() ? s.transport : env_or("TANDEM_D1_TRANSPORT", "rest");
   const auto t = backends::parse_transport(transport);
   if (!t) return fail(errc::bad_request, "--d1-transport is \"" + transport + "\"; expected rest (D1's REST API) or bridge (tandem's bridge Worker)");

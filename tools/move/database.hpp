@@ -41,6 +41,9 @@ struct d1_settings {
   std::string token_env = "CLOUDFLARE_API_TOKEN";  // the variable holding the API token (bridge: its secret)
   std::string ca_file;
   bool verify_tls = true;
+  // From --config: the config's d1 section as tandem serve maps it (timeouts, attempts, backoff,
+  // response and batch limits, read replication); the fields above still say where D1 is.
+  std::optional<backends::d1_options> tuning;
 };
 
 // The D1 store's options for `s`, with environment defaults applied and the token read from
