@@ -311,6 +311,8 @@ struct d1_store::impl {
     bool all_reads = true;
     bool changes_schema = false;
     std::vector<std::string> parts;
+    std::vector<std::size_t> ends;  // parts.size() after each statement of `sts`
+    std::vector<bool> counted;      // each statement: a DML statement whose changes() a journal records
     std::vector<std::shared_ptr<const exact_plan>> plans;  // one per statement of `sts`
     const bool companions = 2 * sts.size() + 1 <= options.limits.max_batch_statements;
     for (std::size_t i = 0; i < sts.size(); ++i) {
@@ -355,19 +357,39 @@ struct d1_store::impl {
       part += ",\"params\":" + converted->statement.params_json + "}";
       parts.push_back(std::move(part));
       if (converted->plan->last_row_id) parts.push_back("{\"sql\":\"" + std::string(k_last_row_id_sql) + "\"}");
+      ends.push_back(parts.size());
+      counted.push_back(*kind && (*kind)->kind == statement_kind::write && !is_schema_change(sts[i].sql));
       plans.push_back(std::move(converted->plan));
     }
     // D1 leads: the journal entry commits in the same batch (D1 runs a batch as one transaction).
     const bool journaled = opts.journal && !all_reads;
-    if (journaled) {
-      // changes() is the last INSERT/UPDATE/DELETE's count, which a schema change leaves as it
-      // was: recorded only for a single DML statement ('[]' means not recorded).
+    // A batch's entry records each statement's changes() (the last INSERT/UPDATE/DELETE's count,
+    // read by a bookkeeping UPDATE right after it; -1 for a read or a schema change, which leave it
+    // as it was) when D1's batch has room for one more statement each. Otherwise, and for a lone
+    // schema change, '[]': not recorded, so the follower's counts are not compared.
+    const bool per_statement = journaled && is_batch && parts.size() + sts.size() + 1 <= options.limits.max_batch_statements;
+    auto journal_part = [&](std::string_view changes_sql) {
       std::string part = "{\"sql\":";
-      protocol::append_json_string(part, journal_append_sql(is_batch || changes_schema ? "'[]'" : "json_array(changes())") + " RETURNING seq");
+      protocol::append_json_string(part, journal_append_sql(changes_sql) + " RETURNING seq");
       part += ",\"params\":[0,";
       protocol::append_json_string(part, encode_statements(sts));
       part += "," + std::to_string(wall_ms()) + "]}";
-      parts.push_back(std::move(part));
+      return part;
+    };
+    if (per_statement) {
+      std::vector<std::string> with;
+      with.reserve(parts.size() + sts.size() + 1);
+      with.push_back(journal_part("'[]'"));
+      std::size_t from = 0;
+      for (std::size_t i = 0; i < sts.size(); ++i) {
+        for (; from < ends[i]; ++from) with.push_back(std::move(parts[from]));
+        std::string part = "{\"sql\":";
+        protocol::append_json_string(part, journal_count_changes_sql(counted[i]));
+        with.push_back(part + "}");
+      }
+      parts = std::move(with);
+    } else if (journaled) {
+      parts.push_back(journal_part(is_batch || changes_schema ? "'[]'" : "json_array(changes())"));
     }
     std::string body;
     if (parts.size() == 1) {
@@ -414,6 +436,24 @@ struct d1_store::impl {
         co_await run(std::move(sts), is_batch, opts, std::move(on_query), std::move(on_batch), true);
         co_return;
       }
+    }
+    if (results && per_statement) {
+      // The entry's INSERT came first and each statement's bookkeeping UPDATE after it: the
+      // statements' own answers as if neither were there, and the entry's last (as below).
+      if (results->size() != parts.size()) {
+        finish(d1_error(errc::internal, "D1 answered " + std::to_string(results->size()) + " results for " + std::to_string(parts.size()) +
+                                            " statements"));
+        co_return;
+      }
+      std::vector<protocol::query_result> own;
+      own.reserve(parts.size() - sts.size());
+      std::size_t at = 1, from = 0;
+      for (std::size_t i = 0; i < sts.size(); ++i) {
+        for (; from < ends[i]; ++from) own.push_back(std::move((*results)[at++]));
+        ++at;
+      }
+      own.push_back(std::move(results->front()));
+      *results = std::move(own);
     }
     if (results) results = restore_exact(std::move(*results), plans, is_batch);
     if (results) {

@@ -239,6 +239,11 @@ protocol::statement applied_guard(std::string_view source, std::int64_t expected
   return st;
 }
 
+std::string journal_count_changes_sql(bool known) {
+  return std::string("UPDATE _tandem_journal SET changes = json_insert(changes, '$[#]', ") + (known ? "changes()" : "-1") +
+         ") WHERE seq = (SELECT max(seq) FROM _tandem_journal)";
+}
+
 std::string journal_append_sql(std::string_view changes_sql) {
   return "INSERT INTO _tandem_journal (kind, body, changes, created_ms) VALUES (?, ?, " + std::string(changes_sql) + ", ?)";
 }

@@ -127,6 +127,10 @@ struct journal_entry {
 // for "?"), then created_ms. `changes_sql` is "?" when the caller binds the changes, or an SQL
 // expression the store evaluates in the same transaction (D1: json_array(changes())).
 std::string journal_append_sql(std::string_view changes_sql);
+// While D1 leads a batch: the statement right after each of the batch's statements, appending its
+// changes() (`known`: a DML statement) or -1 (a read or a schema change) to the newest entry's
+// changes, which the batch's first statement inserted.
+std::string journal_count_changes_sql(bool known);
 // The entries after `after`, in order, at most `limit`: the replicator's read.
 protocol::statement journal_read_statement(std::int64_t after, std::int64_t limit);
 // How much of journal_read_statement's answer one follower batch takes.

@@ -367,6 +367,25 @@ TEST_F(Sameness, ARowImageWhoseRowDiffersOnTheFollowerFailsVerification) {
   EXPECT_EQ(route().metrics().verification_failures.load(), 2u);
 }
 
+// While D1 leads, a batch's entry records each statement's changed-row count too (a bookkeeping
+// statement after each one), so a SQLite follower that changes another number of rows is a
+// verification failure; reads and schema changes in the batch record none and compare nothing.
+TEST_F(Sameness, AD1LedBatchIsVerifiedStatementByStatement) {
+  start(proxy::mode::dual_d1);
+  ok("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)");
+  ok_batch({st("INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)"), st("SELECT count(*) FROM t"), st("CREATE INDEX t_v ON t(v)"),
+            st("UPDATE t SET v = v + 1 WHERE id >= ?", {value{std::int64_t{2}}})});
+  expect_identical();
+  EXPECT_EQ(route().metrics().verification_failures.load(), 0u);
+  backends::exec_options o;
+  o.internal = true;
+  ASSERT_TRUE(proxy::run_batch(*sqlite_, {{"DELETE FROM t WHERE id = 3", {}}}, o));  // behind tandem's back
+  ok_batch({st("UPDATE t SET v = v + 1"), st("SELECT 1")});  // 3 rows on D1, 2 on SQLite
+  auto rep = route().replication();
+  ASSERT_TRUE(rep->wait_caught_up(backends::clock::now() + 120s)) << rep->last_error();
+  EXPECT_EQ(route().metrics().verification_failures.load(), 1u);
+}
+
 // While D1 leads, SQLite (3.40 here) replays what D1 ran: a write using a function or syntax only
 // D1's newer SQLite knows is refused before D1 runs it, not discovered by the follower.
 TEST_F(Sameness, ADualD1WriteTheSqliteFollowerCouldNotRunIsRefusedUpFront) {
