@@ -1,5 +1,7 @@
 #include "proxy/replication_step.hpp"
 
+#include <algorithm>
+
 namespace tandem::proxy {
 
 loop_step next_step(const loop_state& s) {
@@ -9,6 +11,19 @@ loop_step next_step(const loop_state& s) {
   if (s.ready && s.leader_journaling_stopped) return {loop_action::refuse, 0};
   if (!s.ready) return {loop_action::prepare, 0};
   return {loop_action::fetch, s.applied < s.single_until ? std::size_t{1} : s.batch_entries};
+}
+
+retry_wait next_retry(std::chrono::milliseconds backoff, std::chrono::milliseconds max, double draw) {
+  const auto low = backoff.count() / 2;
+  const auto wait = low + static_cast<std::int64_t>(draw * static_cast<double>(backoff.count() - low + 1));
+  return {std::chrono::milliseconds(std::min<std::int64_t>(wait, backoff.count())), std::min(backoff * 2, max)};
+}
+
+std::chrono::steady_clock::time_point next_wake(std::chrono::steady_clock::time_point now,
+                                                std::optional<std::chrono::steady_clock::time_point> earliest_waiter,
+                                                std::chrono::milliseconds poll) {
+  const auto wake = now + poll;
+  return earliest_waiter ? std::min(wake, *earliest_waiter) : wake;
 }
 
 failure_plan plan_failure(const protocol::error& e, std::size_t entries) {

@@ -3,6 +3,7 @@
 // proxy/replicator.cpp does what they say (the sans-io split of Boost.MySQL's state machines).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -43,6 +44,20 @@ struct loop_step {
 };
 
 loop_step next_step(const loop_state& s);
+
+// After a failure: how long to wait (full jitter: `draw` in [0, 1) picks between half the backoff
+// and all of it) and the backoff for the failure after it (doubled, at most `max`).
+struct retry_wait {
+  std::chrono::milliseconds wait;
+  std::chrono::milliseconds next_backoff;
+};
+retry_wait next_retry(std::chrono::milliseconds backoff, std::chrono::milliseconds max, double draw);
+
+// When the loop must look again by itself: at the earliest waiter's deadline, or after `poll` (an
+// entry committed before a restart, or by another process, sends no notify).
+std::chrono::steady_clock::time_point next_wake(std::chrono::steady_clock::time_point now,
+                                                std::optional<std::chrono::steady_clock::time_point> earliest_waiter,
+                                                std::chrono::milliseconds poll = std::chrono::milliseconds(200));
 
 // What a batch the follower did not apply means, and what follows from it.
 enum class batch_failure {

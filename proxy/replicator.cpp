@@ -127,9 +127,9 @@ void replicator::fire_waiters(bool all_expired) {
 // The next time the loop must look up by itself: the earliest waiter's deadline, or a poll
 // (an entry committed before a restart, or by another process, sends no notify).
 clock::time_point replicator::next_wake_locked() const {
-  auto wake = clock::now() + std::chrono::milliseconds(200);
-  for (const auto& [seq, w] : waiters_) wake = std::min(wake, w.first);
-  return wake;
+  std::optional<clock::time_point> earliest;
+  for (const auto& [seq, w] : waiters_) earliest = earliest ? std::min(*earliest, w.first) : w.first;
+  return next_wake(clock::now(), earliest);
 }
 
 void replicator::pause() {
@@ -612,8 +612,9 @@ void replicator::loop() {
   auto backoff = options_.retry_min;
   auto failed = [&] {
     // Exponential backoff with full jitter; wakes early for stop, never for notify.
-    const auto wait = std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(backoff.count() / 2, backoff.count())(rng));
-    backoff = std::min(backoff * 2, options_.retry_max);
+    const auto retry = next_retry(backoff, options_.retry_max, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
+    const auto wait = retry.wait;
+    backoff = retry.next_backoff;
     const auto until = clock::now() + wait;
     std::unique_lock lock(mu_);
     refresh_lag_locked();  // an outage: the lag grows while nothing applies

@@ -42,6 +42,29 @@ TEST(ReplicationStep, AFailureBeingIsolatedGoesOneEntryAtATime) {
   EXPECT_EQ(next_step(s).max_entries, 500u);
 }
 
+// The retry schedule on a fake clock: full jitter between half the backoff and all of it, doubling
+// up to the maximum; a waiter's deadline before the poll wakes the loop first.
+TEST(ReplicationStep, BackoffDoublesWithJitterUpToItsMaximum) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(next_retry(milliseconds(100), milliseconds(10000), 0.0).wait, milliseconds(50));
+  EXPECT_EQ(next_retry(milliseconds(100), milliseconds(10000), 0.999999).wait, milliseconds(100));
+  const auto mid = next_retry(milliseconds(100), milliseconds(10000), 0.5).wait;
+  EXPECT_GE(mid, milliseconds(50));
+  EXPECT_LE(mid, milliseconds(100));
+  auto b = milliseconds(100);
+  for (int i = 0; i < 10; ++i) b = next_retry(b, milliseconds(10000), 0.3).next_backoff;
+  EXPECT_EQ(b, milliseconds(10000));
+  EXPECT_EQ(next_retry(milliseconds(8000), milliseconds(10000), 0.3).next_backoff, milliseconds(10000));
+}
+
+TEST(ReplicationStep, TheLoopWakesAtTheEarliestWaiterOrItsPoll) {
+  const std::chrono::steady_clock::time_point t0{std::chrono::seconds(1000)};
+  EXPECT_EQ(next_wake(t0, std::nullopt), t0 + std::chrono::milliseconds(200));
+  EXPECT_EQ(next_wake(t0, t0 + std::chrono::milliseconds(30)), t0 + std::chrono::milliseconds(30));
+  EXPECT_EQ(next_wake(t0, t0 + std::chrono::seconds(5)), t0 + std::chrono::milliseconds(200));
+  EXPECT_EQ(next_wake(t0, t0 - std::chrono::milliseconds(1)), t0 - std::chrono::milliseconds(1));  // already due
+}
+
 protocol::error fail(errc code, std::string message, std::optional<std::size_t> index = std::nullopt) {
   return protocol::error{code, std::move(message), "d1", index};
 }
