@@ -431,6 +431,8 @@ void replicator::verify_rows(const std::vector<journal_entry>& entries) {
       return;
     }
     for (std::size_t i = from; i < std::min(checks.size(), from + chunk); ++i) {
+      // An answer the store could not give exactly (D1 without its typed form) proves nothing.
+      if (!r->at(i - from).meta.exact) continue;
       const std::string what = backends::judge_check(*checks[i].check, r->at(i - from));
       if (what.empty()) continue;
       verification_failed(checks[i].seq, checks[i].check->query.sql, what, {{"difference", what}});
