@@ -54,7 +54,7 @@ constexpr control_command k_commands[] = {
     {"pause-replication", "", "stop applying the journal to the follower (dual modes)"},
     {"resume-replication", "", "apply it again"},
     {"switch-primary", "", "swap leader and follower (dual-sqlite <-> dual-d1), the follower drained first"},
-    {"verify", "<on|off>", "check that each entry changed as many rows on the follower as on the leader"},
+    {"verify", "<on|off>", "compare each replicated write on the follower: its changed-row counts, and the rows of a write replicated as rows"},
     {"next", "", "rollout: the next stage"},
     {"prev", "", "rollout: the stage before"},
     {"hold", "", "rollout: stop advancing by itself"},
