@@ -36,4 +36,10 @@ struct error {
   std::optional<std::size_t> index;  // the failing statement of a batch
 };
 
+// The store could not be reached, was too slow or too busy: trying again later may succeed. Every
+// other code is an answer (the SQL, a constraint, a refusal) that waiting does not change.
+inline bool is_transient(const error& e) noexcept {
+  return e.code == errc::unavailable || e.code == errc::timeout || e.code == errc::overloaded;
+}
+
 }  // namespace tandem::protocol

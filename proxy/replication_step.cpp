@@ -38,15 +38,22 @@ failure_plan plan_failure(const protocol::error& e, std::size_t entries) {
     p.counts_as_failure = false;
     return p;
   }
-  const bool outage = e.code == protocol::errc::unavailable || e.code == protocol::errc::timeout || e.code == protocol::errc::overloaded;
+  const bool outage = protocol::is_transient(e);
   p.kind = outage ? batch_failure::outage : batch_failure::refused;
   p.isolate = entries > 1;
   p.stop_at_entry = entries == 1 && !outage;
   return p;
 }
 
+namespace {
+// The entry's statement the follower named by its batch index (0 is the guard), if any.
+const protocol::statement* named_statement(const backends::journal_entry& e, std::optional<std::size_t> index) {
+  return index && *index >= 1 && *index - 1 < e.statements.size() ? &e.statements[*index - 1] : nullptr;
+}
+}  // namespace
+
 std::string failing_sql(const backends::journal_entry& e, std::optional<std::size_t> index) {
-  if (index && *index >= 1 && *index - 1 < e.statements.size()) return e.statements[*index - 1].sql;
+  if (const auto* st = named_statement(e, index)) return st->sql;
   std::string sql;
   for (const auto& st : e.statements) {
     if (sql.size() > 2000) return sql + "; …";
@@ -59,7 +66,7 @@ std::string batch_name(const std::vector<backends::journal_entry>& entries, std:
   if (entries.empty()) return "an empty batch";
   std::string what = "seq " + std::to_string(entries.front().seq);
   if (entries.size() > 1) return what + "-" + std::to_string(entries.back().seq);
-  if (index && *index >= 1 && *index - 1 < entries[0].statements.size()) what += " (statement: " + entries[0].statements[*index - 1].sql + ")";
+  if (const auto* st = named_statement(entries[0], index)) what += " (statement: " + st->sql + ")";
   return what;
 }
 

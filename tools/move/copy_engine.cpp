@@ -571,7 +571,7 @@ class engine {
         return "fatal:the checkpoint of table " + b.tables.front()->info->name +
                " changed during the copy: is another tandem migrate writing to this database?";
       }
-      if (!is_transient(r.error())) return "error:" + r.error().message;
+      if (!protocol::is_transient(r.error())) return "error:" + r.error().message;
       // D1 did not answer, or not in time: find out whether the batch is in before sending it again.
       for (;;) {
         if (backends::clock::now() > deadline) {

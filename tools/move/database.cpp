@@ -369,8 +369,6 @@ outcome<std::vector<protocol::query_result>> run_sync(backends::store& s, std::v
   return f.get();
 }
 
-bool is_transient(const error& e) { return e.code == errc::unavailable || e.code == errc::timeout || e.code == errc::overloaded; }
-
 outcome<void> run_until_known(backends::store& s, const std::vector<protocol::statement>& statements, std::chrono::milliseconds timeout,
                               const std::function<std::optional<bool>()>& committed) {
   const auto deadline = backends::clock::now() + timeout;
@@ -378,7 +376,7 @@ outcome<void> run_until_known(backends::store& s, const std::vector<protocol::st
   for (;;) {
     auto r = run_sync(s, statements, deadline);
     if (r) return {};
-    if (!is_transient(r.error())) return r.error();
+    if (!protocol::is_transient(r.error())) return r.error();
     for (;;) {
       if (backends::clock::now() + backoff > deadline) return r.error();
       std::this_thread::sleep_for(backoff);

@@ -155,8 +155,6 @@ backends::outcome<std::vector<protocol::query_result>> run_sync(
 backends::outcome<void> run_until_known(backends::store& s, const std::vector<protocol::statement>& statements, std::chrono::milliseconds timeout,
                                         const std::function<std::optional<bool>()>& committed = {});
 
-// Whether an error may go away by itself (D1 unreachable, overloaded, or slow).
-bool is_transient(const protocol::error& e);
 
 // An open database the tools write to or read from: a store, and a reader over the same data.
 struct opened {
