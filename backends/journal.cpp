@@ -408,11 +408,24 @@ outcome<table_shape> shape_of(sqlite3* db, const std::string& table) {
   return t;
 }
 
-// A value a check reads as its fingerprint rather than as itself (see row_check).
-bool fingerprinted(const protocol::value& v) {
+// Text that a JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what it
+// is given, `blob || 'x'` included).
+bool is_raw_text(const protocol::value& v) {
   const auto* text = std::get_if<std::string>(&v);
-  return protocol::byte_size(v) > k_check_inline_bytes || (text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text)));
+  return text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
 }
+
+// How a row is named by its address: `"id" = ?` (rowid tables) or `"k1" = ? AND "k2" = ?` (by
+// key, WITHOUT ROWID), its parameters the rowid or the key values.
+std::string address_sql(const table_shape& t) {
+  if (!t.without_rowid) return quote_identifier(t.rowid_alias >= 0 ? t.names[static_cast<std::size_t>(t.rowid_alias)] : t.rowid_name) + " = ?";
+  std::string where;
+  for (int k : t.key) where += (where.empty() ? "" : " AND ") + quote_identifier(t.names[static_cast<std::size_t>(k)]) + " = ?";
+  return where;
+}
+
+// A value a check reads as its fingerprint rather than as itself (see row_check).
+bool fingerprinted(const protocol::value& v) { return protocol::byte_size(v) > k_check_inline_bytes || is_raw_text(v); }
 
 std::string fingerprint_sql(const std::string& column) {
   const std::string bytes = "CAST(" + column + " AS BLOB)";
@@ -481,13 +494,7 @@ std::vector<row_check> checks_of(const std::vector<row_change>& changes, const s
         else check.row->push_back(fingerprinted(v) ? protocol::value(fingerprint_of(v)) : v);
       }
     }
-    std::string where;
-    if (!t.without_rowid) {
-      where = quote_identifier(t.rowid_alias >= 0 ? t.names[static_cast<std::size_t>(t.rowid_alias)] : t.rowid_name) + " = ?";
-    } else {
-      for (int k : t.key) where += (where.empty() ? "" : " AND ") + quote_identifier(t.names[static_cast<std::size_t>(k)]) + " = ?";
-    }
-    check.address = "FROM " + quote_identifier(s.table) + " WHERE " + where;
+    check.address = "FROM " + quote_identifier(s.table) + " WHERE " + address_sql(t);
     check.query.sql = "SELECT " + (columns.empty() ? std::string("1") : columns) + " " + check.address;
     check.query.params.positional = s.address;
     out.push_back(std::move(check));
@@ -645,13 +652,11 @@ outcome<row_images> row_recorder::finish(const d1_limits& limits, std::size_t ma
       for (std::size_t i = 0; i < t.stored.size(); ++i) full[t.stored[i]] = std::move((*values)[i]);
       *values = std::move(full);
     }
-    // Text that a JSON request cannot carry as it is (not UTF-8, or with NUL: SQLite stores what
-    // it is given, `blob || 'x'` included) travels as its bytes, CAST back to TEXT.
+    // Raw text (is_raw_text) travels as its bytes, CAST back to TEXT.
     auto assign = [&](protocol::statement& st, const protocol::value& v) -> std::string {
       const auto* b = std::get_if<protocol::blob>(&v);
       const auto* text = std::get_if<std::string>(&v);
-      const bool raw_text = text && (text->find('\0') != std::string::npos || !protocol::is_valid_utf8(*text));
-      if (!b && !raw_text) {
+      if (!b && !is_raw_text(v)) {
         st.params.positional.push_back(v);
         return "?";
       }
@@ -671,17 +676,12 @@ outcome<row_images> row_recorder::finish(const d1_limits& limits, std::size_t ma
     };
     // Where the row was before the change: by rowid, or by key for WITHOUT ROWID.
     auto where = [&](protocol::statement& st) {
-      std::string w;
       if (!t.without_rowid) {
-        w = " WHERE " + quote_identifier(t.rowid_alias >= 0 ? t.names[t.rowid_alias] : t.rowid_name) + " = ?";
         st.params.positional.push_back(c.old_rowid);
-        return w;
+      } else {
+        for (int k : t.key) st.params.positional.push_back(c.old_values.at(static_cast<std::size_t>(k)));
       }
-      for (int k : t.key) {
-        w += (w.empty() ? " WHERE " : " AND ") + quote_identifier(t.names[k]) + " = ?";
-        st.params.positional.push_back(c.old_values.at(k));
-      }
-      return w;
+      return " WHERE " + address_sql(t);
     };
     protocol::statement st;
     if (c.op == SQLITE_INSERT) {

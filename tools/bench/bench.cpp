@@ -938,7 +938,8 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
 
 // Where the bench sends its requests: a tandem it starts on a copy of the floor's rows, or the
 // one at --url, loaded over the wire.
-protocol::client_options bench_target(const bench_options& o, const fs::path& dir, std::unique_ptr<child_server>& child) {
+protocol::client_options bench_target(const bench_options& o, const fs::path& dir, const std::string& binary,
+                                      std::unique_ptr<child_server>& child) {
   const std::string tandem_db = (dir / "tandem.db").string();
   protocol::client_options copts;
   if (o.url.empty()) {
@@ -947,7 +948,6 @@ protocol::client_options bench_target(const bench_options& o, const fs::path& di
     std::ofstream(conf) << "{ \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
                         << "  \"sqlite\": {\"path\": \"" << tandem_db << "\", \"synchronous\": \"" << o.synchronous << "\"},\n"
                         << "  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false} }\n";
-    const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
     child = std::make_unique<child_server>(binary, conf);
     copts.port = child->port();
   } else {
@@ -1011,8 +1011,8 @@ int run_bench(const bench_options& o) {
   try {
     fs::path dir = o.dir.empty() ? fs::temp_directory_path() / ("tandem-bench-" + std::to_string(::getpid())) : fs::path(o.dir);
     fs::create_directories(dir);
+    const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
     if (o.store == "d1" || o.store == "dual") {
-      const std::string binary = o.tandem_binary.empty() ? fs::read_symlink("/proc/self/exe").string() : o.tandem_binary;
       const int status = o.store == "d1" ? run_d1_bench(o, dir, binary) : run_dual_bench(o, dir, binary);
       if (o.dir.empty()) fs::remove_all(dir);
       return status;
@@ -1021,7 +1021,7 @@ int run_bench(const bench_options& o) {
     load(floor_db, o.rows, o.synchronous);
 
     std::unique_ptr<child_server> child;
-    const protocol::client_options copts = bench_target(o, dir, child);
+    const protocol::client_options copts = bench_target(o, dir, binary, child);
 
     std::printf("tandem bench: %d rows, %.1f s per run, synchronous=%s, %u cores\n", o.rows, o.seconds,
                 o.synchronous.c_str(), std::thread::hardware_concurrency());
