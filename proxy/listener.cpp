@@ -30,8 +30,8 @@ void deadline::disarm() {
 }
 
 template <class Protocol>
-listener<Protocol>::listener(asio::io_context& ioc, std::string name, factory make)
-    : ioc_(ioc), acceptor_(ioc), prefix_(name.empty() ? "" : name + ": "), make_(std::move(make)) {}
+listener<Protocol>::listener(asio::io_context& ioc, std::string name, factory make, placement place)
+    : ioc_(ioc), acceptor_(ioc), prefix_(name.empty() ? "" : name + ": "), make_(std::move(make)), place_(std::move(place)) {}
 
 template <class Protocol>
 typename listener<Protocol>::endpoint_type listener<Protocol>::listen(const endpoint_type& endpoint) {
@@ -46,7 +46,8 @@ typename listener<Protocol>::endpoint_type listener<Protocol>::listen(const endp
 template <class Protocol>
 asio::awaitable<void> listener<Protocol>::accept_loop() {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), asio::as_tuple(asio::use_awaitable));
+    asio::any_io_executor where = place_ ? place_() : asio::any_io_executor(asio::make_strand(ioc_));
+    auto [ec, socket] = co_await acceptor_.async_accept(where, asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // Out of file descriptors and the like: log and keep accepting.

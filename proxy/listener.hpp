@@ -27,8 +27,8 @@
 
 namespace tandem::proxy {
 
-// One accepted connection, as its listener sees it. Everything it does runs on its executor, a
-// strand of its own.
+// One accepted connection, as its listener sees it. Everything it does runs on its executor, one
+// handler at a time (a strand of its own, or an io_context run by one thread: see io_pool.hpp).
 class connection {
  public:
   virtual ~connection() = default;
@@ -62,13 +62,17 @@ class listener : public std::enable_shared_from_this<listener<Protocol>> {
  public:
   using socket_type = typename Protocol::socket;
   using endpoint_type = typename Protocol::endpoint;
-  // Makes the connection for a socket just accepted (its executor a strand of its own); `live`
+  // Makes the connection for a socket just accepted (on the executor `place` chose); `live`
   // is how many connections run now, for a connection limit. May throw (out of memory, TLS):
   // that is logged, and the listener goes on accepting.
   using factory = std::function<std::shared_ptr<connection>(socket_type socket, std::size_t live)>;
 
-  // `name` prefixes its log lines ("admin", "control"; "" for the SQL listener).
-  listener(boost::asio::io_context& ioc, std::string name, factory make);
+  // Where an accepted connection runs: an executor that runs its handlers one at a time.
+  using placement = std::function<boost::asio::any_io_executor()>;
+
+  // `name` prefixes its log lines ("admin", "control"; "" for the SQL listener). The acceptor
+  // runs on `ioc`; each connection on `place()` (default: a strand of `ioc` of its own).
+  listener(boost::asio::io_context& ioc, std::string name, factory make, placement place = {});
 
   // Opens, binds and listens (TCP with SO_REUSEADDR), then starts accepting. Throws
   // boost::system::system_error when it cannot. Returns the bound endpoint (port 0 picks one).
@@ -93,6 +97,7 @@ class listener : public std::enable_shared_from_this<listener<Protocol>> {
   typename Protocol::acceptor acceptor_;
   const std::string prefix_;  // "admin: ", or ""
   const factory make_;
+  const placement place_;
   std::atomic<bool> stop_requested_{false};
   mutable std::mutex mu_;
   bool stopping_ = false;  // under mu_, from the stop handler on

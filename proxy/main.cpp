@@ -91,6 +91,8 @@ CLI::App* add_bench(CLI::App& app, tandem::tools::bench_options& bo) {
   bench->add_option("--url", bo.url, "benchmark a running tandem instead of starting one");
   bench->add_option("--token-env", bo.token_env, "environment variable holding the token (with --url)");
   bench->add_option("--connections", bo.connections, "connection counts to measure")->delimiter(',')->capture_default_str();
+  bench->add_option("--workloads", bo.workloads, "workloads to measure (ping, select, insert): a subset, e.g. for a profile")
+      ->delimiter(',')->check(CLI::IsMember({"ping", "select", "insert"}))->capture_default_str();
   bench->add_option("--rows", bo.rows, "rows in the point-select table")->capture_default_str();
   bench->add_option("--seconds", bo.seconds, "duration of each measurement")->capture_default_str();
   bench->add_option("--synchronous", bo.synchronous, "SQLite synchronous for both sides")

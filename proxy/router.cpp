@@ -419,19 +419,22 @@ void router::shadow(shadow_read s, const query_result& answer) {
 
 void router::read(client_context& client, protocol::statement st, backends::exec_options options,
                   backends::query_done done) {
+  // The lock covers only the four fields it guards: the I/O threads all read through here.
+  const int bucket = bucket_of(client.routing_key);
   std::unique_lock lock(mu_);
-  const bool to_d1 = bucket_of(client.routing_key) < read_percent_;
+  const bool to_d1 = bucket < read_percent_;
   backends::store* leader = store_for(mode_, true);
-  backends::store* target = to_d1 ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
-  bool shadowed = sample(shadow_percent_);
+  const int shadow_percent = shadow_percent_;
   auto rep = replicator_;
   lock.unlock();
+  backends::store* target = to_d1 ? static_cast<backends::store*>(d1_.get()) : sqlite_.get();
+  bool shadowed = sample(shadow_percent);
   // A follower that must be rebuilt holds no copy to read from (or to compare with).
   if (rep && rep->must_rebuild()) {
     target = leader;
     shadowed = false;
   }
-  const std::string journal(leader->name());
+  const std::string_view journal = leader->name();  // a store's name is a literal
   const read_floor floor = rep ? floor_of(client, journal, *rep) : read_floor{};
   // Where the stores stand as the read starts: a shadow comparison means something only when
   // both answer from the same journal position (a lagging follower is not a mismatch).
@@ -460,7 +463,7 @@ void router::read(client_context& client, protocol::statement st, backends::exec
                     // or the leader's end once it answered (an overestimate, which is the safe side
                     // for the reads that follow).
                     const std::int64_t seen = on == leader ? rep->known_leader_seq() : floor.seq;
-                    r->meta.at = {journal, std::max({seen, rep->applied(), std::int64_t{0}})};
+                    r->meta.at = {std::string(journal), std::max({seen, rep->applied(), std::int64_t{0}})};
                     note_seen(client, r->meta.at);
                   }
                   count_read(*on, r, start);

@@ -104,27 +104,6 @@ std::string admin_token(const config& c) {
   return v;
 }
 
-void run_io(asio::io_context& ioc, std::chrono::microseconds spin) {
-  if (spin.count() <= 0) {
-    ioc.run();
-    return;
-  }
-  // Like run(), but an I/O thread that runs out of handlers polls for a short while before it
-  // sleeps in epoll: a store completing a request then finds it awake (see sqlite_store).
-  using steady = std::chrono::steady_clock;
-  auto last_work = steady::now();
-  while (!ioc.stopped()) {
-    if (ioc.poll() > 0) {
-      last_work = steady::now();
-    } else if (steady::now() - last_work < spin) {
-      std::this_thread::yield();
-    } else {
-      ioc.run_one();
-      last_work = steady::now();
-    }
-  }
-}
-
 backends::outcome<std::unique_ptr<backends::d1_store>> open_d1(const config& c) {
   auto o = d1_options_of(c.d1);
   const char* token = std::getenv(c.d1.token_env.c_str());
@@ -426,8 +405,8 @@ class signal_handler {
     }
     stopping_ = true;
     spdlog::info("signal {}: stopping (finishing in-flight requests; send it again to exit at once)", sig);
-    // Re-arm before stop(): with several I/O threads, the cancel that stop() posts can run on
-    // another thread at once, and a wait armed after it would keep the io_context alive forever.
+    // Re-arm (a second signal exits at once) before stop(): the cancel that stop() posts once the
+    // last session ended must find the wait armed, or the control context never runs out of work.
     arm();
     if (p_.admin) p_.admin->stop();
     if (p_.control) p_.control->stop();
@@ -491,8 +470,9 @@ int serve(const config& c, std::function<config()> reread) {
   router& route = **opened;
   if (saved && saved->replication_paused) route.pause_replication();
 
-  asio::io_context ioc(c.io_threads);
-  server srv(ioc, server_options{c.listen, c.tls, c.limits, tokens}, route);
+  io_pool pool(c.io_threads, std::chrono::microseconds(c.spin_us));
+  asio::io_context& ioc = pool.control();
+  server srv(pool, server_options{c.listen, c.tls, c.limits, tokens}, route);
   asio::ip::tcp::endpoint ep;
   try {
     ep = srv.start();
@@ -545,11 +525,8 @@ int serve(const config& c, std::function<config()> reread) {
   if (owned.lease) owned.lease->describe(self);
   std::cout << "tandem listening on " << ep.address().to_string() << ":" << ep.port() << std::endl;
 
-  std::vector<std::thread> threads;
-  const auto spin = std::chrono::microseconds(c.spin_us);
-  for (int i = 1; i < c.io_threads; ++i) threads.emplace_back([&] { run_io(ioc, spin); });
-  run_io(ioc, spin);
-  for (auto& t : threads) t.join();
+  // Until the signal handler's graceful stop has ended the last session and let go of signals.
+  pool.run();
   if (stages) stages->stop();
   route.shutdown();
   events_to.store(nullptr);

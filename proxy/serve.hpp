@@ -38,10 +38,6 @@ boost::json::object reload_into(config& current, const config& next,
                                 const std::function<void(const rollout_config&)>& apply_rollout,
                                 const std::function<std::vector<std::string>(const config&)>& apply_secrets = {});
 
-// Runs the io_context's handlers until it runs out of work. With `spin` > 0 an idle thread
-// polls for that long before sleeping (lower latency, some CPU).
-void run_io(boost::asio::io_context& ioc, std::chrono::microseconds spin);
-
 class d1_lease;
 
 // Opens the stores the mode calls for (and D1 in sqlite-only mode when it is configured, so

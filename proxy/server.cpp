@@ -23,9 +23,9 @@ tcp_listener::factory sessions_of(std::shared_ptr<session_shared> shared) {
 
 }  // namespace
 
-server::server(asio::io_context& ioc, server_options options, router& r)
+server::server(io_pool& pool, server_options options, router& r)
     : shared_(std::make_shared<session_shared>(std::move(options), r)),
-      listener_(std::make_shared<tcp_listener>(ioc, "", sessions_of(shared_))) {}
+      listener_(std::make_shared<tcp_listener>(pool.control(), "", sessions_of(shared_), [&pool] { return pool.next(); })) {}
 
 tcp::endpoint server::start() {
   auto& o = shared_->options;

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "proxy/config.hpp"
+#include "proxy/io_pool.hpp"
 #include "proxy/listener.hpp"
 #include "proxy/router.hpp"
 
@@ -26,7 +27,8 @@ struct server_options {
 
 class server {
  public:
-  server(boost::asio::io_context& ioc, server_options options, router& r);
+  // Accepts on the pool's control context; each session runs on one of its I/O threads.
+  server(io_pool& pool, server_options options, router& r);
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 

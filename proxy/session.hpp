@@ -42,7 +42,8 @@ struct session_shared {
 // registry (which must reach it to stop it): hence enable_shared_from_this.
 class session : public connection, public std::enable_shared_from_this<session> {
  public:
-  // `socket`'s executor must be a strand: everything the session does runs on it.
+  // `socket`'s executor must run one handler at a time (a strand, or an io_pool thread's
+  // context): everything the session does runs on it.
   session(boost::asio::ip::tcp::socket socket, std::shared_ptr<session_shared> shared, bool over_limit);
 
   // Runs the connection until it ends. co_spawn it on the socket's executor.

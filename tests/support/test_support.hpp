@@ -11,7 +11,6 @@
 
 #include <sys/types.h>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/json/object.hpp>
 
 #include "backends/sqlite_store.hpp"
@@ -58,10 +57,10 @@ class test_server {
  private:
   temp_dir dir_;
   std::string db_path_;
-  boost::asio::io_context ioc_;
+  proxy::io_pool pool_{2, std::chrono::microseconds(0)};
   std::unique_ptr<proxy::router> router_;
   std::unique_ptr<proxy::server> server_;
-  std::vector<std::thread> threads_;
+  std::thread control_thread_;  // runs pool_.control() (the acceptor) until the stop
   std::uint16_t port_ = 0;
   proxy::server_options options_;
   bool stopped_ = false;

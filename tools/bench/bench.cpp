@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -24,6 +25,9 @@
 #include <limits>
 #include <random>
 #include <thread>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 
 #include "backends/journal.hpp"
 #include "backends/d1_store.hpp"
@@ -280,19 +284,122 @@ sockaddr_in loopback(std::uint16_t port) {
   return a;
 }
 
-operation echo_client(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  auto a = loopback(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("echo connect failed");
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  auto closer = std::shared_ptr<int>(new int(fd), [](int* p) { ::close(*p); delete p; });
-  return [closer] {
-    static constexpr char req[] = "{\"id\":1,\"op\":\"ping\"}\n";
-    if (::write(*closer, req, sizeof req - 1) != static_cast<ssize_t>(sizeof req - 1)) return false;
-    char buf[64];
-    return ::read(*closer, buf, sizeof buf) > 0;
+// ---- the load generator: one thread and epoll, the shape of redis-benchmark's client ------------
+
+// Drives `conns` connections to 127.0.0.1:`port` from this one thread, each with one request in
+// flight, for `seconds`: redis-benchmark's shape, so that a tandem figure and a redis figure
+// differ by their servers, not by their clients (a thread per connection spends most of a small
+// machine on waking threads). `next(conn)` gives the next request line, newline included; an
+// answer counts as an error unless it starts with `ok_prefix`. `hello`, when not empty, is sent
+// first on each connection (a token). Throws when it cannot connect.
+figures measure_loop(std::uint16_t port, int conns, double seconds, const std::function<std::string(int)>& next,
+                     std::string_view ok_prefix, const std::string& hello = {}) {
+  struct conn {
+    int fd = -1;
+    std::string in;
+    steady::time_point sent;
   };
+  std::vector<conn> cs(static_cast<std::size_t>(conns));
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  const auto cleanup = [&] {
+    for (auto& c : cs) {
+      if (c.fd >= 0) ::close(c.fd);
+    }
+    ::close(ep);
+  };
+  const auto send_all = [](int fd, const std::string& line) {
+    return ::send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+  };
+  for (int i = 0; i < conns; ++i) {
+    auto& c = cs[static_cast<std::size_t>(i)];
+    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto a = loopback(port);
+    int one = 1;
+    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(c.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      cleanup();
+      throw std::runtime_error("load generator: cannot connect to 127.0.0.1:" + std::to_string(port));
+    }
+    if (!hello.empty()) {
+      char buf[4096];
+      const ssize_t n = send_all(c.fd, hello) ? ::recv(c.fd, buf, sizeof buf, 0) : -1;
+      if (n <= 0 || std::string_view(buf, static_cast<std::size_t>(n)).find("\"ok\":true") == std::string_view::npos) {
+        cleanup();
+        throw std::runtime_error("load generator: hello refused (wrong token?)");
+      }
+    }
+    ::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = static_cast<std::uint32_t>(i);
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
+  }
+  std::vector<float> lat;
+  lat.reserve(1 << 20);
+  figures f;
+  const auto start = steady::now();
+  const auto until = start + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(seconds));
+  for (int i = 0; i < conns; ++i) {
+    auto& c = cs[static_cast<std::size_t>(i)];
+    c.sent = steady::now();
+    if (!send_all(c.fd, next(i))) ++f.errors;
+  }
+  std::vector<epoll_event> ready(static_cast<std::size_t>(conns));
+  std::vector<char> buf(64 * 1024);
+  while (steady::now() < until) {
+    const int n = ::epoll_wait(ep, ready.data(), conns, 10);
+    for (int k = 0; k < n; ++k) {
+      const int i = static_cast<int>(ready[static_cast<std::size_t>(k)].data.u32);
+      auto& c = cs[static_cast<std::size_t>(i)];
+      const ssize_t got = ::recv(c.fd, buf.data(), buf.size(), 0);
+      if (got <= 0) continue;
+      c.in.append(buf.data(), static_cast<std::size_t>(got));
+      const auto nl = c.in.find('\n');
+      if (nl == std::string::npos) continue;
+      const auto now = steady::now();
+      if (c.in.compare(0, ok_prefix.size(), ok_prefix) != 0) ++f.errors;
+      lat.push_back(std::chrono::duration<float, std::micro>(now - c.sent).count());
+      c.in.erase(0, nl + 1);
+      c.sent = now;
+      if (now < until && !send_all(c.fd, next(i))) ++f.errors;
+    }
+  }
+  const double elapsed = std::chrono::duration<double>(steady::now() - start).count();
+  cleanup();
+  if (lat.empty()) return f;
+  std::sort(lat.begin(), lat.end());
+  f.ops = static_cast<double>(lat.size()) / elapsed;
+  f.p50_us = lat[lat.size() / 2];
+  f.p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+  f.ran = true;
+  return f;
+}
+
+// `workload` ("ping", "select", "insert") through tandem at `conns` connections. Plain TCP to
+// this host runs on the one-thread load generator (measure_loop); TLS, or another host, on a
+// protocol::client per thread.
+figures measure_tandem(const protocol::client_options& o, const std::string& workload, int conns, double seconds, int rows) {
+  const bool local = o.host == "127.0.0.1" || o.host == "localhost";
+  if (o.tls || !local) {
+    return measure(conns, seconds, [&](int i) {
+      if (workload == "ping") return tandem_ping(o);
+      return workload == "select" ? tandem_select(o, rows, i) : tandem_insert(o, i);
+    });
+  }
+  const std::string hello = o.token.empty() ? std::string()
+                                            : R"({"id":1,"op":"hello","token":)" + boost::json::serialize(boost::json::value(o.token)) + "}\n";
+  std::vector<std::mt19937_64> rng;
+  std::vector<std::int64_t> inserted(static_cast<std::size_t>(conns), 0);
+  for (int i = 0; i < conns; ++i) rng.emplace_back(static_cast<std::uint64_t>(i) + 1);
+  const std::string select_head = std::string(R"({"id":1,"op":"query","sql":")") + k_select + R"(","params":[)";
+  const std::string insert_head = std::string(R"({"id":1,"op":"query","sql":")") + k_insert + R"(","params":[)";
+  const auto next = [&](int i) -> std::string {
+    const auto k = static_cast<std::size_t>(i);
+    if (workload == "ping") return "{\"id\":1,\"op\":\"ping\"}\n";
+    if (workload == "select") return select_head + std::to_string(rng[k]() % static_cast<std::uint64_t>(rows) + 1) + "]}\n";
+    return insert_head + std::to_string(i) + "," + std::to_string(++inserted[k]) + ",\"inserted\"]}\n";
+  };
+  return measure_loop(o.port, conns, seconds, next, R"({"id":1,"ok":true)", hello);
 }
 
 // ---- redis-benchmark PING, a server users know (when installed) ----------------------------------
@@ -1032,9 +1139,11 @@ int run_bench(const bench_options& o) {
     echo_server echo;
     auto redis = redis_reference::start();
     figures select16_tandem, select64_tandem, echo16, ping16_tandem, redis16;
+    const auto wants = [&o](const char* w) { return std::find(o.workloads.begin(), o.workloads.end(), w) != o.workloads.end(); };
     for (int n : o.connections) {
-      auto e = measure(n, o.seconds, [&](int) { return echo_client(echo.port()); });
-      auto t = measure(n, o.seconds, [&](int) { return tandem_ping(copts); });
+      if (!wants("ping")) break;
+      auto e = measure_loop(echo.port(), n, o.seconds, [](int) { return std::string("{\"id\":1,\"op\":\"ping\"}\n"); }, "{\"ok\":true");
+      auto t = measure_tandem(copts, "ping", n, o.seconds, o.rows);
       row("ping (vs echo)", n, e, t);
       if (redis) {
         auto r = redis->ping(n, o.seconds);
@@ -1045,8 +1154,9 @@ int run_bench(const bench_options& o) {
     }
     figures select1_floor, select1_tandem;
     for (int n : o.connections) {
+      if (!wants("select")) break;
       auto f = measure(n, o.seconds, [&](int i) { return inproc_select(floor_db, o.rows, o.synchronous, i); });
-      auto t = measure(n, o.seconds, [&](int i) { return tandem_select(copts, o.rows, i); });
+      auto t = measure_tandem(copts, "select", n, o.seconds, o.rows);
       row("point-select", n, f, t);
       if (n == 1) select1_floor = f, select1_tandem = t;
       if (n == 16) select16_tandem = t;
@@ -1054,15 +1164,17 @@ int run_bench(const bench_options& o) {
     }
     figures insert1_floor, insert64_floor, insert64_tandem;
     for (int n : o.connections) {
+      if (!wants("insert")) break;
       auto f = measure(n, o.seconds, [&](int i) { return inproc_insert(floor_db, o.synchronous, i); });
-      auto t = measure(n, o.seconds, [&](int i) { return tandem_insert(copts, i); });
+      auto t = measure_tandem(copts, "insert", n, o.seconds, o.rows);
       row("insert", n, f, t);
       if (n == 1) insert1_floor = f;
       if (n == 64) insert64_floor = f, insert64_tandem = t;
     }
     std::printf("%s\n", std::string(100, '-').c_str());
     std::printf("floor for ping = a minimal blocking TCP request/response server in this process%s;\n"
-                "floor for point-select/insert = in-process SQLite (insert: one transaction per row).\n",
+                "floor for point-select/insert = in-process SQLite (insert: one transaction per row).\n"
+                "client for the echo and tandem rows = one thread with epoll, one request in flight per connection (redis-benchmark's shape).\n",
                 redis ? ", or redis-server under redis-benchmark -t ping_inline (its own client, same connections)" : "");
     if (!redis) std::printf("(redis-server and redis-benchmark are not on PATH: no redis PING reference)\n");
     if (select16_tandem.ran && echo16.ran)
@@ -1083,10 +1195,8 @@ int run_bench(const bench_options& o) {
     if (insert64_tandem.ran && insert1_floor.ran)
       std::printf("insert at 64 conns: group commit vs the best single writer with one transaction per insert: %.1fx\n",
                   insert64_tandem.ops / insert1_floor.ops);
-    if (child) {
-      report_memory(*child, copts, o);
-      child->stop();
-    }
+    if (child && wants("select")) report_memory(*child, copts, o);
+    if (child) child->stop();
     if (o.dir.empty()) fs::remove_all(dir);
     return 0;
   } catch (const std::exception& e) {

@@ -13,6 +13,7 @@ struct bench_options {
   std::string token_env;        // token for --url
   std::string tandem_binary;    // the executable to run `serve` from (default: this one)
   std::vector<int> connections{1, 16, 64};
+  std::vector<std::string> workloads{"ping", "select", "insert"};  // which rows of the table run
   int rows = 10000;
   double seconds = 2.0;         // per measurement
   std::string synchronous = "FULL";
