@@ -887,6 +887,25 @@ double wait_replicated(protocol::client& c, backends::store& d1) {
   return std::chrono::duration<double>(steady::now() - start).count();
 }
 
+// The value of the Prometheus gauge `name` that tandem's admin endpoint on `port` exports now,
+// or -1 when it cannot be read.
+std::int64_t metric_of(std::uint16_t port, const std::string& name) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  auto a = loopback(port);
+  std::string body;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[16384];
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) body.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  const auto at = body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(body.c_str() + at + name.size() + 2, nullptr, 10);
+}
+
 // `tandem bench --store dual`: what dual writes cost and how fast the replicator copies.
 // Long (~150 lines): a measurement script over the same processes, printing as it goes; its steps
 // share those processes and their figures, and read best in the order they run.
@@ -894,12 +913,15 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
   bench_d1 local(o, dir, binary);
   const std::vector<std::pair<std::string, std::string>> env{{"TANDEM_BENCH_D1_TOKEN", d1_local_process::k_token}};
   // `d1_section` replaces the local D1's (a follower that is never reachable).
+  // `admin_port` > 0 turns the admin endpoint on there (the lag watcher reads /metrics).
   auto config = [&](const std::string& name, const std::string& mode, const std::string& database, int batch_entries,
-                    const std::string& d1_section = {}) {
+                    const std::string& d1_section = {}, int admin_port = 0) {
     const std::string path = (dir / (name + ".jsonc")).string();
+    const std::string admin = admin_port > 0 ? "{\"enabled\": true, \"host\": \"127.0.0.1\", \"port\": " + std::to_string(admin_port) + "}"
+                                             : std::string("{\"enabled\": false}");
     std::ofstream(path) << "{ \"mode\": \"" << mode << "\", \"listen\": {\"host\": \"127.0.0.1\", \"port\": 0},\n"
                         << "  \"sqlite\": {\"path\": \"" << (dir / (name + ".db")).string() << "\", \"synchronous\": \""
-                        << o.synchronous << "\"},\n  \"limits\": {\"max_connections\": 4096}, \"admin\": {\"enabled\": false}, \"control\": {\"enabled\": false},\n"
+                        << o.synchronous << "\"},\n  \"limits\": {\"max_connections\": 4096}, \"admin\": " << admin << ", \"control\": {\"enabled\": false},\n"
                         << "  \"dual\": {\"batch_entries\": " << batch_entries << ", \"retry_min_ms\": 10, \"retry_max_ms\": "
                         << (d1_section.empty() ? 50 : 60000) << "},\n  " << (d1_section.empty() ? local.config(database) : d1_section)
                         << " }\n";
@@ -992,20 +1014,39 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
   }
   std::printf("batching: %.0fx the entries/s of one entry per request (target >= 50x)\n", per_s[1] / per_s[0]);
 
-  // 3. Steady lag at a fixed write rate: one writer at 1,000 inserts/s; a watcher polls D1 for
-  //    the highest id it has, 2 ms after its last answer, and counts an id as seen when the answer
-  //    holding it came back (so each lag includes up to one D1 read round trip and the pause).
+  // 3. Steady lag at a fixed write rate: one writer at 1,000 inserts/s, and two watchers. One
+  //    reads tandem's /metrics every 1 ms and counts a write as applied once tandem_applied_seq
+  //    reaches the journal position its answer carried: D1 has committed it and said so (what
+  //    read-your-writes waits for). The other polls D1 for the highest id it has, 2 ms after its
+  //    last answer, and counts an id as seen when the answer holding it came back (so its lag
+  //    includes up to one D1 read round trip and the pause, and its reads load the local D1).
   {
     const std::string database = local.fresh(31);
-    child_server dual(binary, config("lag", "dual-sqlite", database, 500), env);
+    const std::uint16_t admin_port = free_port();
+    child_server dual(binary, config("lag", "dual-sqlite", database, 500, {}, admin_port), env);
     protocol::client_options co;
     co.port = dual.port();
     auto c = prepare(co);
     auto d1 = backends::d1_store::open(local.options(database));
     if (!d1) throw std::runtime_error(d1.error().message);
     const int total = std::max(200, static_cast<int>(1000 * o.seconds * 2));
-    std::vector<steady::time_point> acked(static_cast<std::size_t>(total) + 1), seen(static_cast<std::size_t>(total) + 1);
+    std::vector<steady::time_point> acked(static_cast<std::size_t>(total) + 1), seen(static_cast<std::size_t>(total) + 1),
+        applied(static_cast<std::size_t>(total) + 1);
+    // The journal position of each write (its answer's meta.at), published once acked.
+    std::vector<std::int64_t> seq_of(static_cast<std::size_t>(total) + 1, 0);
+    std::atomic<int> acked_upto{0};
     std::atomic<bool> done{false};
+    std::thread applied_watcher([&] {
+      int next = 1;  // the first write not yet counted as applied
+      while (next <= total) {
+        const std::int64_t at = metric_of(admin_port, "tandem_applied_seq");
+        const auto now = steady::now();
+        const int upto = acked_upto.load(std::memory_order_acquire);
+        while (next <= upto && at >= seq_of[static_cast<std::size_t>(next)]) applied[static_cast<std::size_t>(next++)] = now;
+        if (done && next <= total && now - acked[static_cast<std::size_t>(total)] > std::chrono::seconds(60)) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
     std::thread watcher([&] {
       std::int64_t have = 0;
       while (have < total) {
@@ -1022,22 +1063,34 @@ int run_dual_bench(const bench_options& o, const fs::path& dir, const std::strin
       std::this_thread::sleep_until(start + std::chrono::microseconds(1000) * i);
       protocol::params p;
       p.positional = {std::int64_t{i}, std::int64_t{i}};
-      if (!c->query("INSERT INTO bench_lag VALUES (?, ?)", p)) throw std::runtime_error("insert failed");
+      auto r = c->query("INSERT INTO bench_lag VALUES (?, ?)", p);
+      if (!r) throw std::runtime_error("insert failed: " + r.error().message);
       acked[static_cast<std::size_t>(i)] = steady::now();
+      seq_of[static_cast<std::size_t>(i)] = r->meta.at.seq;
+      acked_upto.store(i, std::memory_order_release);
     }
     const double rate = total / std::chrono::duration<double>(steady::now() - start).count();
     done = true;
     watcher.join();
-    std::vector<double> lags;
-    for (int i = 1; i <= total; ++i) {
-      if (seen[static_cast<std::size_t>(i)] == steady::time_point{}) continue;
-      lags.push_back(std::chrono::duration<double, std::milli>(seen[static_cast<std::size_t>(i)] - acked[static_cast<std::size_t>(i)]).count());
-    }
-    std::sort(lags.begin(), lags.end());
-    auto pct = [&](double q) { return lags.empty() ? 0.0 : lags[static_cast<std::size_t>(q * static_cast<double>(lags.size() - 1))]; };
+    applied_watcher.join();
+    // Lags in ms from each write's acknowledgement to `when` it was seen, sorted.
+    const auto lags_of = [&](const std::vector<steady::time_point>& when) {
+      std::vector<double> lags;
+      for (int i = 1; i <= total; ++i) {
+        if (when[static_cast<std::size_t>(i)] == steady::time_point{}) continue;
+        lags.push_back(std::chrono::duration<double, std::milli>(when[static_cast<std::size_t>(i)] - acked[static_cast<std::size_t>(i)]).count());
+      }
+      std::sort(lags.begin(), lags.end());
+      return lags;
+    };
+    const auto report = [&](const char* what, const std::vector<double>& lags) {
+      auto pct = [&](double q) { return lags.empty() ? 0.0 : lags[static_cast<std::size_t>(q * static_cast<double>(lags.size() - 1))]; };
+      std::printf("replication lag at %.0f writes/s (%d writes), %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms (target p99 < 50 ms)\n", rate,
+                  total, what, pct(0.5), pct(0.99), lags.empty() ? 0.0 : lags.back());
+    };
     std::printf("%s\n", std::string(100, '-').c_str());
-    std::printf("replication lag at %.0f writes/s (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms (target p99 < 50 ms)\n", rate,
-                total, pct(0.5), pct(0.99), lags.empty() ? 0.0 : lags.back());
+    report("applied on D1 (tandem_applied_seq)", lags_of(applied));
+    report("seen by a reader polling D1", lags_of(seen));
     (*d1)->shutdown();
   }
   return 0;
