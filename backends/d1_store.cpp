@@ -196,7 +196,8 @@ struct d1_store::impl {
         http(ioc.get_executor(),
              http_client_options{std::move(url), o.ca_file, o.verify_tls, o.connect_timeout, o.request_timeout, o.max_connections,
                                  o.max_attempts, o.backoff_base, o.backoff_max, o.max_response_bytes,
-                                 o.read_replication ? std::vector<std::string>{std::string(k_bookmark_header)} : std::vector<std::string>{}}),
+                                 o.read_replication ? std::vector<std::string>{std::string(k_bookmark_header)} : std::vector<std::string>{},
+                                 o.max_idle}),
         path(o.transport == d1_transport::bridge ? "/v1/query"
                                                  : "/client/v4/accounts/" + o.account_id + "/d1/database/" + o.database_id + "/raw") {}
 

@@ -49,6 +49,8 @@ struct d1_options {
   std::chrono::milliseconds backoff_max{5000};
   std::size_t max_response_bytes = 64u << 20;  // a larger answer is UNSUPPORTED, not an outage
   d1_limits limits;
+  // A pooled connection idle longer than this is not reused (http_client_options::max_idle).
+  std::chrono::milliseconds max_idle{3000};
 };
 
 struct d1_health {

@@ -84,6 +84,7 @@ struct http_client::impl {
     std::unique_ptr<beast::tcp_stream> plain;
     std::unique_ptr<ssl_stream> secure;
     beast::flat_buffer buffer;
+    clock::time_point idle_since;  // when it was last handed back to the pool
 
     beast::tcp_stream& tcp() { return plain ? *plain : beast::get_lowest_layer(*secure); }
   };
@@ -109,7 +110,8 @@ struct http_client::impl {
     return (options.url.tls ? "https://" : "http://") + options.url.host + ":" + options.url.port;
   }
 
-  // A connection nobody is using whose peer has not closed it, or a new one.
+  // A connection nobody is using, idle less than max_idle, whose peer has not closed it, or a
+  // new one.
   asio::awaitable<outcome<std::unique_ptr<connection>>> acquire(clock::time_point deadline) {
     while (active >= std::max<std::size_t>(options.max_connections, 1)) {
       auto timer = std::make_shared<asio::steady_timer>(ex, deadline);
@@ -124,7 +126,7 @@ struct http_client::impl {
     while (!idle.empty()) {
       auto c = std::move(idle.back());
       idle.pop_back();
-      if (still_open(*c)) co_return c;
+      if (clock::now() - c->idle_since < options.max_idle && still_open(*c)) co_return c;
     }
     auto fresh = co_await connect(deadline);
     if (!fresh) release(nullptr);
@@ -134,7 +136,10 @@ struct http_client::impl {
   // Hands the connection back (null: it was closed) and wakes one waiter.
   void release(std::unique_ptr<connection> c) {
     --active;
-    if (c) idle.push_back(std::move(c));
+    if (c) {
+      c->idle_since = clock::now();
+      idle.push_back(std::move(c));
+    }
     while (!waiters.empty()) {
       auto w = waiters.front().lock();
       waiters.pop_front();

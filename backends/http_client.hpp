@@ -45,6 +45,11 @@ struct http_client_options {
   std::size_t max_response_bytes = 64u << 20;
   // Answer headers the caller reads (http_reply::header); others are not kept.
   std::vector<std::string> reply_headers;
+  // A pooled connection idle longer than this is closed, not reused. Servers close idle
+  // keep-alive connections (Node's default, and the local D1's, after 5 s); one that closes as a
+  // request is sent leaves a write's outcome unknown. Below such a timeout, a request never
+  // meets that race; above it, the cost is a new connection after an idle spell.
+  std::chrono::milliseconds max_idle{3000};
 };
 
 struct http_reply {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <thread>
 
 #include "tests/support/d1_support.hpp"
 
@@ -144,6 +145,26 @@ TEST(D1Faults, DroppedConnectionMidRequest) {
   EXPECT_NE(w.error().message.find("outcome unknown"), std::string::npos) << w.error().message;
   auto r = run(*s, "SELECT 1 AS x");
   ASSERT_TRUE(r) << "reads are repeated after a drop: " << r.error().message;
+}
+
+// A server closes an idle keep-alive connection after its own timeout (the local D1 after 5 s);
+// a write sent as it closes has an unknown outcome. A connection idle past max_idle is therefore
+// closed and a new one opened, while one used again soon is reused.
+TEST(D1Faults, APooledConnectionIdleLongerThanMaxIdleIsNotReused) {
+  server srv([&](int, const std::string& req) { return is_schema(req) ? k_empty_schema : k_one; });
+  auto o = local_d1::instance().options("00000000-0000-4000-8000-000000000000");
+  o.endpoint = srv.url();
+  o.max_idle = std::chrono::milliseconds(1000);
+  auto s = d1_store::open(o);
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_TRUE(run(**s, "SELECT 1 AS x"));
+  const int after_first = srv.connections();
+  ASSERT_TRUE(run(**s, "SELECT 1 AS x"));
+  EXPECT_EQ(srv.connections(), after_first) << "a connection used again at once is reused";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // idle past max_idle
+  ASSERT_TRUE(run(**s, "SELECT 1 AS x"));
+  EXPECT_EQ(srv.connections(), after_first + 1) << "a connection idle past max_idle is replaced";
+  EXPECT_LE((*s)->http().open_connections, 1u) << "the stale connection was closed, not kept";
 }
 
 TEST(D1Faults, UnreachableEndpointIsUnavailable) {
