@@ -52,6 +52,17 @@ struct figures {
 // One operation; returns false on error. Created per thread, outside the timed part.
 using operation = std::function<bool()>;
 
+// `f` (its errors counted) with the rate and percentiles of `latencies_us` over `elapsed` s.
+figures summarize(std::vector<float> latencies_us, double elapsed, figures f) {
+  if (latencies_us.empty()) return f;
+  std::sort(latencies_us.begin(), latencies_us.end());
+  f.ops = static_cast<double>(latencies_us.size()) / elapsed;
+  f.p50_us = latencies_us[latencies_us.size() / 2];
+  f.p99_us = latencies_us[std::min(latencies_us.size() - 1, latencies_us.size() * 99 / 100)];
+  f.ran = true;
+  return f;
+}
+
 figures measure(int threads, double seconds, const std::function<operation(int)>& make) {
   std::vector<std::vector<float>> lat(threads);
   std::vector<std::uint64_t> errors(threads, 0);
@@ -85,13 +96,7 @@ figures measure(int threads, double seconds, const std::function<operation(int)>
     all.insert(all.end(), lat[i].begin(), lat[i].end());
     f.errors += errors[i];
   }
-  if (all.empty()) return f;
-  std::sort(all.begin(), all.end());
-  f.ops = static_cast<double>(all.size()) / elapsed;
-  f.p50_us = all[all.size() / 2];
-  f.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
-  f.ran = true;
-  return f;
+  return summarize(std::move(all), elapsed, f);
 }
 
 // ---- in-process SQLite (the floor) -------------------------------------------------------------
@@ -366,13 +371,7 @@ figures measure_loop(std::uint16_t port, int conns, double seconds, const std::f
   }
   const double elapsed = std::chrono::duration<double>(steady::now() - start).count();
   cleanup();
-  if (lat.empty()) return f;
-  std::sort(lat.begin(), lat.end());
-  f.ops = static_cast<double>(lat.size()) / elapsed;
-  f.p50_us = lat[lat.size() / 2];
-  f.p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
-  f.ran = true;
-  return f;
+  return summarize(std::move(lat), elapsed, f);
 }
 
 // `workload` ("ping", "select", "insert") through tandem at `conns` connections. Plain TCP to
