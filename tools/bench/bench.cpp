@@ -24,6 +24,7 @@
 #include <iostream>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <boost/json/serialize.hpp>
@@ -47,6 +48,7 @@ struct figures {
   double p99_us = 0;
   std::uint64_t errors = 0;
   bool ran = false;
+  double server_cpu_us = 0;  // the tandem process's CPU time per request, when the bench started it
 };
 
 // One operation; returns false on error. Created per thread, outside the timed part.
@@ -507,6 +509,21 @@ class redis_reference {
 // ---- memory ------------------------------------------------------------------------------------
 
 // The resident set of process `pid` in KiB (VmRSS), -1 if unknown.
+// CPU time (user + system) the process has used so far, in seconds (/proc/<pid>/stat).
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 long rss_kib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
@@ -1191,11 +1208,19 @@ int run_bench(const bench_options& o) {
     echo_server echo;
     auto redis = redis_reference::start();
     figures select16_tandem, select64_tandem, echo16, ping16_tandem, redis16;
+    // A tandem measurement, with tandem's own CPU per request when this bench started it.
+    const auto through_tandem = [&](const char* workload, int n) {
+      const double before = child ? cpu_seconds(child->pid()) : 0;
+      figures t = measure_tandem(copts, workload, n, o.seconds, o.rows);
+      if (child && t.ran && t.ops > 0) t.server_cpu_us = (cpu_seconds(child->pid()) - before) * 1e6 / (t.ops * o.seconds);
+      return t;
+    };
+    figures insert16_cpu;
     const auto wants = [&o](const char* w) { return std::find(o.workloads.begin(), o.workloads.end(), w) != o.workloads.end(); };
     for (int n : o.connections) {
       if (!wants("ping")) break;
       auto e = measure_loop(echo.port(), n, o.seconds, [](int) { return std::string("{\"id\":1,\"op\":\"ping\"}\n"); }, "{\"ok\":true");
-      auto t = measure_tandem(copts, "ping", n, o.seconds, o.rows);
+      auto t = through_tandem("ping", n);
       row("ping (vs echo)", n, e, t);
       if (redis) {
         auto r = redis->ping(n, o.seconds);
@@ -1208,7 +1233,7 @@ int run_bench(const bench_options& o) {
     for (int n : o.connections) {
       if (!wants("select")) break;
       auto f = measure(n, o.seconds, [&](int i) { return inproc_select(floor_db, o.rows, o.synchronous, i); });
-      auto t = measure_tandem(copts, "select", n, o.seconds, o.rows);
+      auto t = through_tandem("select", n);
       row("point-select", n, f, t);
       if (n == 1) select1_floor = f, select1_tandem = t;
       if (n == 16) select16_tandem = t;
@@ -1218,9 +1243,10 @@ int run_bench(const bench_options& o) {
     for (int n : o.connections) {
       if (!wants("insert")) break;
       auto f = measure(n, o.seconds, [&](int i) { return inproc_insert(floor_db, o.synchronous, i); });
-      auto t = measure_tandem(copts, "insert", n, o.seconds, o.rows);
+      auto t = through_tandem("insert", n);
       row("insert", n, f, t);
       if (n == 1) insert1_floor = f;
+      if (n == 16) insert16_cpu = t;
       if (n == 64) insert64_floor = f, insert64_tandem = t;
     }
     std::printf("%s\n", std::string(100, '-').c_str());
@@ -1238,6 +1264,11 @@ int run_bench(const bench_options& o) {
       std::printf("point-select at 16 conns vs redis PING at 16 conns: %.2f (target >= 0.6)\n", select16_tandem.ops / redis16.ops);
     if (select64_tandem.ran)
       std::printf("point-select p99 at 64 conns: %.0f us (target < 1000)\n", select64_tandem.p99_us);
+    if (ping16_tandem.server_cpu_us > 0 && select16_tandem.server_cpu_us > 0)
+      std::printf("tandem's own CPU per request at 16 conns: ping %.1f us, point-select %.1f us (%.1f us over ping)%s\n",
+                  ping16_tandem.server_cpu_us, select16_tandem.server_cpu_us,
+                  select16_tandem.server_cpu_us - ping16_tandem.server_cpu_us,
+                  insert16_cpu.server_cpu_us > 0 ? (", insert " + std::to_string(static_cast<int>(insert16_cpu.server_cpu_us + 0.5)) + " us").c_str() : "");
     if (select1_tandem.ran && select1_floor.ran)
       std::printf("p50 added over in-process SQLite at 1 conn: %.1f us (target < 25)\n",
                   select1_tandem.p50_us - select1_floor.p50_us);
