@@ -5,8 +5,6 @@
 
 #include <atomic>
 #include <future>
-#include <mutex>
-#include <set>
 #include <thread>
 
 #include <boost/asio/post.hpp>

@@ -48,6 +48,7 @@ struct figures {
   double p99_us = 0;
   std::uint64_t errors = 0;
   bool ran = false;
+  std::size_t requests = 0;  // answered in the measurement
   double server_cpu_us = 0;  // the tandem process's CPU time per request, when the bench started it
 };
 
@@ -58,7 +59,8 @@ using operation = std::function<bool()>;
 figures summarize(std::vector<float> latencies_us, double elapsed, figures f) {
   if (latencies_us.empty()) return f;
   std::sort(latencies_us.begin(), latencies_us.end());
-  f.ops = static_cast<double>(latencies_us.size()) / elapsed;
+  f.requests = latencies_us.size();
+  f.ops = static_cast<double>(f.requests) / elapsed;
   f.p50_us = latencies_us[latencies_us.size() / 2];
   f.p99_us = latencies_us[std::min(latencies_us.size() - 1, latencies_us.size() * 99 / 100)];
   f.ran = true;
@@ -129,6 +131,7 @@ void exec(sqlite3* d, const std::string& sql) {
 constexpr const char* k_schema =
     "CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, payload BLOB);"
     "CREATE TABLE IF NOT EXISTS bench_insert(id INTEGER PRIMARY KEY, worker INTEGER, n INTEGER, name TEXT);";
+constexpr const char* k_ping_line = "{\"id\":1,\"op\":\"ping\"}\n";  // what the load generator sends for a ping
 constexpr const char* k_select = "SELECT id, name, score, payload FROM bench WHERE id = ?";
 constexpr const char* k_insert = "INSERT INTO bench_insert(worker, n, name) VALUES (?, ?, ?)";
 constexpr const char* k_select_d1 = "SELECT id, name, score FROM bench WHERE id = ?";
@@ -396,7 +399,7 @@ figures measure_tandem(const protocol::client_options& o, const std::string& wor
   const std::string insert_head = std::string(R"({"id":1,"op":"query","sql":")") + k_insert + R"(","params":[)";
   const auto next = [&](int i) -> std::string {
     const auto k = static_cast<std::size_t>(i);
-    if (workload == "ping") return "{\"id\":1,\"op\":\"ping\"}\n";
+    if (workload == "ping") return std::string(k_ping_line);
     if (workload == "select") return select_head + std::to_string(rng[k]() % static_cast<std::uint64_t>(rows) + 1) + "]}\n";
     return insert_head + std::to_string(i) + "," + std::to_string(++inserted[k]) + ",\"inserted\"]}\n";
   };
@@ -508,7 +511,6 @@ class redis_reference {
 
 // ---- memory ------------------------------------------------------------------------------------
 
-// The resident set of process `pid` in KiB (VmRSS), -1 if unknown.
 // CPU time (user + system) the process has used so far, in seconds (/proc/<pid>/stat).
 double cpu_seconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -524,6 +526,7 @@ double cpu_seconds(pid_t pid) {
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// The resident set of process `pid` in KiB (VmRSS), -1 if unknown.
 long rss_kib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
@@ -549,9 +552,9 @@ int idle_connection(std::uint16_t port) {
     ::close(fd);
     return -1;
   }
-  static constexpr char req[] = "{\"id\":1,\"op\":\"ping\"}\n";
+  const std::string_view req = k_ping_line;
   char buf[128];
-  if (::write(fd, req, sizeof req - 1) != static_cast<ssize_t>(sizeof req - 1) || ::read(fd, buf, sizeof buf) <= 0) {
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size()) || ::read(fd, buf, sizeof buf) <= 0) {
     ::close(fd);
     return -1;
   }
@@ -1212,14 +1215,14 @@ int run_bench(const bench_options& o) {
     const auto through_tandem = [&](const char* workload, int n) {
       const double before = child ? cpu_seconds(child->pid()) : 0;
       figures t = measure_tandem(copts, workload, n, o.seconds, o.rows);
-      if (child && t.ran && t.ops > 0) t.server_cpu_us = (cpu_seconds(child->pid()) - before) * 1e6 / (t.ops * o.seconds);
+      if (child && t.requests > 0) t.server_cpu_us = (cpu_seconds(child->pid()) - before) * 1e6 / static_cast<double>(t.requests);
       return t;
     };
     figures insert16_cpu;
     const auto wants = [&o](const char* w) { return std::find(o.workloads.begin(), o.workloads.end(), w) != o.workloads.end(); };
     for (int n : o.connections) {
       if (!wants("ping")) break;
-      auto e = measure_loop(echo.port(), n, o.seconds, [](int) { return std::string("{\"id\":1,\"op\":\"ping\"}\n"); }, "{\"ok\":true");
+      auto e = measure_loop(echo.port(), n, o.seconds, [](int) { return std::string(k_ping_line); }, "{\"ok\":true");
       auto t = through_tandem("ping", n);
       row("ping (vs echo)", n, e, t);
       if (redis) {
@@ -1264,11 +1267,12 @@ int run_bench(const bench_options& o) {
       std::printf("point-select at 16 conns vs redis PING at 16 conns: %.2f (target >= 0.6)\n", select16_tandem.ops / redis16.ops);
     if (select64_tandem.ran)
       std::printf("point-select p99 at 64 conns: %.0f us (target < 1000)\n", select64_tandem.p99_us);
-    if (ping16_tandem.server_cpu_us > 0 && select16_tandem.server_cpu_us > 0)
-      std::printf("tandem's own CPU per request at 16 conns: ping %.1f us, point-select %.1f us (%.1f us over ping)%s\n",
-                  ping16_tandem.server_cpu_us, select16_tandem.server_cpu_us,
-                  select16_tandem.server_cpu_us - ping16_tandem.server_cpu_us,
-                  insert16_cpu.server_cpu_us > 0 ? (", insert " + std::to_string(static_cast<int>(insert16_cpu.server_cpu_us + 0.5)) + " us").c_str() : "");
+    if (ping16_tandem.server_cpu_us > 0 && select16_tandem.server_cpu_us > 0) {
+      std::printf("tandem's own CPU per request at 16 conns: ping %.1f us, point-select %.1f us (%.1f us over ping)",
+                  ping16_tandem.server_cpu_us, select16_tandem.server_cpu_us, select16_tandem.server_cpu_us - ping16_tandem.server_cpu_us);
+      if (insert16_cpu.server_cpu_us > 0) std::printf(", insert %.0f us", insert16_cpu.server_cpu_us);
+      std::printf("\n");
+    }
     if (select1_tandem.ran && select1_floor.ran)
       std::printf("p50 added over in-process SQLite at 1 conn: %.1f us (target < 25)\n",
                   select1_tandem.p50_us - select1_floor.p50_us);
